@@ -1,0 +1,39 @@
+//! Types that cross the kernel boundary between netanom's XDP program and its agent.
+//!
+//! Everything here is `#[repr(C)]` with explicit padding and compile-time size asserts, so
+//! the kernel half (built for `bpfel-unknown-none`) and the user half agree byte for byte.
+//! The `user` feature adds `aya::Pod` impls and serde for the agent.
+#![no_std]
+
+pub mod parse;
+pub mod stats;
+
+pub use stats::{Event, Proto, ProtoCounter};
+
+/// Names shared by the ELF object and the agent. BPF object names are limited to 15 bytes.
+pub mod names {
+    /// The XDP program (function) name.
+    pub const PROG_XDP: &str = "netanom_xdp";
+    /// Per-CPU array of [`crate::ProtoCounter`], indexed by [`crate::Proto`].
+    pub const MAP_PROTO_STATS: &str = "NA_PROTO";
+    /// Per-CPU array of `u64`, indexed by [`crate::Event`].
+    pub const MAP_EVENTS: &str = "NA_EVENTS";
+    /// Global (in .rodata) the agent may override before load: aya-log level for the program.
+    pub const GLOBAL_LOG_LEVEL: &str = "AYA_LOG_LEVEL";
+    /// Directory on bpffs where netanom pins the maps that must outlive the agent.
+    pub const PIN_DIR: &str = "/sys/fs/bpf/netanom";
+
+    const fn max_len(names: &[&str]) -> usize {
+        let mut i = 0;
+        let mut max = 0;
+        while i < names.len() {
+            if names[i].len() > max {
+                max = names[i].len();
+            }
+            i += 1;
+        }
+        max
+    }
+    // The kernel truncates object names to BPF_OBJ_NAME_LEN - 1 = 15 bytes.
+    const _: () = assert!(max_len(&[PROG_XDP, MAP_PROTO_STATS, MAP_EVENTS]) <= 15);
+}

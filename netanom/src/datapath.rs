@@ -1,0 +1,293 @@
+//! The embedded XDP program: loading it, attaching it to interfaces, reading its maps.
+use std::{fmt, io};
+
+use aya::{
+    Ebpf, EbpfError, EbpfLoader,
+    maps::{MapError, PerCpuArray},
+    programs::{ProgramError, TestRun as _, TestRunOptions, Xdp, XdpMode},
+};
+use netanom_common::{Event, Proto, ProtoCounter, names};
+use thiserror::Error;
+
+/// The XDP program, compiled for the BPF target by build.rs.
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netanom"));
+
+/// Whether this binary carries the real XDP program (false when built without bpf-linker).
+pub fn has_program() -> bool {
+    !EBPF_OBJECT.is_empty()
+}
+
+/// Which XDP attach modes to try.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModePreference {
+    /// Native (driver) mode, falling back to generic (skb) mode where the driver lacks it.
+    #[default]
+    Auto,
+    /// Native mode only.
+    Native,
+    /// Generic (skb) mode only.
+    Skb,
+}
+
+/// The mode the program ended up attached in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttachMode {
+    Native,
+    Skb,
+}
+
+impl fmt::Display for AttachMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AttachMode::Native => "native",
+            AttachMode::Skb => "skb",
+        })
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum DatapathError {
+    #[error(
+        "this netanom binary was built without its XDP program (bpf-linker was missing at build \
+         time). Run `cargo xtask setup` to install the toolchain, then rebuild with `cargo xtask run`."
+    )]
+    Placeholder,
+    #[error(
+        "the kernel refused to load netanom's XDP program: {detail}. Check that the kernel has BPF \
+         and XDP enabled and that netanom runs with CAP_BPF and CAP_NET_ADMIN; the kernel log \
+         (`dmesg | tail`) may say more."
+    )]
+    Load { detail: String },
+    #[error(
+        "another XDP program is already attached to `{iface}`, and netanom will not replace it. \
+         See it with `ip link show dev {iface}`; detach it with `ip link set dev {iface} xdp off` \
+         if it is not needed, or watch a different interface."
+    )]
+    AlreadyAttached { iface: String },
+    #[error(
+        "could not attach the XDP program to `{iface}` in {tried} mode: {detail}. Try \
+         `--xdp-mode auto` (falls back to skb mode), or check `ip link show dev {iface}`."
+    )]
+    Attach {
+        iface: String,
+        tried: &'static str,
+        detail: String,
+    },
+    #[error("reading the kernel map {map} failed: {detail}")]
+    Map { map: &'static str, detail: String },
+}
+
+fn load_err(e: impl fmt::Display) -> DatapathError {
+    DatapathError::Load {
+        detail: e.to_string(),
+    }
+}
+
+fn map_err(map: &'static str) -> impl Fn(MapError) -> DatapathError {
+    move |e| DatapathError::Map {
+        map,
+        detail: e.to_string(),
+    }
+}
+
+/// One interface the program is attached to.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Attachment {
+    pub iface: String,
+    pub mode: AttachMode,
+}
+
+/// The loaded XDP program and its maps. Dropping it detaches the program everywhere.
+pub struct Datapath {
+    ebpf: Ebpf,
+    logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+    attachments: Vec<Attachment>,
+}
+
+impl Datapath {
+    /// Loads the embedded program into the kernel (verifier included); attaches nothing.
+    pub fn load() -> Result<Self, DatapathError> {
+        if !has_program() {
+            return Err(DatapathError::Placeholder);
+        }
+        // The program's debug logs cost a branch unless enabled: only ship them when the agent
+        // itself logs at debug level (aya-log-ebpf levels: 1 error .. 4 debug, 5 trace).
+        let level: u8 = if log::log_enabled!(target: "netanom_ebpf", log::Level::Debug) {
+            5
+        } else {
+            2
+        };
+        let mut ebpf = EbpfLoader::new()
+            .override_global(names::GLOBAL_LOG_LEVEL, &level, false)
+            .load(EBPF_OBJECT)
+            .map_err(|e| match e {
+                EbpfError::ProgramError(p) => load_err(program_error_detail(&p)),
+                other => load_err(other),
+            })?;
+        let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                log::debug!("XDP program logging unavailable: {e}");
+                None
+            }
+        };
+        let prog: &mut Xdp = program_mut(&mut ebpf)?;
+        prog.load().map_err(|e| load_err(program_error_detail(&e)))?;
+        Ok(Self {
+            ebpf,
+            logger,
+            attachments: Vec::new(),
+        })
+    }
+
+    /// Attaches the program to `iface`, native mode first unless told otherwise.
+    pub fn attach(&mut self, iface: &str, pref: ModePreference) -> Result<AttachMode, DatapathError> {
+        let prog = program_mut(&mut self.ebpf)?;
+        let try_mode = |prog: &mut Xdp, mode: XdpMode| prog.attach(iface, mode).map(|_| ());
+        let mode = match pref {
+            ModePreference::Native => try_mode(prog, XdpMode::Driver)
+                .map(|()| AttachMode::Native)
+                .map_err(|e| attach_error(iface, "native", e))?,
+            ModePreference::Skb => try_mode(prog, XdpMode::Skb)
+                .map(|()| AttachMode::Skb)
+                .map_err(|e| attach_error(iface, "skb", e))?,
+            ModePreference::Auto => match try_mode(prog, XdpMode::Driver) {
+                Ok(()) => AttachMode::Native,
+                Err(e) => {
+                    let first = attach_error(iface, "native", e);
+                    if matches!(first, DatapathError::AlreadyAttached { .. }) {
+                        return Err(first);
+                    }
+                    log::info!("{iface}: native XDP unavailable ({first}); falling back to skb mode");
+                    try_mode(prog, XdpMode::Skb)
+                        .map(|()| AttachMode::Skb)
+                        .map_err(|e| attach_error(iface, "skb", e))?
+                }
+            },
+        };
+        self.attachments.push(Attachment {
+            iface: iface.to_owned(),
+            mode,
+        });
+        Ok(mode)
+    }
+
+    pub fn attachments(&self) -> &[Attachment] {
+        &self.attachments
+    }
+
+    /// Per-protocol packet and byte counters, summed over CPUs, in [`Proto::ALL`] order.
+    pub fn proto_counters(&self) -> Result<Vec<(Proto, ProtoCounter)>, DatapathError> {
+        let map = self.ebpf.map(names::MAP_PROTO_STATS).ok_or(DatapathError::Map {
+            map: names::MAP_PROTO_STATS,
+            detail: "not in the program object".into(),
+        })?;
+        let arr: PerCpuArray<_, ProtoCounter> =
+            PerCpuArray::try_from(map).map_err(map_err(names::MAP_PROTO_STATS))?;
+        Proto::ALL
+            .iter()
+            .map(|&p| {
+                let v = arr.get(&(p as u32), 0).map_err(map_err(names::MAP_PROTO_STATS))?;
+                Ok((p, ProtoCounter::sum(v.iter())))
+            })
+            .collect()
+    }
+
+    /// Parser event counters, summed over CPUs, in [`Event::ALL`] order.
+    pub fn event_counters(&self) -> Result<Vec<(Event, u64)>, DatapathError> {
+        let map = self.ebpf.map(names::MAP_EVENTS).ok_or(DatapathError::Map {
+            map: names::MAP_EVENTS,
+            detail: "not in the program object".into(),
+        })?;
+        let arr: PerCpuArray<_, u64> = PerCpuArray::try_from(map).map_err(map_err(names::MAP_EVENTS))?;
+        Event::ALL
+            .iter()
+            .map(|&e| {
+                let v = arr.get(&(e as u32), 0).map_err(map_err(names::MAP_EVENTS))?;
+                Ok((e, v.iter().fold(0u64, |a, b| a.wrapping_add(*b))))
+            })
+            .collect()
+    }
+
+    /// Runs the program once over `frame` with BPF_PROG_TEST_RUN; returns the XDP action.
+    /// Used by tests and benchmarks that need no interface.
+    pub fn test_run(
+        &mut self,
+        frame: &[u8],
+        repeat: u32,
+    ) -> Result<(u32, std::time::Duration), DatapathError> {
+        let prog = program_mut(&mut self.ebpf)?;
+        let mut opts = TestRunOptions::new();
+        opts.data_in = Some(frame);
+        opts.repeat = repeat.max(1);
+        let r = prog
+            .test_run(opts)
+            .map_err(|e| load_err(program_error_detail(&e)))?;
+        Ok((r.return_value, r.duration))
+    }
+
+    /// Moves the program's log records to the agent's logger.
+    pub fn flush_logs(&mut self) {
+        if let Some(l) = self.logger.as_mut() {
+            l.flush();
+        }
+    }
+}
+
+fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, DatapathError> {
+    ebpf.program_mut(names::PROG_XDP)
+        .ok_or_else(|| load_err(format!("program {} missing from the object", names::PROG_XDP)))?
+        .try_into()
+        .map_err(|e: ProgramError| load_err(e))
+}
+
+fn io_error_of(e: &ProgramError) -> Option<&io::Error> {
+    match e {
+        ProgramError::SyscallError(s) => Some(&s.io_error),
+        ProgramError::LoadError { io_error, .. } => Some(io_error),
+        _ => None,
+    }
+}
+
+fn program_error_detail(e: &ProgramError) -> String {
+    match e {
+        // Keep the verifier's verdict (its last lines), not the whole log.
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            let log = verifier_log.to_string();
+            log::debug!("verifier log:\n{log}");
+            let tail: Vec<&str> = log.lines().rev().take(6).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            format!("{io_error}; verifier: {}", tail.join(" | "))
+        }
+        other => {
+            let mut s = other.to_string();
+            if let Some(io) = io_error_of(other) {
+                s = format!("{s} ({io})");
+            }
+            s
+        }
+    }
+}
+
+fn attach_error(iface: &str, tried: &'static str, e: ProgramError) -> DatapathError {
+    let os = io_error_of(&e).and_then(io::Error::raw_os_error).or_else(|| {
+        // The netlink fallback reports the errno inside its own error type.
+        let s = e.to_string();
+        (s.contains("Device or resource busy") || s.contains("File exists")).then_some(libc::EBUSY)
+    });
+    if matches!(os, Some(libc::EBUSY) | Some(libc::EEXIST)) {
+        return DatapathError::AlreadyAttached {
+            iface: iface.to_owned(),
+        };
+    }
+    DatapathError::Attach {
+        iface: iface.to_owned(),
+        tried,
+        detail: program_error_detail(&e),
+    }
+}
