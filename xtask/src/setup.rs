@@ -1,0 +1,320 @@
+//! `cargo xtask setup`: check each prerequisite, install only what is missing.
+//!
+//! One line per step: `[ok]` (already there), `[installed]` (what it did, how long it took)
+//! or `[failed]` (why, and the command to run by hand). A second run on a ready machine only
+//! checks, which takes seconds.
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    time::Instant,
+};
+
+use anyhow::{Context as _, bail};
+
+use crate::cmd;
+
+/// Debian packages: LLVM 22 for building bpf-linker, iproute2 for the namespace lab.
+const DEB_PACKAGES: &[&str] = &[
+    "llvm-22-dev",
+    "libpolly-22-dev",
+    "libzstd-dev",
+    "zlib1g-dev",
+    "iproute2",
+];
+const BPF_LINKER_VERSION: &str = "0.13.0";
+const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
+const ORT_VERSION: &str = "1.31.1";
+/// Must match `netanom::onnx::INSTALL_DIR`, where the agent looks for the library.
+const ORT_DIR: &str = "/usr/local/lib/netanom";
+const BPFFS: &str = "/sys/fs/bpf";
+
+/// What the other commands need from a ready machine.
+pub struct Env {
+    pub ort_lib: PathBuf,
+}
+
+struct Step {
+    name: &'static str,
+    /// `Ok(Some(detail))` when the prerequisite is already there.
+    check: fn() -> anyhow::Result<Option<String>>,
+    /// Installs it; returns what was done.
+    install: fn() -> anyhow::Result<String>,
+    /// What to run by hand if `install` fails.
+    manual: &'static str,
+}
+
+const STEPS: &[Step] = &[
+    Step {
+        name: "debian packages",
+        check: check_debs,
+        install: install_debs,
+        manual: "apt-get update && apt-get install -y llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev iproute2",
+    },
+    Step {
+        name: "nightly toolchain with rust-src",
+        check: check_nightly,
+        install: install_nightly,
+        manual: "rustup toolchain install nightly --profile minimal --component rust-src",
+    },
+    Step {
+        name: "bpf-linker",
+        check: check_bpf_linker,
+        install: install_bpf_linker,
+        manual: "LLVM_PREFIX=/usr/lib/llvm-22 cargo install bpf-linker@0.13.0 --no-default-features --features llvm-22",
+    },
+    Step {
+        name: "ONNX Runtime library",
+        check: check_ort,
+        install: install_ort,
+        manual: "python3 -m pip download --no-deps --only-binary=:all: onnxruntime==1.31.1 -d /tmp/ort && \
+                 mkdir -p /usr/local/lib/netanom && unzip -j -o /tmp/ort/onnxruntime-1.31.1-*.whl \
+                 'onnxruntime/capi/libonnxruntime*.so*' -d /usr/local/lib/netanom",
+    },
+    Step {
+        name: "bpffs at /sys/fs/bpf",
+        check: check_bpffs,
+        install: mount_bpffs,
+        manual: "mount -t bpf bpf /sys/fs/bpf",
+    },
+];
+
+/// `cargo xtask setup`: every step, with its line.
+pub fn run() -> anyhow::Result<Env> {
+    let started = Instant::now();
+    for step in STEPS {
+        run_step(step)?;
+    }
+    println!("setup: machine ready ({:.1}s)", started.elapsed().as_secs_f64());
+    Ok(env())
+}
+
+/// The same checks, run quietly before every other command; only missing things are
+/// installed (and only those print a line).
+pub fn ensure() -> anyhow::Result<Env> {
+    for step in STEPS {
+        match (step.check)() {
+            Ok(Some(_)) => {}
+            _ => run_step(step)?,
+        }
+    }
+    Ok(env())
+}
+
+fn env() -> Env {
+    Env {
+        ort_lib: Path::new(ORT_DIR).join(format!("libonnxruntime.so.{ORT_VERSION}")),
+    }
+}
+
+fn run_step(step: &Step) -> anyhow::Result<()> {
+    match (step.check)() {
+        Ok(Some(detail)) => {
+            println!("[ok]        {}: {detail}", step.name);
+            return Ok(());
+        }
+        Ok(None) => {}
+        Err(e) => println!("[check]     {}: {e:#}; installing", step.name),
+    }
+    let t = Instant::now();
+    match (step.install)() {
+        Ok(done) => {
+            // Trust, but verify: the check must pass now.
+            match (step.check)() {
+                Ok(Some(_)) => {
+                    println!("[installed] {}: {done} ({:.0}s)", step.name, t.elapsed().as_secs_f64());
+                    Ok(())
+                }
+                other => fail(step, &format!("installed, but the check still fails: {other:?}")),
+            }
+        }
+        Err(e) => fail(step, &format!("{e:#}")),
+    }
+}
+
+fn fail(step: &Step, why: &str) -> anyhow::Result<()> {
+    println!("[failed]    {}: {why}", step.name);
+    println!("            run by hand: {}", step.manual);
+    bail!("setup step `{}` failed: {why}. Run by hand: {}", step.name, step.manual)
+}
+
+fn is_root() -> bool {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+fn need_root(what: &str) -> anyhow::Result<()> {
+    if !is_root() {
+        bail!("{what} needs root; run `sudo -E cargo xtask setup`");
+    }
+    Ok(())
+}
+
+fn missing_debs() -> Vec<&'static str> {
+    DEB_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| {
+            cmd::output(cmd::new("dpkg-query", &["-W", "-f=${Status}", p]))
+                .map(|s| s.trim() != "install ok installed")
+                .unwrap_or(true)
+        })
+        .collect()
+}
+
+fn check_debs() -> anyhow::Result<Option<String>> {
+    let missing = missing_debs();
+    Ok(missing
+        .is_empty()
+        .then(|| format!("{} installed", DEB_PACKAGES.join(", "))))
+}
+
+fn install_debs() -> anyhow::Result<String> {
+    need_root("installing Debian packages")?;
+    let missing = missing_debs();
+    let mut update = cmd::new("apt-get", &["update", "-qq"]);
+    update.env("DEBIAN_FRONTEND", "noninteractive");
+    cmd::output(update)?;
+    let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    args.extend(&missing);
+    let mut install = cmd::new("apt-get", &args);
+    install.env("DEBIAN_FRONTEND", "noninteractive");
+    cmd::output(install)?;
+    Ok(format!("apt-get installed {}", missing.join(", ")))
+}
+
+fn check_nightly() -> anyhow::Result<Option<String>> {
+    let Ok(comps) = cmd::output(cmd::new(
+        "rustup",
+        &["component", "list", "--toolchain", "nightly", "--installed"],
+    )) else {
+        return Ok(None);
+    };
+    if !comps.lines().any(|l| l.starts_with("rust-src")) {
+        return Ok(None);
+    }
+    let v = cmd::output(cmd::new("rustc", &["+nightly", "--version"]))?;
+    Ok(Some(format!("{} + rust-src", v.trim())))
+}
+
+fn install_nightly() -> anyhow::Result<String> {
+    let has_nightly = cmd::output(cmd::new("rustup", &["toolchain", "list"]))
+        .map(|s| s.lines().any(|l| l.starts_with("nightly")))
+        .unwrap_or(false);
+    if has_nightly {
+        cmd::output(cmd::new(
+            "rustup",
+            &["component", "add", "rust-src", "--toolchain", "nightly"],
+        ))?;
+        Ok("rustup added rust-src to nightly".into())
+    } else {
+        cmd::output(cmd::new(
+            "rustup",
+            &[
+                "toolchain",
+                "install",
+                "nightly",
+                "--profile",
+                "minimal",
+                "--component",
+                "rust-src",
+            ],
+        ))?;
+        Ok("rustup installed nightly with rust-src".into())
+    }
+}
+
+fn check_bpf_linker() -> anyhow::Result<Option<String>> {
+    Ok(cmd::output(cmd::new("bpf-linker", &["--version"]))
+        .ok()
+        .map(|v| v.trim().to_owned())
+        .filter(|v| v.contains(BPF_LINKER_VERSION)))
+}
+
+fn install_bpf_linker() -> anyhow::Result<String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    println!("[running]   bpf-linker: building against LLVM 22 (about 3 minutes)");
+    let mut c = cmd::new(
+        &cargo,
+        &[
+            "install",
+            &format!("bpf-linker@{BPF_LINKER_VERSION}"),
+            "--no-default-features",
+            "--features",
+            "llvm-22",
+            "--force",
+        ],
+    );
+    // Not from the workspace: its rust-toolchain/config must not apply.
+    c.current_dir(std::env::temp_dir()).env("LLVM_PREFIX", LLVM_PREFIX);
+    cmd::output(c)?;
+    Ok(format!("cargo installed bpf-linker {BPF_LINKER_VERSION} (LLVM 22)"))
+}
+
+fn check_ort() -> anyhow::Result<Option<String>> {
+    let lib = env().ort_lib;
+    let ok = fs::read(&lib).is_ok_and(|b| b.len() > 1_000_000 && b.starts_with(b"\x7fELF"));
+    Ok(ok.then(|| format!("{}", lib.display())))
+}
+
+fn install_ort() -> anyhow::Result<String> {
+    need_root(&format!("installing ONNX Runtime into {ORT_DIR}"))?;
+    let tmp = std::env::temp_dir().join(format!("netanom-ort-{}", std::process::id()));
+    fs::create_dir_all(&tmp)?;
+    let wheel_dir = tmp.to_string_lossy().into_owned();
+    cmd::output(cmd::new(
+        "python3",
+        &[
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--only-binary=:all:",
+            &format!("onnxruntime=={ORT_VERSION}"),
+            "-d",
+            &wheel_dir,
+        ],
+    ))
+    .context("downloading the onnxruntime wheel from PyPI")?;
+    fs::create_dir_all(ORT_DIR)?;
+    // The wheel is a zip; Python's zipfile avoids needing `unzip`.
+    let script = format!(
+        "import glob, zipfile, os\n\
+         w = glob.glob(os.path.join({wheel_dir:?}, 'onnxruntime-{ORT_VERSION}-*.whl'))[0]\n\
+         z = zipfile.ZipFile(w)\n\
+         for n in z.namelist():\n\
+         \x20   b = os.path.basename(n)\n\
+         \x20   if n.startswith('onnxruntime/capi/') and b.startswith('libonnxruntime') and '.so' in b:\n\
+         \x20       open(os.path.join({ORT_DIR:?}, b), 'wb').write(z.read(n))\n\
+         \x20       print(b)\n"
+    );
+    let files = cmd::output(cmd::new("python3", &["-c", &script]))?;
+    let _ = fs::remove_dir_all(&tmp);
+    Ok(format!(
+        "extracted {} from the onnxruntime=={ORT_VERSION} wheel into {ORT_DIR}",
+        files.split_whitespace().collect::<Vec<_>>().join(", ")
+    ))
+}
+
+fn check_bpffs() -> anyhow::Result<Option<String>> {
+    let mounts = fs::read_to_string("/proc/mounts")?;
+    Ok(mounts
+        .lines()
+        .any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 2 && f[1] == BPFFS && f[2] == "bpf"
+        })
+        .then(|| "mounted".into()))
+}
+
+fn mount_bpffs() -> anyhow::Result<String> {
+    need_root("mounting bpffs")?;
+    cmd::output(cmd::new("mount", &["-t", "bpf", "bpf", BPFFS]))?;
+    Ok(format!("mounted bpffs at {BPFFS}"))
+}

@@ -1,0 +1,141 @@
+//! `build`, `run` and `test`.
+use std::{os::unix::process::CommandExt as _, path::PathBuf, time::Instant};
+
+use anyhow::{Context as _, bail};
+
+use crate::{cmd, setup::Env};
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+/// Builds the agent (which builds and embeds the XDP program); returns the binary's path.
+pub fn build(_env: &Env, release: bool) -> anyhow::Result<PathBuf> {
+    let mut args = vec!["build", "--package", "netanom"];
+    if release {
+        args.push("--release");
+    }
+    cmd::status(cmd::new(&cargo(), &args))?;
+    let bin = cmd::root()
+        .join("target")
+        .join(if release { "release" } else { "debug" })
+        .join("netanom");
+    if !bin.is_file() {
+        bail!("the build finished but {} is missing", bin.display());
+    }
+    Ok(bin)
+}
+
+/// Builds, then replaces this process with `netanom run ARGS`, so signals reach the agent.
+pub fn run(env: &Env, release: bool, args: &[String]) -> anyhow::Result<()> {
+    let bin = build(env, release)?;
+    let err = std::process::Command::new(&bin)
+        .arg("run")
+        .args(args)
+        .env("NETANOM_ORT_LIB", &env.ort_lib)
+        .exec();
+    Err(err).with_context(|| format!("could not start {}", bin.display()))
+}
+
+/// The README test command: format, lint (user crates and the eBPF crate for its real
+/// target), unit tests and privileged integration tests, then a check for leftovers.
+pub fn test(env: &Env) -> anyhow::Result<()> {
+    if !is_root() {
+        bail!(
+            "`cargo xtask test` runs privileged integration tests (network namespaces, XDP) and \
+             needs root: run `sudo -E cargo xtask test`. Unprivileged unit tests alone: `cargo test`."
+        );
+    }
+    let started = Instant::now();
+    let cargo = cargo();
+    section("rustfmt");
+    cmd::status(cmd::new(&cargo, &["fmt", "--all", "--", "--check"]))?;
+
+    section("clippy: user-space crates (warnings denied)");
+    cmd::status(cmd::new(
+        &cargo,
+        &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
+    ))?;
+
+    section("clippy: eBPF crate for bpfel-unknown-none (warnings denied)");
+    let mut c = cmd::new(
+        "rustup",
+        &[
+            "run",
+            "nightly",
+            "cargo",
+            "clippy",
+            "--package",
+            "netanom-ebpf",
+            "--release",
+            "--target",
+            "bpfel-unknown-none",
+            "-Z",
+            "build-std=core",
+            "--target-dir",
+            "target/bpf-clippy",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    );
+    c.env_remove("RUSTC").env_remove("RUSTC_WORKSPACE_WRAPPER");
+    cmd::status(c)?;
+
+    section("build the agent for the integration tests");
+    let bin = build(env, false)?;
+
+    section("unit and integration tests");
+    let mut t = cmd::new(&cargo, &["test", "--workspace", "--no-fail-fast"]);
+    t.env("NETANOM_BIN", &bin).env("NETANOM_ORT_LIB", &env.ort_lib);
+    let shared = cmd::root().join("..").join("shared");
+    if shared.is_dir() {
+        t.env("NETANOM_SHARED", &shared);
+    }
+    cmd::status(t)?;
+
+    section("leftovers");
+    check_leftovers()?;
+    println!(
+        "xtask test: all checks passed in {:.0}s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn section(name: &str) {
+    println!("\n=== {name} ===");
+}
+
+fn is_root() -> bool {
+    cmd::output(cmd::new("id", &["-u"])).is_ok_and(|s| s.trim() == "0")
+}
+
+/// After the suite, no namespace, veth or XDP program of ours may remain.
+fn check_leftovers() -> anyhow::Result<()> {
+    let ns = cmd::output(cmd::new("ip", &["netns", "list"]))?;
+    let ours: Vec<&str> = ns
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with("nalab"))
+        .collect();
+    let links = cmd::output(cmd::new("ip", &["-o", "link", "show"]))?;
+    let xdp: Vec<&str> = links
+        .lines()
+        .filter(|l| l.contains(" xdp") || l.contains("prog/xdp"))
+        .filter_map(|l| l.split(": ").nth(1))
+        .collect();
+    let veths: Vec<&str> = links
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .filter(|n| n.starts_with("nl"))
+        .collect();
+    if !ours.is_empty() || !xdp.is_empty() || !veths.is_empty() {
+        bail!(
+            "the tests left things behind: namespaces {ours:?}, XDP on {xdp:?}, veths {veths:?}. \
+             A test's teardown is broken; remove them with `ip netns del NAME` / `ip link set dev IF xdp off`."
+        );
+    }
+    println!("no namespaces, veths or XDP programs left behind");
+    Ok(())
+}
