@@ -5,6 +5,8 @@
 //! The `user` feature adds `aya::Pod` impls and serde for the agent.
 #![no_std]
 
+pub mod agg;
+pub mod flow;
 pub mod parse;
 pub mod stats;
 
@@ -14,10 +16,25 @@ pub use stats::{Event, Proto, ProtoCounter};
 pub mod names {
     /// The XDP program (function) name.
     pub const PROG_XDP: &str = "netanom_xdp";
+    /// The TC egress classifier: the same accounting for the host's outgoing packets.
+    pub const PROG_TC_EGRESS: &str = "netanom_egress";
+    /// Benchmark baselines: a bare `XDP_PASS`, and parsing without accounting.
+    pub const PROG_BARE: &str = "netanom_bare";
+    pub const PROG_PARSE_ONLY: &str = "netanom_parse";
     /// Per-CPU array of [`crate::ProtoCounter`], indexed by [`crate::Proto`].
     pub const MAP_PROTO_STATS: &str = "NA_PROTO";
     /// Per-CPU array of `u64`, indexed by [`crate::Event`].
     pub const MAP_EVENTS: &str = "NA_EVENTS";
+    /// LRU hash [`crate::flow::FlowKey`] → [`crate::flow::FlowValue`].
+    pub const MAP_FLOWS: &str = "NA_FLOWS";
+    /// LRU hash [`crate::agg::HostKey`] → [`crate::agg::SrcStats`].
+    pub const MAP_SRC: &str = "NA_SRC";
+    /// LRU hash [`crate::agg::DstKey`] → [`crate::agg::DstStats`].
+    pub const MAP_DST: &str = "NA_DST";
+    /// Ring buffer of [`crate::flow::FlowRecord`]: flows that ended.
+    pub const MAP_FLOW_EXPORT: &str = "NA_FLOW_RB";
+    /// Global (in .rodata) holding [`crate::flow::FlowTimeouts`], set by the agent at load.
+    pub const GLOBAL_TIMEOUTS: &str = "NA_TIMEOUTS";
     /// Global (in .rodata) the agent may override before load: aya-log level for the program.
     pub const GLOBAL_LOG_LEVEL: &str = "AYA_LOG_LEVEL";
     /// Directory on bpffs where netanom pins the maps that must outlive the agent.
@@ -35,5 +52,19 @@ pub mod names {
         max
     }
     // The kernel truncates object names to BPF_OBJ_NAME_LEN - 1 = 15 bytes.
-    const _: () = assert!(max_len(&[PROG_XDP, MAP_PROTO_STATS, MAP_EVENTS]) <= 15);
+    const _: () = assert!(
+        max_len(&[
+            PROG_XDP,
+            PROG_TC_EGRESS,
+            PROG_BARE,
+            PROG_PARSE_ONLY,
+            MAP_PROTO_STATS,
+            MAP_EVENTS,
+            MAP_FLOWS,
+            MAP_SRC,
+            MAP_DST,
+            MAP_FLOW_EXPORT,
+            GLOBAL_TIMEOUTS,
+        ]) <= 15
+    );
 }

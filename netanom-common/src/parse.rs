@@ -32,8 +32,14 @@ pub const MAX_HDR_OFFSET: usize = 512;
 pub trait Packet {
     /// Length of the frame in bytes.
     fn len(&self) -> usize;
+    /// Whether the frame has no bytes at all.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     /// The big-endian `u16` at `off`, or `None` if it does not fit.
     fn be16_at(&self, off: usize) -> Option<u16>;
+    /// The big-endian `u32` at `off`, or `None` if it does not fit.
+    fn be32_at(&self, off: usize) -> Option<u32>;
 }
 
 /// The first (high) byte of a big-endian word.
@@ -60,6 +66,11 @@ impl Packet for [u8] {
             _ => None,
         }
     }
+    #[inline(always)]
+    fn be32_at(&self, off: usize) -> Option<u32> {
+        let b = self.get(off..off.checked_add(4)?)?;
+        Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
 }
 
 /// What the parser learned about one frame.
@@ -75,20 +86,80 @@ pub struct Classified {
     pub l3_off: usize,
 }
 
-/// Classifies a frame by address family and transport protocol.
+/// Fragment position of an IP packet.
+pub const FRAG_NONE: u8 = 0;
+/// First fragment: carries the transport header.
+pub const FRAG_FIRST: u8 = 1;
+/// Later fragment: no transport header, so no ports or flags.
+pub const FRAG_LATER: u8 = 2;
+
+/// Address family tags used in keys.
+pub const FAMILY_V4: u8 = 4;
+pub const FAMILY_V6: u8 = 6;
+
+/// Header fields of an IP packet, as flow accounting needs them.
 ///
-/// Truncated or malformed frames are classified as far as their bytes allow and flagged with
-/// an [`Event`]; the caller always lets them pass.
+/// Addresses are big-endian words: an IPv4 address is word 0 (others zero), an IPv6 address
+/// all four; comparing words compares addresses byte-wise.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PacketMeta {
+    pub family: u8,
+    /// IP protocol / IPv6 upper-layer next header.
+    pub proto: u8,
+    pub src: [u32; 4],
+    pub dst: [u32; 4],
+    /// Ports (TCP/UDP), 0 otherwise and for later fragments.
+    pub sport: u16,
+    pub dport: u16,
+    /// TCP flags byte (FIN 0x01 ... CWR 0x80), 0 for other protocols.
+    pub tcp_flags: u8,
+    /// [`FRAG_NONE`], [`FRAG_FIRST`] or [`FRAG_LATER`].
+    pub fragment: u8,
+    /// ICMP/ICMPv6 type and code (0 otherwise).
+    pub icmp_type: u8,
+    pub icmp_code: u8,
+    /// TCP receive window (unscaled), 0 for other protocols.
+    pub window: u16,
+    /// Transport header length: TCP data offset × 4, 8 for UDP/ICMP/ICMPv6, 0 otherwise.
+    pub l4_hdr_len: u16,
+    /// Transport payload length, from the IP length fields (not from the captured bytes, so a
+    /// capture cut at a snap length still gives true lengths).
+    pub payload_len: u16,
+    /// Bytes of the whole frame from the Ethernet header on.
+    pub frame_len: u16,
+}
+
+/// Classification plus, for IP packets whose headers are complete, the flow metadata.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Parsed {
+    pub class: Classified,
+    pub meta: Option<PacketMeta>,
+}
+
+/// Classifies a frame by address family and transport protocol.
 #[inline(always)]
 pub fn classify<P: Packet + ?Sized>(pkt: &P) -> Classified {
-    let mut out = Classified {
-        proto: Proto::OtherL2,
-        vlan: false,
-        event: None,
-        l3_off: ETH_HLEN,
+    parse(pkt).class
+}
+
+/// Parses a frame: Ethernet, up to two VLAN tags, IPv4 (options, fragments) or IPv6
+/// (extension headers, fragments), then TCP/UDP/ICMP/ICMPv6 headers.
+///
+/// Truncated or malformed frames are classified as far as their bytes allow and flagged with
+/// an [`Event`]; they get no [`PacketMeta`]. The caller always lets them pass.
+#[inline(always)]
+pub fn parse<P: Packet + ?Sized>(pkt: &P) -> Parsed {
+    let mut out = Parsed {
+        class: Classified {
+            proto: Proto::OtherL2,
+            vlan: false,
+            event: None,
+            l3_off: ETH_HLEN,
+        },
+        meta: None,
     };
     let Some(mut ethertype) = pkt.be16_at(12) else {
-        out.event = Some(Event::Truncated);
+        out.class.event = Some(Event::Truncated);
         return out;
     };
     let mut off = ETH_HLEN;
@@ -96,69 +167,106 @@ pub fn classify<P: Packet + ?Sized>(pkt: &P) -> Classified {
         if ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD {
             break;
         }
-        out.vlan = true;
+        out.class.vlan = true;
         // A tag is 4 bytes: TCI, then the encapsulated ethertype.
         match pkt.be16_at(off + 2) {
             Some(t) => ethertype = t,
             None => {
-                out.event = Some(Event::Truncated);
+                out.class.event = Some(Event::Truncated);
                 return out;
             }
         }
         off += 4;
     }
-    out.l3_off = off;
+    out.class.l3_off = off;
     match ethertype {
-        ETH_P_IPV4 => classify_ipv4(pkt, off, &mut out),
-        ETH_P_IPV6 => classify_ipv6(pkt, off, &mut out),
-        ETH_P_ARP => out.proto = Proto::Arp,
+        ETH_P_IPV4 => parse_ipv4(pkt, off, &mut out),
+        ETH_P_IPV6 => parse_ipv6(pkt, off, &mut out),
+        ETH_P_ARP => out.class.proto = Proto::Arp,
         _ => {}
     }
     out
 }
 
 #[inline(always)]
-fn classify_ipv4<P: Packet + ?Sized>(pkt: &P, off: usize, out: &mut Classified) {
-    out.proto = Proto::Ipv4Other;
+fn parse_ipv4<P: Packet + ?Sized>(pkt: &P, off: usize, out: &mut Parsed) {
+    out.class.proto = Proto::Ipv4Other;
     // Version/IHL share a word with the TOS; TTL shares one with the protocol.
     let (Some(w0), Some(w4)) = (pkt.be16_at(off), pkt.be16_at(off + 8)) else {
-        out.event = Some(Event::Truncated);
+        out.class.event = Some(Event::Truncated);
         return;
     };
     let (vihl, proto) = (hi(w0), lo(w4));
     let ihl = usize::from(vihl & 0x0f) * 4;
     if vihl >> 4 != 4 || ihl < 20 {
-        out.event = Some(Event::BadIpHeader);
+        out.class.event = Some(Event::BadIpHeader);
         return;
     }
+    let (Some(total), Some(frag), Some(src), Some(dst)) = (
+        pkt.be16_at(off + 2),
+        pkt.be16_at(off + 6),
+        pkt.be32_at(off + 12),
+        pkt.be32_at(off + 16),
+    ) else {
+        out.class.event = Some(Event::Truncated);
+        return;
+    };
     if pkt.len() < off + ihl {
-        out.event = Some(Event::Truncated);
+        out.class.event = Some(Event::Truncated);
         return;
     }
-    out.proto = match proto {
+    out.class.proto = match proto {
         IPPROTO_TCP => Proto::Ipv4Tcp,
         IPPROTO_UDP => Proto::Ipv4Udp,
         IPPROTO_ICMP => Proto::Ipv4Icmp,
         _ => Proto::Ipv4Other,
     };
+    let fragment = if frag & 0x1fff != 0 {
+        FRAG_LATER
+    } else if frag & 0x2000 != 0 {
+        FRAG_FIRST
+    } else {
+        FRAG_NONE
+    };
+    let meta = PacketMeta {
+        family: FAMILY_V4,
+        proto,
+        src: [src, 0, 0, 0],
+        dst: [dst, 0, 0, 0],
+        fragment,
+        frame_len: pkt.len() as u16,
+        ..PacketMeta::default()
+    };
+    let ip_payload = usize::from(total).saturating_sub(ihl);
+    parse_l4(pkt, off + ihl, ip_payload, meta, out);
 }
 
 #[inline(always)]
-fn classify_ipv6<P: Packet + ?Sized>(pkt: &P, off: usize, out: &mut Classified) {
-    out.proto = Proto::Ipv6Other;
+fn parse_ipv6<P: Packet + ?Sized>(pkt: &P, off: usize, out: &mut Parsed) {
+    out.class.proto = Proto::Ipv6Other;
     // Payload length precedes next header + hop limit; version leads the first word.
-    let (Some(w0), Some(w3)) = (pkt.be16_at(off), pkt.be16_at(off + 6)) else {
-        out.event = Some(Event::Truncated);
+    let (Some(w0), Some(plen), Some(w3)) = (pkt.be16_at(off), pkt.be16_at(off + 4), pkt.be16_at(off + 6))
+    else {
+        out.class.event = Some(Event::Truncated);
         return;
     };
     let (ver, mut next) = (hi(w0), hi(w3));
     if ver >> 4 != 6 {
-        out.event = Some(Event::BadIpHeader);
+        out.class.event = Some(Event::BadIpHeader);
         return;
     }
-    if pkt.len() < off + 40 {
-        out.event = Some(Event::Truncated);
-        return;
+    let mut meta = PacketMeta {
+        family: FAMILY_V6,
+        frame_len: pkt.len() as u16,
+        ..PacketMeta::default()
+    };
+    for i in 0..4 {
+        let (Some(s), Some(d)) = (pkt.be32_at(off + 8 + 4 * i), pkt.be32_at(off + 24 + 4 * i)) else {
+            out.class.event = Some(Event::Truncated);
+            return;
+        };
+        meta.src[i] = s;
+        meta.dst[i] = d;
     }
     let mut hdr = off + 40;
     for _ in 0..MAX_IPV6_EXT {
@@ -167,12 +275,25 @@ fn classify_ipv6<P: Packet + ?Sized>(pkt: &P, off: usize, out: &mut Classified) 
         }
         // Every extension header starts with Next Header, Hdr Ext Len.
         let Some(w) = pkt.be16_at(hdr) else {
-            out.event = Some(Event::Truncated);
+            out.class.event = Some(Event::Truncated);
             return;
         };
         let len = match next {
-            // Fragment header: fixed 8 bytes.
-            44 => 8,
+            // Fragment header: fixed 8 bytes; offset and M flag in its second word.
+            44 => {
+                let Some(fw) = pkt.be16_at(hdr + 2) else {
+                    out.class.event = Some(Event::Truncated);
+                    return;
+                };
+                meta.fragment = if fw >> 3 != 0 {
+                    FRAG_LATER
+                } else if fw & 1 != 0 {
+                    FRAG_FIRST
+                } else {
+                    FRAG_NONE
+                };
+                8
+            }
             // Authentication header: (Payload Len + 2) * 4 bytes.
             51 => (usize::from(lo(w)) + 2) * 4,
             // Hop-by-hop, routing, destination options: (Hdr Ext Len + 1) * 8 bytes.
@@ -181,20 +302,84 @@ fn classify_ipv6<P: Packet + ?Sized>(pkt: &P, off: usize, out: &mut Classified) 
         next = hi(w);
         hdr += len;
         if hdr > MAX_HDR_OFFSET {
-            out.event = Some(Event::Ipv6ExtTooDeep);
+            out.class.event = Some(Event::Ipv6ExtTooDeep);
             return;
         }
     }
-    out.proto = match next {
+    out.class.proto = match next {
         IPPROTO_TCP => Proto::Ipv6Tcp,
         IPPROTO_UDP => Proto::Ipv6Udp,
         IPPROTO_ICMPV6 => Proto::Ipv6Icmp,
         0 | 43 | 44 | 51 | 60 => {
-            out.event = Some(Event::Ipv6ExtTooDeep);
-            Proto::Ipv6Other
+            out.class.event = Some(Event::Ipv6ExtTooDeep);
+            return;
         }
         _ => Proto::Ipv6Other,
     };
+    if pkt.len() < off + 40 {
+        out.class.event = Some(Event::Truncated);
+        return;
+    }
+    meta.proto = next;
+    // The IPv6 payload length covers the extension headers.
+    let ip_payload = (usize::from(plen) + off + 40).saturating_sub(hdr);
+    parse_l4(pkt, hdr, ip_payload, meta, out);
+}
+
+/// Transport header at `off`; `ip_payload` is what the IP header says follows it.
+#[inline(always)]
+fn parse_l4<P: Packet + ?Sized>(
+    pkt: &P,
+    off: usize,
+    ip_payload: usize,
+    mut meta: PacketMeta,
+    out: &mut Parsed,
+) {
+    if meta.fragment == FRAG_LATER {
+        meta.payload_len = ip_payload as u16;
+        out.meta = Some(meta);
+        return;
+    }
+    let hdr_len = match meta.proto {
+        IPPROTO_TCP => {
+            let (Some(sp), Some(dp), Some(w6), Some(win)) = (
+                pkt.be16_at(off),
+                pkt.be16_at(off + 2),
+                pkt.be16_at(off + 12),
+                pkt.be16_at(off + 14),
+            ) else {
+                out.class.event = Some(Event::Truncated);
+                return;
+            };
+            meta.sport = sp;
+            meta.dport = dp;
+            meta.tcp_flags = lo(w6);
+            meta.window = win;
+            usize::from(hi(w6) >> 4) * 4
+        }
+        IPPROTO_UDP => {
+            let (Some(sp), Some(dp)) = (pkt.be16_at(off), pkt.be16_at(off + 2)) else {
+                out.class.event = Some(Event::Truncated);
+                return;
+            };
+            meta.sport = sp;
+            meta.dport = dp;
+            8
+        }
+        IPPROTO_ICMP | IPPROTO_ICMPV6 => {
+            let Some(tc) = pkt.be16_at(off) else {
+                out.class.event = Some(Event::Truncated);
+                return;
+            };
+            meta.icmp_type = hi(tc);
+            meta.icmp_code = lo(tc);
+            8
+        }
+        _ => 0,
+    };
+    meta.l4_hdr_len = hdr_len as u16;
+    meta.payload_len = ip_payload.saturating_sub(hdr_len) as u16;
+    out.meta = Some(meta);
 }
 
 #[cfg(test)]

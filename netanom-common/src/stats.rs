@@ -95,15 +95,33 @@ pub enum Event {
     Ipv6ExtTooDeep = 2,
     /// Frames that carried at least one 802.1Q/802.1ad tag.
     VlanTagged = 3,
+    /// IP fragments (first and later).
+    Fragment = 4,
+    /// New flows entered in the flow table.
+    FlowCreated = 5,
+    /// Flow records handed to the agent through the ring buffer.
+    FlowExported = 6,
+    /// Flow records lost because the ring buffer was full.
+    ExportLost = 7,
+    /// Flows that could not be entered in the flow table.
+    FlowInsertFailed = 8,
+    /// Source/destination aggregates that could not be entered.
+    AggInsertFailed = 9,
 }
 
 impl Event {
-    pub const COUNT: u32 = 4;
+    pub const COUNT: u32 = 10;
     pub const ALL: [Event; Self::COUNT as usize] = [
         Event::Truncated,
         Event::BadIpHeader,
         Event::Ipv6ExtTooDeep,
         Event::VlanTagged,
+        Event::Fragment,
+        Event::FlowCreated,
+        Event::FlowExported,
+        Event::ExportLost,
+        Event::FlowInsertFailed,
+        Event::AggInsertFailed,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -112,7 +130,25 @@ impl Event {
             Event::BadIpHeader => "bad_ip_header",
             Event::Ipv6ExtTooDeep => "ipv6_ext_too_deep",
             Event::VlanTagged => "vlan_tagged",
+            Event::Fragment => "fragment",
+            Event::FlowCreated => "flow_created",
+            Event::FlowExported => "flow_exported",
+            Event::ExportLost => "export_lost",
+            Event::FlowInsertFailed => "flow_insert_failed",
+            Event::AggInsertFailed => "agg_insert_failed",
         }
+    }
+
+    /// Parser events (malformed input), as opposed to accounting events.
+    pub const fn is_parser_event(self) -> bool {
+        matches!(
+            self,
+            Event::Truncated
+                | Event::BadIpHeader
+                | Event::Ipv6ExtTooDeep
+                | Event::VlanTagged
+                | Event::Fragment
+        )
     }
 }
 
@@ -120,4 +156,13 @@ impl Event {
 mod user {
     // SAFETY: repr(C), only u64 fields, no padding (size asserted above).
     unsafe impl aya::Pod for super::ProtoCounter {}
+    // SAFETY: repr(C) structs of integers with explicit padding fields (sizes asserted).
+    unsafe impl aya::Pod for crate::flow::FlowKey {}
+    unsafe impl aya::Pod for crate::flow::FlowValue {}
+    unsafe impl aya::Pod for crate::flow::FlowRecord {}
+    unsafe impl aya::Pod for crate::flow::FlowTimeouts {}
+    unsafe impl aya::Pod for crate::agg::HostKey {}
+    unsafe impl aya::Pod for crate::agg::DstKey {}
+    unsafe impl aya::Pod for crate::agg::SrcStats {}
+    unsafe impl aya::Pod for crate::agg::DstStats {}
 }

@@ -4,7 +4,8 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 use clap::{Parser, Subcommand};
 
 use crate::{
-    datapath::ModePreference,
+    datapath::{LoadOptions, ModePreference},
+    offline::{self, FeaturesArgs},
     onnx,
     run::{self, RunOptions},
     stats::Format,
@@ -25,6 +26,8 @@ pub struct Cli {
 pub enum Command {
     /// Attach to interfaces and watch their traffic (observe mode: nothing is dropped).
     Run(RunArgs),
+    /// Compute flow features from a capture file (pcap or pcapng) and write them as CSV.
+    Features(FeaturesArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -47,6 +50,73 @@ pub struct RunArgs {
     /// Mount point of the BPF filesystem.
     #[arg(long, value_name = "DIR", default_value = "/sys/fs/bpf")]
     pub bpffs: PathBuf,
+    /// Do not attach the TC egress classifier (then only incoming packets are accounted).
+    #[arg(long)]
+    pub no_egress: bool,
+    /// Flow table entries (LRU). About 424 bytes of kernel memory each.
+    #[arg(long, value_name = "N", default_value_t = LoadOptions::default().flow_entries)]
+    pub flow_table_size: u32,
+    /// Per-source aggregate entries (LRU). About 260 bytes each.
+    #[arg(long, value_name = "N", default_value_t = LoadOptions::default().src_entries)]
+    pub src_table_size: u32,
+    /// Per-destination aggregate entries (LRU). About 196 bytes each.
+    #[arg(long, value_name = "N", default_value_t = LoadOptions::default().dst_entries)]
+    pub dst_table_size: u32,
+    /// Size of the ring buffer carrying ended flows to the agent (power of two; 376 bytes a record).
+    #[arg(long, value_name = "BYTES", default_value_t = LoadOptions::default().export_ring_bytes)]
+    pub export_ring_bytes: u32,
+    /// A flow older than this is exported and continues as a new flow.
+    #[arg(long, value_name = "SECONDS", default_value = "120", value_parser = parse_timeout)]
+    pub active_timeout: Duration,
+    /// A flow without packets for this long is exported and removed.
+    #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = parse_timeout)]
+    pub idle_timeout: Duration,
+    /// Seconds between sweeps of the flow table for idle flows.
+    #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = parse_interval)]
+    pub sweep_interval: Duration,
+    /// Seconds between drains of the per-source and per-destination aggregates.
+    #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = parse_interval)]
+    pub aggregate_interval: Duration,
+    /// Write every ended flow's features to this CSV file (the `netanom features` format).
+    #[arg(long, value_name = "FILE")]
+    pub flows_out: Option<PathBuf>,
+}
+
+impl RunArgs {
+    pub fn options(self) -> RunOptions {
+        let mut load = LoadOptions {
+            flow_entries: self.flow_table_size,
+            src_entries: self.src_table_size,
+            dst_entries: self.dst_table_size,
+            export_ring_bytes: self.export_ring_bytes,
+            ..LoadOptions::default()
+        };
+        load.timeouts.active_ns = self.active_timeout.as_nanos() as u64;
+        load.timeouts.idle_ns = self.idle_timeout.as_nanos() as u64;
+        RunOptions {
+            ifaces: self.ifaces,
+            xdp_mode: self.xdp_mode,
+            egress: !self.no_egress,
+            stats_interval: self.stats_interval,
+            stats_format: self.stats_format,
+            ort_lib: self.ort_lib,
+            bpffs: self.bpffs,
+            load,
+            sweep_interval: self.sweep_interval,
+            aggregate_interval: self.aggregate_interval,
+            flows_out: self.flows_out,
+        }
+    }
+}
+
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    if !(0.001..=86_400.0).contains(&secs) {
+        return Err(format!("{secs} s is out of range (0.001 to 86400)"));
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 fn parse_interval(s: &str) -> Result<Duration, String> {
@@ -67,14 +137,8 @@ pub fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(a) => run::run(RunOptions {
-            ifaces: a.ifaces,
-            xdp_mode: a.xdp_mode,
-            stats_interval: a.stats_interval,
-            stats_format: a.stats_format,
-            ort_lib: a.ort_lib,
-            bpffs: a.bpffs,
-        }),
+        Command::Run(a) => run::run(a.options()),
+        Command::Features(a) => offline::run_features(&a).map_err(anyhow::Error::from),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -115,7 +179,9 @@ mod tests {
             "skb",
         ])
         .unwrap();
-        let Command::Run(a) = cli.command;
+        let Command::Run(a) = cli.command else {
+            panic!("not the run subcommand");
+        };
         assert_eq!(a.ifaces, ["a", "b"]);
         assert_eq!(a.xdp_mode, ModePreference::Skb);
     }

@@ -3,10 +3,10 @@ use std::{fmt, io};
 
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
-    maps::{MapError, PerCpuArray},
-    programs::{ProgramError, TestRun as _, TestRunOptions, Xdp, XdpMode},
+    maps::{Map, MapData, MapError, PerCpuArray},
+    programs::{ProgramError, SchedClassifier, TcAttachType, TestRun as _, TestRunOptions, Xdp, XdpMode, tc},
 };
-use netanom_common::{Event, Proto, ProtoCounter, names};
+use netanom_common::{Event, Proto, ProtoCounter, flow::FlowTimeouts, names};
 use thiserror::Error;
 
 /// The XDP program, compiled for the BPF target by build.rs.
@@ -77,6 +77,13 @@ pub enum DatapathError {
     },
     #[error("reading the kernel map {map} failed: {detail}")]
     Map { map: &'static str, detail: String },
+    #[error("invalid datapath option: {detail}")]
+    BadOption { detail: String },
+    #[error(
+        "could not attach the TC egress classifier to `{iface}`: {detail}. Outgoing packets are \
+         then not accounted; disable egress accounting (--no-egress) to run without it."
+    )]
+    Egress { iface: String, detail: String },
 }
 
 fn load_err(e: impl fmt::Display) -> DatapathError {
@@ -97,6 +104,73 @@ fn map_err(map: &'static str) -> impl Fn(MapError) -> DatapathError {
 pub struct Attachment {
     pub iface: String,
     pub mode: AttachMode,
+    /// Whether the TC egress classifier is attached too (outgoing packets accounted).
+    pub egress: bool,
+}
+
+/// Kernel map sizes and flow timeouts, fixed when the program is loaded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Flow table entries (LRU: the least recently used flow is evicted when full).
+    pub flow_entries: u32,
+    /// Per-source aggregate entries.
+    pub src_entries: u32,
+    /// Per-destination-service aggregate entries.
+    pub dst_entries: u32,
+    /// Bytes of the ring buffer that carries ended flows to the agent (a power of two).
+    pub export_ring_bytes: u32,
+    pub timeouts: FlowTimeouts,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            flow_entries: 262_144,
+            src_entries: 65_536,
+            dst_entries: 65_536,
+            export_ring_bytes: 4 << 20,
+            timeouts: FlowTimeouts::DEFAULT,
+        }
+    }
+}
+
+impl LoadOptions {
+    /// Approximate kernel memory the maps take, in bytes (entry size plus the hash table's
+    /// per-element overhead of about 56 bytes).
+    pub fn memory_estimate(&self) -> u64 {
+        use netanom_common::{agg, flow};
+        let per = |k: usize, v: usize| (k + v + 56) as u64;
+        u64::from(self.flow_entries) * per(size_of::<flow::FlowKey>(), size_of::<flow::FlowValue>())
+            + u64::from(self.src_entries) * per(size_of::<agg::HostKey>(), size_of::<agg::SrcStats>())
+            + u64::from(self.dst_entries) * per(size_of::<agg::DstKey>(), size_of::<agg::DstStats>())
+            + u64::from(self.export_ring_bytes)
+    }
+
+    fn validate(&self) -> Result<(), DatapathError> {
+        let bad = |what: &str, v: u32, rule: &str| {
+            Err(DatapathError::BadOption {
+                detail: format!("{what} = {v}: {rule}"),
+            })
+        };
+        for (what, v) in [
+            ("flow table entries", self.flow_entries),
+            ("source aggregate entries", self.src_entries),
+            ("destination aggregate entries", self.dst_entries),
+        ] {
+            if !(64..=1 << 26).contains(&v) {
+                return bad(what, v, "must be between 64 and 67108864");
+            }
+        }
+        let r = self.export_ring_bytes;
+        if !r.is_power_of_two() || !(4096..=1 << 30).contains(&r) {
+            return bad(
+                "export ring bytes",
+                r,
+                "must be a power of two between 4096 and 1 GiB",
+            );
+        }
+        Ok(())
+    }
 }
 
 /// The loaded XDP program and its maps. Dropping it detaches the program everywhere.
@@ -107,11 +181,17 @@ pub struct Datapath {
 }
 
 impl Datapath {
-    /// Loads the embedded program into the kernel (verifier included); attaches nothing.
+    /// Loads the embedded program with default options; attaches nothing.
     pub fn load() -> Result<Self, DatapathError> {
+        Self::load_with(&LoadOptions::default())
+    }
+
+    /// Loads the embedded program into the kernel (verifier included); attaches nothing.
+    pub fn load_with(opts: &LoadOptions) -> Result<Self, DatapathError> {
         if !has_program() {
             return Err(DatapathError::Placeholder);
         }
+        opts.validate()?;
         // The program's debug logs cost a branch unless enabled: only ship them when the agent
         // itself logs at debug level (aya-log-ebpf levels: 1 error .. 4 debug, 5 trace).
         let level: u8 = if log::log_enabled!(target: "netanom_ebpf", log::Level::Debug) {
@@ -121,6 +201,11 @@ impl Datapath {
         };
         let mut ebpf = EbpfLoader::new()
             .override_global(names::GLOBAL_LOG_LEVEL, &level, false)
+            .override_global(names::GLOBAL_TIMEOUTS, &opts.timeouts, true)
+            .map_max_entries(names::MAP_FLOWS, opts.flow_entries)
+            .map_max_entries(names::MAP_SRC, opts.src_entries)
+            .map_max_entries(names::MAP_DST, opts.dst_entries)
+            .map_max_entries(names::MAP_FLOW_EXPORT, opts.export_ring_bytes)
             .load(EBPF_OBJECT)
             .map_err(|e| match e {
                 EbpfError::ProgramError(p) => load_err(program_error_detail(&p)),
@@ -133,7 +218,7 @@ impl Datapath {
                 None
             }
         };
-        let prog: &mut Xdp = program_mut(&mut ebpf)?;
+        let prog: &mut Xdp = xdp_mut(&mut ebpf, names::PROG_XDP)?;
         prog.load().map_err(|e| load_err(program_error_detail(&e)))?;
         Ok(Self {
             ebpf,
@@ -142,9 +227,15 @@ impl Datapath {
         })
     }
 
-    /// Attaches the program to `iface`, native mode first unless told otherwise.
-    pub fn attach(&mut self, iface: &str, pref: ModePreference) -> Result<AttachMode, DatapathError> {
-        let prog = program_mut(&mut self.ebpf)?;
+    /// Attaches the XDP program to `iface`, native mode first unless told otherwise, and the
+    /// TC egress classifier if `egress`.
+    pub fn attach(
+        &mut self,
+        iface: &str,
+        pref: ModePreference,
+        egress: bool,
+    ) -> Result<AttachMode, DatapathError> {
+        let prog = xdp_mut(&mut self.ebpf, names::PROG_XDP)?;
         let try_mode = |prog: &mut Xdp, mode: XdpMode| prog.attach(iface, mode).map(|_| ());
         let mode = match pref {
             ModePreference::Native => try_mode(prog, XdpMode::Driver)
@@ -157,21 +248,84 @@ impl Datapath {
                 Ok(()) => AttachMode::Native,
                 Err(e) => {
                     let first = attach_error(iface, "native", e);
-                    if matches!(first, DatapathError::AlreadyAttached { .. }) {
-                        return Err(first);
-                    }
-                    log::info!("{iface}: native XDP unavailable ({first}); falling back to skb mode");
+                    let why = match &first {
+                        DatapathError::AlreadyAttached { .. } => return Err(first),
+                        DatapathError::Attach { detail, .. } => detail.clone(),
+                        other => other.to_string(),
+                    };
+                    log::info!("{iface}: native XDP unavailable ({why}); using skb mode");
                     try_mode(prog, XdpMode::Skb)
                         .map(|()| AttachMode::Skb)
                         .map_err(|e| attach_error(iface, "skb", e))?
                 }
             },
         };
+        if egress {
+            self.attach_egress(iface)?;
+        }
         self.attachments.push(Attachment {
             iface: iface.to_owned(),
             mode,
+            egress,
         });
         Ok(mode)
+    }
+
+    fn attach_egress(&mut self, iface: &str) -> Result<(), DatapathError> {
+        let err = |detail: String| DatapathError::Egress {
+            iface: iface.to_owned(),
+            detail,
+        };
+        let prog: &mut SchedClassifier = self
+            .ebpf
+            .program_mut(names::PROG_TC_EGRESS)
+            .ok_or_else(|| err("program missing from the object".into()))?
+            .try_into()
+            .map_err(|e: ProgramError| err(e.to_string()))?;
+        if prog.fd().is_err() {
+            prog.load().map_err(|e| err(program_error_detail(&e)))?;
+        }
+        // Kernels >= 6.6 attach through a TCX link and need no qdisc; older ones need clsact.
+        if let Err(first) = prog.attach(iface, TcAttachType::Egress) {
+            let _ = tc::qdisc_add_clsact(iface);
+            prog.attach(iface, TcAttachType::Egress).map_err(|e| {
+                err(format!(
+                    "{} (first try: {})",
+                    program_error_detail(&e),
+                    program_error_detail(&first)
+                ))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// A kernel map by name (for the drain and tests).
+    pub fn map(&self, name: &'static str) -> Result<&Map, DatapathError> {
+        self.ebpf.map(name).ok_or(DatapathError::Map {
+            map: name,
+            detail: "not in the program object".into(),
+        })
+    }
+
+    /// Takes a map out of the program object (the ring buffer reader owns its map).
+    pub fn take_map(&mut self, name: &'static str) -> Result<Map, DatapathError> {
+        self.ebpf.take_map(name).ok_or(DatapathError::Map {
+            map: name,
+            detail: "not in the program object (or already taken)".into(),
+        })
+    }
+
+    /// The file descriptor data of a map, for batch syscalls.
+    pub fn map_data(&self, name: &'static str) -> Result<&MapData, DatapathError> {
+        Ok(match self.map(name)? {
+            Map::LruHashMap(d) | Map::HashMap(d) | Map::PerCpuArray(d) | Map::Array(d) => d,
+            _ => {
+                return Err(DatapathError::Map {
+                    map: name,
+                    detail: "unexpected map type".into(),
+                });
+            }
+        })
     }
 
     pub fn attachments(&self) -> &[Attachment] {
@@ -197,10 +351,7 @@ impl Datapath {
 
     /// Parser event counters, summed over CPUs, in [`Event::ALL`] order.
     pub fn event_counters(&self) -> Result<Vec<(Event, u64)>, DatapathError> {
-        let map = self.ebpf.map(names::MAP_EVENTS).ok_or(DatapathError::Map {
-            map: names::MAP_EVENTS,
-            detail: "not in the program object".into(),
-        })?;
+        let map = self.map(names::MAP_EVENTS)?;
         let arr: PerCpuArray<_, u64> = PerCpuArray::try_from(map).map_err(map_err(names::MAP_EVENTS))?;
         Event::ALL
             .iter()
@@ -211,14 +362,29 @@ impl Datapath {
             .collect()
     }
 
-    /// Runs the program once over `frame` with BPF_PROG_TEST_RUN; returns the XDP action.
-    /// Used by tests and benchmarks that need no interface.
+    /// Runs the XDP program once over `frame` with BPF_PROG_TEST_RUN; returns the XDP action
+    /// and the kernel's average time per run. Used by tests and benchmarks that need no
+    /// interface.
     pub fn test_run(
         &mut self,
         frame: &[u8],
         repeat: u32,
     ) -> Result<(u32, std::time::Duration), DatapathError> {
-        let prog = program_mut(&mut self.ebpf)?;
+        self.test_run_program(names::PROG_XDP, frame, repeat)
+    }
+
+    /// Like [`Datapath::test_run`] for any XDP program of the object (the benchmark
+    /// baselines [`names::PROG_BARE`], [`names::PROG_PARSE_ONLY`]); loads it on first use.
+    pub fn test_run_program(
+        &mut self,
+        name: &'static str,
+        frame: &[u8],
+        repeat: u32,
+    ) -> Result<(u32, std::time::Duration), DatapathError> {
+        let prog = xdp_mut(&mut self.ebpf, name)?;
+        if prog.fd().is_err() {
+            prog.load().map_err(|e| load_err(program_error_detail(&e)))?;
+        }
         let mut opts = TestRunOptions::new();
         opts.data_in = Some(frame);
         opts.repeat = repeat.max(1);
@@ -236,9 +402,9 @@ impl Datapath {
     }
 }
 
-fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, DatapathError> {
-    ebpf.program_mut(names::PROG_XDP)
-        .ok_or_else(|| load_err(format!("program {} missing from the object", names::PROG_XDP)))?
+fn xdp_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp, DatapathError> {
+    ebpf.program_mut(name)
+        .ok_or_else(|| load_err(format!("program {name} missing from the object")))?
         .try_into()
         .map_err(|e: ProgramError| load_err(e))
 }

@@ -3,13 +3,22 @@
 //! The agent is this library; `main.rs` only calls [`cli::main`]. Layout:
 //! - [`sys`]: checks on the host (privileges, bpffs, interfaces, default route);
 //! - [`datapath`]: the embedded XDP program: load, attach, read its maps;
+//! - [`batch`], [`drain`]: batched map reads, the flow export ring buffer, the idle sweep;
 //! - [`onnx`]: locating and loading ONNX Runtime;
 //! - [`stats`]: counter snapshots and how they are shown;
 //! - [`run`]: the agent's main loop;
+//! - [`features`]: the flow feature schema, feature vectors and their CSV form;
+//! - [`offline`]: flow features from capture files (`netanom features`);
 //! - [`cli`]: the command line.
+pub mod aggregates;
+pub mod batch;
 pub mod cli;
 pub mod datapath;
+pub mod drain;
+pub mod features;
+pub mod offline;
 pub mod onnx;
+pub mod pipeline;
 pub mod run;
 pub mod stats;
 pub mod sys;

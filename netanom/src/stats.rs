@@ -28,6 +28,51 @@ pub struct ProtoRow {
     pub bytes: u64,
 }
 
+/// Flow accounting counters: kernel events plus what the agent's drain did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct FlowCounters {
+    /// Entries the kernel created in its flow table.
+    pub created: u64,
+    /// Flow records handed over through the ring buffer (FIN, RST, active timeout).
+    pub exported_ring: u64,
+    /// Flows the agent's sweep exported because they were idle (then deleted).
+    pub exported_idle: u64,
+    /// Live flows exported when the agent stopped.
+    pub exported_flush: u64,
+    /// Flow records the kernel could not queue because the ring buffer was full.
+    pub export_lost: u64,
+    /// Closed flows the sweep deleted after their linger time (exported when they closed).
+    pub forgotten: u64,
+    /// Entries in the table at the last sweep, and how many of them are live (not closed).
+    pub in_table: u64,
+    pub live: u64,
+    /// Entries the LRU table evicted: created - exported_idle - forgotten - in_table. An
+    /// evicted live flow was never exported.
+    pub evicted: u64,
+    /// Flows that could not be entered at all.
+    pub insert_failed: u64,
+}
+
+/// What the drain's sweeps did, summed since the agent started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SweepTotals {
+    pub exported_idle: u64,
+    pub exported_flush: u64,
+    pub forgotten: u64,
+    /// From the latest sweep.
+    pub in_table: u64,
+    pub live: u64,
+}
+
+/// The drain-to-scoring queue.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct QueueCounters {
+    pub vectors_in: u64,
+    pub vectors_out: u64,
+    /// Times the drain found the queue full and waited (back-pressure).
+    pub full_waits: u64,
+}
+
 /// Everything the kernel counted, at one instant.
 #[derive(Clone, Debug, Serialize)]
 pub struct Snapshot {
@@ -39,6 +84,8 @@ pub struct Snapshot {
     pub events: Vec<(&'static str, u64)>,
     pub total_packets: u64,
     pub total_bytes: u64,
+    pub flows: FlowCounters,
+    pub queue: QueueCounters,
 }
 
 impl Snapshot {
@@ -73,7 +120,34 @@ impl Snapshot {
             interfaces,
             protocols,
             events: events.iter().map(|(e, n)| (e.name(), *n)).collect(),
+            flows: FlowCounters::default(),
+            queue: QueueCounters::default(),
         }
+    }
+
+    /// Fills in the flow counters from the kernel's events and the drain's own tallies.
+    pub fn with_flows(mut self, sweep: &SweepTotals, queue: QueueCounters) -> Self {
+        let ev = |name: &str| {
+            self.events
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or(0, |(_, v)| *v)
+        };
+        let created = ev(Event::FlowCreated.name());
+        self.flows = FlowCounters {
+            created,
+            exported_ring: ev(Event::FlowExported.name()),
+            exported_idle: sweep.exported_idle,
+            exported_flush: sweep.exported_flush,
+            export_lost: ev(Event::ExportLost.name()),
+            forgotten: sweep.forgotten,
+            in_table: sweep.in_table,
+            live: sweep.live,
+            evicted: created.saturating_sub(sweep.exported_idle + sweep.forgotten + sweep.in_table),
+            insert_failed: ev(Event::FlowInsertFailed.name()),
+        };
+        self.queue = queue;
+        self
     }
 
     /// Counters of one class by its labels, e.g. `("ipv6", "icmp")`.
@@ -129,8 +203,33 @@ impl Snapshot {
             "{:<13} {:>14} {:>16}",
             "total", self.total_packets, self.total_bytes
         );
-        let events: Vec<String> = self.events.iter().map(|(n, v)| format!("{n}={v}")).collect();
+        let events: Vec<String> = self
+            .events
+            .iter()
+            .filter(|(n, _)| Event::ALL.iter().any(|e| e.name() == *n && e.is_parser_event()))
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect();
         let _ = writeln!(out, "parser events: {}", events.join(" "));
+        let f = &self.flows;
+        let _ = writeln!(
+            out,
+            "flows: live={} in_table={} created={} exported: ring={} idle={} flush={} lost={} evicted={} insert_failed={}",
+            f.live,
+            f.in_table,
+            f.created,
+            f.exported_ring,
+            f.exported_idle,
+            f.exported_flush,
+            f.export_lost,
+            f.evicted,
+            f.insert_failed
+        );
+        let q = &self.queue;
+        let _ = writeln!(
+            out,
+            "queue: vectors in={} out={} full_waits={}",
+            q.vectors_in, q.vectors_out, q.full_waits
+        );
         out
     }
 }
@@ -171,6 +270,7 @@ mod tests {
             vec![Attachment {
                 iface: "veth0".into(),
                 mode: AttachMode::Skb,
+                egress: false,
             }],
             &protos,
             &[(Event::Truncated, 3)],

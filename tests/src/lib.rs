@@ -1,1 +1,82 @@
+//! # netanom-lab: a throwaway network lab for privileged tests and benchmarks
+//!
+//! The lab creates network namespaces joined by veth pairs, configures them so that no
+//! unsolicited traffic appears on the wire, and generates traffic inside them: hand-built
+//! Ethernet frames sent through `AF_PACKET` sockets ([`traffic`]), real kernel TCP connections
+//! ([`traffic::tcp_exchange`]) and rewritten real captures ([`replay`]).
+//!
+//! ## Rules the lab follows
+//!
+//! - Addresses come only from the benchmarking range `198.18.0.0/15` (RFC 2544) and the
+//!   documentation range `2001:db8::/32` (RFC 3849). Namespaces have no default route, so
+//!   nothing can be routed out of the lab.
+//! - Every namespace and interface name starts with [`PREFIX`]. Namespaces are named
+//!   `nalab-<pid>-<n>-<tag>`, unique per process and test. Veth interfaces are created
+//!   *directly inside* the lab's namespaces, so they never appear in the host's namespace.
+//! - Teardown is guaranteed by `Drop` guards ([`Netns`] deletes its namespace, which destroys
+//!   the veths inside it); [`sweep_leftovers`] removes what a crashed run left behind.
+//! - Every loop is bounded in iterations and in time.
+//! - Programs are moved into a namespace with `setns(fd, CLONE_NEWNET)` (on a scoped thread,
+//!   [`Netns::run`], or in `pre_exec`, [`Netns::command`]), never with `ip netns exec`, which
+//!   remounts `/sys` and would hide `/sys/fs/bpf`.
+//!
+//! ## Example
+//!
+//! ```no_run
+//! use netanom_lab::{Pair, traffic::{self, Pace, RawSender}};
+//!
+//! # fn main() -> anyhow::Result<()> {
+//! if !netanom_lab::require_root() {
+//!     return Ok(());
+//! }
+//! netanom_lab::sweep_leftovers()?;
+//! let pair = Pair::new("example")?;
+//! pair.settle()?;
+//! let tx = RawSender::open(&pair.b, &pair.b_side.iface)?;
+//! let sent = traffic::udp_burst(&tx, &pair.b_side.ep, &pair.a_side.ep, false, 100, 64, &Pace::default())?;
+//! assert_eq!(sent, 100);
+//! # Ok(())
+//! # }
+//! ```
+#![warn(missing_docs)]
 
+pub mod frames;
+mod netns;
+pub mod replay;
+mod sys;
+pub mod traffic;
+
+use std::path::PathBuf;
+
+pub use netns::{Endpoint, IfaceStats, Netns, Pair, Side, sweep_leftovers};
+pub use traffic::{Pace, RawReceiver, RawSender};
+
+/// Prefix of every namespace and interface name the lab creates.
+pub const PREFIX: &str = "nalab";
+
+/// True when the effective user id is 0. Privileged tests call this first and skip with a
+/// clear `eprintln!` when it returns false.
+pub fn require_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The shared data directory (datasets, captures): `$NETANOM_SHARED` when set, otherwise
+/// `<workspace root>/../shared`. `None` when the directory does not exist.
+pub fn shared_dir() -> Option<PathBuf> {
+    let dir = match std::env::var_os("NETANOM_SHARED") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join("..")
+            .join("shared"),
+    };
+    dir.is_dir().then_some(dir)
+}
+
+/// Path of a capture below `<shared>/datasets/pcaps/`, e.g.
+/// `pcap_path("benign-misc/tcpreplay_test.pcap")`. `None` when it does not exist.
+pub fn pcap_path(relative: &str) -> Option<PathBuf> {
+    let path = shared_dir()?.join("datasets").join("pcaps").join(relative);
+    path.is_file().then_some(path)
+}

@@ -121,7 +121,11 @@ fn run_step(step: &Step) -> anyhow::Result<()> {
             // Trust, but verify: the check must pass now.
             match (step.check)() {
                 Ok(Some(_)) => {
-                    println!("[installed] {}: {done} ({:.0}s)", step.name, t.elapsed().as_secs_f64());
+                    println!(
+                        "[installed] {}: {done} ({:.0}s)",
+                        step.name,
+                        t.elapsed().as_secs_f64()
+                    );
                     Ok(())
                 }
                 other => fail(step, &format!("installed, but the check still fails: {other:?}")),
@@ -134,7 +138,11 @@ fn run_step(step: &Step) -> anyhow::Result<()> {
 fn fail(step: &Step, why: &str) -> anyhow::Result<()> {
     println!("[failed]    {}: {why}", step.name);
     println!("            run by hand: {}", step.manual);
-    bail!("setup step `{}` failed: {why}. Run by hand: {}", step.name, step.manual)
+    bail!(
+        "setup step `{}` failed: {why}. Run by hand: {}",
+        step.name,
+        step.manual
+    )
 }
 
 fn is_root() -> bool {
@@ -251,9 +259,12 @@ fn install_bpf_linker() -> anyhow::Result<String> {
         ],
     );
     // Not from the workspace: its rust-toolchain/config must not apply.
-    c.current_dir(std::env::temp_dir()).env("LLVM_PREFIX", LLVM_PREFIX);
+    c.current_dir(std::env::temp_dir())
+        .env("LLVM_PREFIX", LLVM_PREFIX);
     cmd::output(c)?;
-    Ok(format!("cargo installed bpf-linker {BPF_LINKER_VERSION} (LLVM 22)"))
+    Ok(format!(
+        "cargo installed bpf-linker {BPF_LINKER_VERSION} (LLVM 22)"
+    ))
 }
 
 fn check_ort() -> anyhow::Result<Option<String>> {

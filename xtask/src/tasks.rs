@@ -128,7 +128,7 @@ fn check_leftovers() -> anyhow::Result<()> {
     let veths: Vec<&str> = links
         .lines()
         .filter_map(|l| l.split(": ").nth(1))
-        .filter(|n| n.starts_with("nl"))
+        .filter(|n| n.starts_with("nalab"))
         .collect();
     if !ours.is_empty() || !xdp.is_empty() || !veths.is_empty() {
         bail!(

@@ -1,0 +1,94 @@
+"""Command line: python -m netanom_models {train,eval,rf-sweep} --dataset nsl-kdd|kdd99."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import DataError
+from .architecture import DEFAULT_QUANTILE, ENSEMBLE_RULES
+from .datasets import SPECS
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {v}")
+    return v
+
+
+def _quantile(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 < v < 1.0:
+        raise argparse.ArgumentTypeError(f"must be strictly between 0 and 1, got {v}")
+    return v
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m netanom_models", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train the three models and write an ONNX bundle")
+    t.add_argument("--dataset", required=True, choices=sorted(SPECS))
+    t.add_argument("--out", type=Path, help="bundle directory (default: models/bundles/<dataset>)")
+    t.add_argument("--quantile", type=_quantile, default=DEFAULT_QUANTILE,
+                   help=f"threshold quantile of held-out normal scores (default {DEFAULT_QUANTILE})")
+    t.add_argument("--ensemble", choices=ENSEMBLE_RULES,
+                   help="ensemble rule (default: the one with the best validation F1)")
+    t.add_argument("--sample", type=_positive_int, help="train on a random sample of N rows")
+    t.add_argument("--seed", type=int, default=0, help="base random seed (default 0)")
+    t.add_argument("--max-epochs", type=_positive_int, default=None, help="autoencoder epoch cap")
+
+    e = sub.add_parser("eval", help="evaluate a bundle on the test sets; write reports/<dataset>.md")
+    e.add_argument("--dataset", required=True, choices=sorted(SPECS))
+    e.add_argument("--bundle", type=Path, help="bundle directory (default: models/bundles/<dataset>)")
+    e.add_argument("--reports", type=Path, help="report directory (default: models/reports)")
+    e.add_argument("--sample", type=_positive_int, help="evaluate on a random sample of N rows per test set")
+
+    s = sub.add_parser("rf-sweep", help="Random Forest size/speed/accuracy trade-off table")
+    s.add_argument("--dataset", required=True, choices=sorted(SPECS))
+    s.add_argument("--reports", type=Path, help="report directory (default: models/reports)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        # Fail fast on a missing data set, before the heavy imports (torch).
+        from .datasets import dataset_dir, spec
+
+        dataset_dir(spec(args.dataset))
+        if args.command == "train":
+            from .train import TrainConfig, train
+
+            cfg = TrainConfig(dataset=args.dataset, out_dir=args.out, quantile=args.quantile,
+                              ensemble=args.ensemble, sample=args.sample, seed=args.seed)
+            if args.max_epochs:
+                cfg.max_epochs = args.max_epochs
+            train(cfg)
+        elif args.command == "eval":
+            from .evaluate import evaluate
+
+            evaluate(args.dataset, bundle_dir=args.bundle, reports_dir=args.reports, sample=args.sample)
+        elif args.command == "rf-sweep":
+            from .evaluate import rf_sweep
+
+            rf_sweep(args.dataset, reports_dir=args.reports)
+    except DataError as e:
+        print(f"netanom_models: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("netanom_models: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

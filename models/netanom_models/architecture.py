@@ -1,0 +1,108 @@
+"""THE model definitions: autoencoder layers, forest hyper-parameters, training settings.
+
+Change the models here and nowhere else; the bundle's manifest records what was used.
+
+Autoencoder (trained on normal rows only, inputs min-max scaled to [0, 1] and clipped):
+
+    input -> 64 (ReLU, dropout 0.2) -> 32 (ReLU) -> 10 -> 32 (ReLU, dropout 0.2)
+          -> 64 (ReLU) -> input (sigmoid)
+
+Adam + MSE, early stopping on held-out normal rows. Score = per-row reconstruction MSE.
+
+Isolation Forest: fitted on normal rows; score = -score_samples (higher = more anomalous).
+Random Forest: binary attack-vs-normal classifier (labels, or Isolation Forest pseudo-labels
+when the data set has none); score = P(attack).
+
+Every model's threshold is a quantile (default 0.999) of its score on held-out normal rows.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+# ---- autoencoder -------------------------------------------------------------------------
+ENCODER_WIDTHS = (64, 32, 10)
+DROPOUT = 0.2
+
+AE_TRAINING = {
+    "optimizer": "Adam",
+    "learning_rate": 1e-3,
+    "loss": "MSE",
+    "batch_size": 256,
+    "max_epochs": 100,
+    "early_stopping_patience": 5,
+    "early_stopping_min_delta": 1e-7,
+}
+
+
+class AutoEncoder(nn.Module):
+    """input -> 64 -> 32 -> 10 -> 32 -> 64 -> input, on scaled inputs in [0, 1]."""
+
+    def __init__(self, n_features: int) -> None:
+        super().__init__()
+        w1, w2, code = ENCODER_WIDTHS
+        self.encoder = nn.Sequential(
+            nn.Linear(n_features, w1), nn.ReLU(), nn.Dropout(DROPOUT),
+            nn.Linear(w1, w2), nn.ReLU(),
+            nn.Linear(w2, code),
+        )
+        self.decoder = nn.Sequential(
+            nn.Linear(code, w2), nn.ReLU(), nn.Dropout(DROPOUT),
+            nn.Linear(w2, w1), nn.ReLU(),
+            nn.Linear(w1, n_features), nn.Sigmoid(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(x))
+
+
+class ScoringAutoEncoder(nn.Module):
+    """What autoencoder.onnx computes: raw input vector -> per-row reconstruction MSE.
+
+    The min-max scaling is part of the graph (buffers `scale_min`, `scale_range`), so the
+    scorer feeds the raw vector.
+    """
+
+    def __init__(self, ae: AutoEncoder, scale_min, scale_range) -> None:
+        super().__init__()
+        self.ae = ae
+        self.register_buffer("scale_min", torch.as_tensor(scale_min, dtype=torch.float32).clone())
+        self.register_buffer("scale_range", torch.as_tensor(scale_range, dtype=torch.float32).clone())
+
+    def scale(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.clamp((x - self.scale_min) / self.scale_range, 0.0, 1.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xs = self.scale(x)
+        return torch.mean((self.ae(xs) - xs) ** 2, dim=1)
+
+
+# ---- forests -----------------------------------------------------------------------------
+IFOREST_PARAMS = {
+    "n_estimators": 100,
+    "max_samples": 256,
+    "max_features": 1.0,
+    "bootstrap": False,
+}
+
+# Size/speed trade-off: see `python -m netanom_models rf-sweep` and reports/*-rf-sweep.md.
+RF_PARAMS = {
+    "n_estimators": 50,
+    "max_depth": 14,
+    "min_samples_leaf": 1,
+    "max_features": "sqrt",
+    "class_weight": None,
+}
+
+# ---- thresholds and ensemble ---------------------------------------------------------------
+DEFAULT_QUANTILE = 0.999
+#: Lower bound on every threshold, so that score / threshold is always defined.
+MIN_THRESHOLD = 1e-6
+MODEL_NAMES = ("autoencoder", "iforest", "rf")
+ENSEMBLE_RULES = ("any", "majority", "weighted")
+#: Weights of the `weighted` rule (normalised to sum 1), per model in MODEL_NAMES order.
+ENSEMBLE_WEIGHTS = (1.0, 1.0, 1.0)
+
+# ---- data split (all from the training file; test files are never used for fitting) -------
+SPLIT = {"fit": 0.70, "calibration": 0.15, "validation": 0.15}

@@ -1,0 +1,481 @@
+"""Training and bundle export.
+
+The training file is split (stratified by attack/normal) into
+- fit (70 %): the autoencoder and the Isolation Forest learn on its normal rows, the Random
+  Forest on all of its rows;
+- calibration (15 %): its normal rows drive the autoencoder's early stopping and give every
+  model's threshold (a quantile of the model's ONNX score);
+- validation (15 %): normal + attack rows never used for fitting; the ensemble rule is
+  chosen on it, and its metrics go into the manifest.
+Test files are never read here.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import platform
+import random
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import BUNDLE_FORMAT_VERSION, DataError
+from . import architecture as arch
+from . import datasets, export, scoring
+from .datasets import MODELS_DIR
+from .preprocessing import Preprocessor
+
+MODEL_FILES = {"autoencoder": "autoencoder.onnx", "iforest": "iforest.onnx", "rf": "rf.onnx"}
+
+
+@dataclass
+class TrainConfig:
+    dataset: str
+    out_dir: Path | None = None
+    quantile: float = arch.DEFAULT_QUANTILE
+    ensemble: str | None = None
+    sample: int | None = None
+    seed: int = 0
+    max_epochs: int = arch.AE_TRAINING["max_epochs"]
+    threads: int = 1
+    rf_params: dict = field(default_factory=lambda: dict(arch.RF_PARAMS))
+    iforest_params: dict = field(default_factory=lambda: dict(arch.IFOREST_PARAMS))
+    quiet: bool = False
+
+    def resolved_out(self) -> Path:
+        return self.out_dir if self.out_dir is not None else MODELS_DIR / "bundles" / self.dataset
+
+
+def log(cfg: TrainConfig, msg: str) -> None:
+    if not cfg.quiet:
+        print(msg, flush=True)
+
+
+def seed_everything(seed: int, threads: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True)
+
+
+# ---- data ---------------------------------------------------------------------------------
+def sample_rows(n: int, sample: int | None, seed: int) -> np.ndarray:
+    if sample is None or sample >= n:
+        return np.arange(n)
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n, size=sample, replace=False))
+
+
+def split_indices(is_attack: np.ndarray | None, n: int, seed: int) -> dict[str, np.ndarray]:
+    """Deterministic stratified fit/calibration/validation split (indices sorted)."""
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(n)
+    strat = is_attack if is_attack is not None else None
+
+    def can_stratify(sub):
+        if strat is None:
+            return None
+        vals, counts = np.unique(strat[sub], return_counts=True)
+        return strat[sub] if len(vals) == 2 and counts.min() >= 4 else None
+
+    fit_share = arch.SPLIT["fit"]
+    fit, rest = train_test_split(idx, train_size=fit_share, random_state=seed, stratify=can_stratify(idx))
+    cal_share = arch.SPLIT["calibration"] / (arch.SPLIT["calibration"] + arch.SPLIT["validation"])
+    cal, val = train_test_split(rest, train_size=cal_share, random_state=seed + 1, stratify=can_stratify(rest))
+    return {"fit": np.sort(fit), "calibration": np.sort(cal), "validation": np.sort(val)}
+
+
+@dataclass
+class TrainResult:
+    manifest: dict
+    out_dir: Path
+    preprocessor: Preprocessor
+    autoencoder: object  # architecture.ScoringAutoEncoder
+    iforest: object
+    rf: object
+
+
+@dataclass
+class Prepared:
+    table: datasets.Table
+    rows_after_dedup: int
+    labelled: bool
+    is_attack: np.ndarray | None
+    normal: np.ndarray
+    split: dict[str, np.ndarray]
+
+
+def prepare(spec: datasets.DatasetSpec, sample: int | None, seed: int, table: datasets.Table | None = None) -> Prepared:
+    """Training rows (deduplicated, sampled) and their split; deterministic, so that `eval`
+    can recreate the calibration and validation rows from the manifest."""
+    table = datasets.load_train(spec, table)
+    rows_after_dedup = len(table.features)
+    table = table.subset(sample_rows(rows_after_dedup, sample, seed))
+    labelled = spec.has_labels and table.labels is not None
+    is_attack = table.is_attack if labelled else None
+    normal = ~is_attack if labelled else np.ones(len(table.features), dtype=bool)
+    split = split_indices(is_attack, len(table.features), seed)
+    return Prepared(table, rows_after_dedup, labelled, is_attack, normal, split)
+
+
+# ---- models -------------------------------------------------------------------------------
+def train_autoencoder(pre: Preprocessor, raw_fit_normal: np.ndarray, raw_cal_normal: np.ndarray, cfg: TrainConfig):
+    import torch
+
+    torch.manual_seed(cfg.seed)
+    ae = arch.AutoEncoder(pre.n_features)
+    scorer = arch.ScoringAutoEncoder(ae, pre.scale_min, pre.scale_range)
+    with torch.no_grad():
+        xs_fit = scorer.scale(torch.from_numpy(raw_fit_normal))
+        xs_cal = scorer.scale(torch.from_numpy(raw_cal_normal))
+    t = arch.AE_TRAINING
+    opt = torch.optim.Adam(ae.parameters(), lr=t["learning_rate"])
+    loss_fn = torch.nn.MSELoss()
+    gen = torch.Generator().manual_seed(cfg.seed)
+    best, best_state, best_epoch, bad = float("inf"), None, -1, 0
+    history = []
+    n, bs = xs_fit.shape[0], t["batch_size"]
+    for epoch in range(cfg.max_epochs):
+        ae.train()
+        perm = torch.randperm(n, generator=gen)
+        total = 0.0
+        for i in range(0, n, bs):
+            xb = xs_fit[perm[i : i + bs]]
+            opt.zero_grad()
+            loss = loss_fn(ae(xb), xb)
+            loss.backward()
+            opt.step()
+            total += loss.item() * xb.shape[0]
+        ae.eval()
+        with torch.no_grad():
+            val = float(loss_fn(ae(xs_cal), xs_cal)) if xs_cal.shape[0] else total / n
+        history.append((round(total / n, 9), round(val, 9)))
+        if val < best - t["early_stopping_min_delta"]:
+            best, best_state, best_epoch, bad = val, copy.deepcopy(ae.state_dict()), epoch, 0
+        else:
+            bad += 1
+            if bad >= t["early_stopping_patience"]:
+                break
+    ae.load_state_dict(best_state)
+    ae.eval()
+    scorer.eval()
+    info = {
+        "epochs_run": len(history),
+        "best_epoch": best_epoch + 1,
+        "best_calibration_loss": round(best, 9),
+        "loss_history": [{"epoch": i + 1, "train": a, "calibration": b} for i, (a, b) in enumerate(history)],
+    }
+    return scorer, info
+
+
+def train_iforest(raw_fit_normal: np.ndarray, params: dict, seed: int):
+    from sklearn.ensemble import IsolationForest
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = IsolationForest(**params, random_state=seed, n_jobs=1).fit(raw_fit_normal)
+    export.snap_tree_thresholds(m)
+    return m
+
+
+def train_rf(raw: np.ndarray, y: np.ndarray, params: dict, seed: int):
+    from sklearn.ensemble import RandomForestClassifier
+
+    if len(np.unique(y)) < 2:
+        raise DataError("the Random Forest needs normal and attack rows in the fit split; use a larger --sample")
+    m = RandomForestClassifier(**params, random_state=seed, n_jobs=1).fit(raw, y.astype(np.int64))
+    export.snap_tree_thresholds(m)
+    return m
+
+
+def library_versions() -> dict:
+    import onnx
+    import onnxruntime
+    import onnxscript
+    import pandas
+    import skl2onnx
+    import sklearn
+    import torch
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "onnxscript": onnxscript.__version__,
+        "scikit-learn": sklearn.__version__,
+        "skl2onnx": skl2onnx.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "numpy": np.__version__,
+        "pandas": pandas.__version__,
+    }
+
+
+def _counts(is_attack: np.ndarray | None, idx: np.ndarray) -> dict:
+    if is_attack is None:
+        return {"rows": int(len(idx))}
+    a = int(is_attack[idx].sum())
+    return {"rows": int(len(idx)), "normal": int(len(idx) - a), "attack": a}
+
+
+# ---- the pipeline -------------------------------------------------------------------------
+def train(cfg: TrainConfig) -> TrainResult:
+    if not 0.0 < cfg.quantile < 1.0:
+        raise DataError(f"--quantile must be in (0, 1), got {cfg.quantile}")
+    if cfg.ensemble is not None and cfg.ensemble not in arch.ENSEMBLE_RULES:
+        raise DataError(f"--ensemble must be one of {arch.ENSEMBLE_RULES}")
+    if cfg.sample is not None and cfg.sample < 20:
+        raise DataError("--sample must be at least 20 rows")
+    spec = datasets.spec(cfg.dataset)
+    seed_everything(cfg.seed, cfg.threads)
+
+    log(cfg, f"[{spec.name}] loading {spec.train_file}")
+    p = prepare(spec, cfg.sample, cfg.seed)
+    table, rows_after_dedup, labelled = p.table, p.rows_after_dedup, p.labelled
+    is_attack, normal, split = p.is_attack, p.normal, p.split
+    fit_n = split["fit"][normal[split["fit"]]]
+    cal_n = split["calibration"][normal[split["calibration"]]]
+    if len(fit_n) < 10 or len(cal_n) < 2:
+        raise DataError("too few normal rows in the training data (need >= 10 to fit, >= 2 to calibrate)")
+
+    pre = Preprocessor.fit_vocabulary(table.features)
+    raw_all, _ = pre.raw_matrix(table.features)
+    pre.fit_scaling(raw_all[fit_n])
+    n_feat = pre.n_features
+    log(cfg, f"[{spec.name}] {len(table.features)} rows, {n_feat} input features; "
+        f"fit/calibration/validation = {len(split['fit'])}/{len(split['calibration'])}/{len(split['validation'])}")
+
+    # -- models --
+    log(cfg, f"[{spec.name}] training autoencoder on {len(fit_n)} normal rows")
+    scorer, ae_info = train_autoencoder(pre, raw_all[fit_n], raw_all[cal_n], cfg)
+    log(cfg, f"[{spec.name}]   {ae_info['epochs_run']} epochs, best {ae_info['best_epoch']} "
+        f"(calibration MSE {ae_info['best_calibration_loss']:.3g})")
+    log(cfg, f"[{spec.name}] training isolation forest")
+    iforest = train_iforest(raw_all[fit_n], cfg.iforest_params, cfg.seed)
+    if labelled:
+        y_fit = is_attack[split["fit"]].astype(np.int64)
+        rf_labels = "dataset labels (attack = 1, normal = 0)"
+    else:
+        if_cal = -iforest.score_samples(raw_all[split["calibration"]])
+        t_if = scoring.threshold(if_cal, cfg.quantile)
+        if_fit = -iforest.score_samples(raw_all[split["fit"]])
+        y_fit = (if_fit > t_if).astype(np.int64)
+        if not y_fit.any():  # nothing above the threshold: take the top (1 - q) share of fit rows
+            y_fit = (if_fit >= np.quantile(if_fit, cfg.quantile)).astype(np.int64)
+        rf_labels = f"Isolation Forest pseudo-labels (-score_samples > its {cfg.quantile} calibration quantile)"
+    log(cfg, f"[{spec.name}] training random forest on {len(split['fit'])} rows ({rf_labels})")
+    rf = train_rf(raw_all[split["fit"]], y_fit, cfg.rf_params, cfg.seed)
+
+    # -- export --
+    log(cfg, f"[{spec.name}] exporting ONNX")
+    blobs = {
+        "autoencoder": export.export_autoencoder(scorer, n_feat),
+        "iforest": export.export_iforest(iforest, n_feat),
+        "rf": export.export_rf(rf, n_feat),
+    }
+    sessions = {m: export.session(b) for m, b in blobs.items()}
+
+    # -- thresholds from the exported graphs, on held-out normal rows --
+    def onnx_scores(idx):
+        x = raw_all[idx]
+        return {m: export.run_scores(s, x) for m, s in sessions.items()}
+
+    cal_scores = onnx_scores(cal_n)
+    thresholds = {m: scoring.threshold(cal_scores[m], cfg.quantile) for m in arch.MODEL_NAMES}
+
+    # -- validation: per-model metrics and the ensemble rule --
+    val_idx = split["validation"]
+    weights = scoring.normalised_weights(arch.ENSEMBLE_WEIGHTS)
+    validation = None
+    if labelled:
+        y_val = is_attack[val_idx]
+        vs = onnx_scores(val_idx)
+        r = scoring.ratios(vs, thresholds)
+        validation = {"rows": _counts(is_attack, val_idx), "models": {}, "ensemble": {}}
+        for j, m in enumerate(arch.MODEL_NAMES):
+            validation["models"][m] = scoring.binary_metrics(y_val, vs[m], r[:, j] > 1.0)
+        for rule in arch.ENSEMBLE_RULES:
+            e = scoring.ensemble_score(r, rule, weights)
+            validation["ensemble"][rule] = scoring.binary_metrics(y_val, e, e > 1.0)
+        f1s = {rule: validation["ensemble"][rule]["f1"] for rule in arch.ENSEMBLE_RULES}
+        best_rule = max(arch.ENSEMBLE_RULES, key=lambda k: (f1s[k], -arch.ENSEMBLE_RULES.index(k)))
+        f1_text = ", ".join(f"{k} {v:.4f}" for k, v in f1s.items())
+        if cfg.ensemble is None:
+            rule, chosen_by = best_rule, "validation"
+            reason = (f"highest F1 on the validation split ({f1_text}); ties go to the earlier of "
+                      f"{list(arch.ENSEMBLE_RULES)}")
+        else:
+            rule, chosen_by = cfg.ensemble, "command line (--ensemble)"
+            reason = f"set with --ensemble; validation F1: {f1_text} (best: {best_rule})"
+    else:
+        rule = cfg.ensemble or "majority"
+        chosen_by = "command line (--ensemble)" if cfg.ensemble else "default (no labels to validate on)"
+        reason = "the data set has no labels, so no rule could be validated"
+
+    baselines = {}
+    if labelled:
+        num = pre.numeric_mask()
+        names = [n for n, k in zip(pre.feature_names(), num) if k]
+        xf = raw_all[split["fit"]][:, num]
+        sf = scoring.best_single_feature(xf, is_attack[split["fit"]], names)
+        j = names.index(sf["feature"])
+        s, flag = scoring.apply_single_feature(raw_all[val_idx][:, num][:, j], sf)
+        baselines["single_feature"] = {
+            "chosen_on": "fit split (best F1 over every numeric feature, both directions)",
+            "feature": sf["feature"],
+            "direction": sf["direction"],
+            "threshold": sf["threshold"],
+            "fit_f1": round(sf["f1"], 6),
+            "validation": scoring.binary_metrics(is_attack[val_idx], s, flag),
+        }
+
+    # -- write the bundle --
+    out = cfg.resolved_out()
+    out.mkdir(parents=True, exist_ok=True)
+    import hashlib
+
+    models = {}
+    descriptions = {
+        "autoencoder": "per-row reconstruction MSE of the min-max scaled input (scaling inside the graph)",
+        "iforest": "-score_samples of sklearn IsolationForest (higher = more anomalous), on the raw vector",
+        "rf": "P(attack) of a RandomForestClassifier, on the raw vector",
+    }
+    hyper = {
+        "autoencoder": {
+            "layers": "input -> 64 (ReLU, dropout 0.2) -> 32 (ReLU) -> 10 -> 32 (ReLU, dropout 0.2) -> 64 (ReLU) -> input (sigmoid)",
+            "encoder_widths": list(arch.ENCODER_WIDTHS),
+            "dropout": arch.DROPOUT,
+            **{k: v for k, v in arch.AE_TRAINING.items() if k != "max_epochs"},
+            "max_epochs": cfg.max_epochs,
+            "trained_on": "normal rows of the fit split",
+            "early_stopping_on": "normal rows of the calibration split",
+            **ae_info,
+        },
+        "iforest": {**cfg.iforest_params, "trained_on": "normal rows of the fit split",
+                    "tree_thresholds": "rounded down to float32 (exactly equivalent for float32 inputs)"},
+        "rf": {**cfg.rf_params, "trained_on": f"all rows of the fit split; labels: {rf_labels}",
+               "tree_thresholds": "rounded down to float32 (exactly equivalent for float32 inputs)",
+               "zipmap": False},
+    }
+    for m in arch.MODEL_NAMES:
+        (out / MODEL_FILES[m]).write_bytes(blobs[m])
+        models[m] = {
+            "file": MODEL_FILES[m],
+            "sha256": hashlib.sha256(blobs[m]).hexdigest(),
+            "bytes": len(blobs[m]),
+            **export.io_spec(n_feat),
+            "score": descriptions[m],
+            "threshold": thresholds[m],
+            "hyperparameters": hyper[m],
+        }
+    _, fn_path = datasets.field_names(spec)
+    manifest = {
+        "bundle_format_version": BUNDLE_FORMAT_VERSION,
+        "dataset": spec.name,
+        "n_features": n_feat,
+        "features": pre.feature_names(),
+        "preprocessing": pre.to_manifest(),
+        "models": models,
+        "thresholds": {
+            "quantile": cfg.quantile,
+            "computed_on": "ONNX scores of the normal rows of the calibration split (held out from fitting; never test data)",
+            "decision": "a model flags a row when score > threshold",
+            "minimum": arch.MIN_THRESHOLD,
+            "values": thresholds,
+        },
+        "ensemble": {
+            "rule": rule,
+            "weights": {m: float(w) for m, w in zip(arch.MODEL_NAMES, weights)},
+            "chosen_by": chosen_by,
+            "reason": reason,
+            "definitions": scoring.rule_definitions(),
+        },
+        "scoring_procedure": [
+            "1. Build the float32 input vector per row as described in preprocessing.input_vector "
+            "(unseen category -> all-zero block; reject NaN/inf).",
+            "2. Run each model in `models` (input tensor 'input' [N, n_features], output 'score' [N]).",
+            "3. r_i = score_i / thresholds.values[i] for i in autoencoder, iforest, rf.",
+            "4. E = ensemble rule applied to r (see ensemble.definitions); anomaly when E > 1.0.",
+        ],
+        "training_data": {
+            "files": [{
+                "path": f"{spec.folder}/{spec.train_file}",
+                "sha256": table.sha256_gz,
+                "sha256_uncompressed": table.sha256_raw,
+                "rows": table.rows_read,
+            }],
+            "field_names": {
+                "path": f"{fn_path.parent.name}/{fn_path.name}",
+                "sha256": datasets.sha256_file(fn_path),
+            },
+            "deduplicated": spec.dedup_train,
+            "rows_after_dedup": rows_after_dedup,
+            "sample": cfg.sample,
+            "rows_used": int(len(table.features)),
+            "split": {
+                "fractions": arch.SPLIT,
+                "stratified_by": "attack vs normal" if labelled else None,
+                "fit": _counts(is_attack, split["fit"]),
+                "calibration": _counts(is_attack, split["calibration"]),
+                "validation": _counts(is_attack, val_idx),
+            },
+        },
+        "validation": validation,
+        "baselines": baselines,
+        "seeds": {
+            "seed": cfg.seed,
+            "sample": cfg.seed,
+            "split": [cfg.seed, cfg.seed + 1],
+            "torch": cfg.seed,
+            "autoencoder_shuffle": cfg.seed,
+            "iforest_random_state": cfg.seed,
+            "rf_random_state": cfg.seed,
+            "threads": cfg.threads,
+            "torch_deterministic_algorithms": True,
+        },
+        "onnx": {"opset": export.OPSET, "ai.onnx.ml_opset": export.ML_OPSET},
+        "libraries": library_versions(),
+    }
+    text = json.dumps(manifest, indent=2, ensure_ascii=True, allow_nan=False) + "\n"
+    (out / "manifest.json").write_text(text)
+    total = sum(len(b) for b in blobs.values()) + len(text.encode())
+    log(cfg, f"[{spec.name}] thresholds (q={cfg.quantile}): "
+        + ", ".join(f"{m} {thresholds[m]:.6g}" for m in arch.MODEL_NAMES))
+    if validation:
+        v = validation["ensemble"][rule]
+        log(cfg, f"[{spec.name}] ensemble rule {rule} ({chosen_by}): validation F1 {v['f1']:.4f}, "
+            f"ROC-AUC {v['roc_auc']:.4f}")
+    log(cfg, f"[{spec.name}] bundle written to {out} ({total / 1e6:.2f} MB)")
+    return TrainResult(manifest, out, pre, scorer, iforest, rf)
+
+
+def load_bundle(bundle_dir: Path) -> tuple[dict, dict]:
+    """(manifest, {model: onnxruntime session}); verifies the files' sha256."""
+    import hashlib
+
+    mpath = bundle_dir / "manifest.json"
+    if not mpath.is_file():
+        raise DataError(f"no bundle at {bundle_dir} (manifest.json missing); run `train` first")
+    try:
+        manifest = json.loads(mpath.read_text())
+    except json.JSONDecodeError as e:
+        raise DataError(f"{mpath}: invalid JSON ({e})") from None
+    if manifest.get("bundle_format_version") != BUNDLE_FORMAT_VERSION:
+        raise DataError(f"{mpath}: bundle format {manifest.get('bundle_format_version')} "
+                        f"(expected {BUNDLE_FORMAT_VERSION}); retrain")
+    sessions = {}
+    for m in arch.MODEL_NAMES:
+        p = bundle_dir / manifest["models"][m]["file"]
+        if not p.is_file():
+            raise DataError(f"{p} missing from the bundle")
+        b = p.read_bytes()
+        if hashlib.sha256(b).hexdigest() != manifest["models"][m]["sha256"]:
+            raise DataError(f"{p}: sha256 differs from the manifest; retrain")
+        sessions[m] = export.session(b)
+    return manifest, sessions

@@ -1,0 +1,118 @@
+"""Fixtures: a small synthetic NSL-KDD-shaped data set (no real data needed) and a bundle
+trained on it once per test session."""
+
+from __future__ import annotations
+
+import gzip
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+FIELDS = """duration protocol_type service flag src_bytes dst_bytes land wrong_fragment urgent hot
+num_failed_logins logged_in num_compromised root_shell su_attempted num_root num_file_creations
+num_shells num_access_files num_outbound_cmds is_host_login is_guest_login count srv_count
+serror_rate srv_serror_rate rerror_rate srv_rerror_rate same_srv_rate diff_srv_rate
+srv_diff_host_rate dst_host_count dst_host_srv_count dst_host_same_srv_rate
+dst_host_diff_srv_rate dst_host_same_src_port_rate dst_host_srv_diff_host_rate
+dst_host_serror_rate dst_host_srv_serror_rate dst_host_rerror_rate dst_host_srv_rerror_rate""".split()
+assert len(FIELDS) == 41
+
+#: Smaller forests than the real ones, to keep the suite fast.
+SMALL = {
+    "iforest_params": {"n_estimators": 20, "max_samples": 128, "max_features": 1.0, "bootstrap": False},
+    "rf_params": {"n_estimators": 10, "max_depth": 8, "min_samples_leaf": 1, "max_features": "sqrt", "class_weight": None},
+}
+
+CATEGORIES = "label,category\nnormal,normal\nneptune,dos\nsmurf,dos\nsatan,probe\nguess_passwd,r2l\n"
+
+
+def synth_rows(n: int, seed: int, attack_share: float = 0.4, services=("http", "smtp", "domain_u", "ftp_data")):
+    """KDD-shaped rows: 41 features + label. Attacks look like neptune (S0 floods), smurf
+    (icmp echo floods) or satan (probing); normal rows are varied tcp/udp sessions."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(n):
+        f = dict.fromkeys(FIELDS, 0)
+        r = rng.random()
+        if r >= attack_share:
+            label = "normal"
+            proto = rng.choice(["tcp", "tcp", "udp"])
+            f.update(protocol_type=proto, service=rng.choice(services) if proto == "tcp" else "domain_u",
+                     flag="SF", src_bytes=int(rng.lognormal(5, 1)), dst_bytes=int(rng.lognormal(7, 1.5)),
+                     logged_in=int(proto == "tcp"), count=int(rng.integers(1, 20)), srv_count=int(rng.integers(1, 20)),
+                     same_srv_rate=1.0, dst_host_count=int(rng.integers(1, 255)),
+                     dst_host_srv_count=int(rng.integers(1, 255)), dst_host_same_srv_rate=round(rng.random(), 2),
+                     duration=int(rng.integers(0, 5)))
+        else:
+            kind = rng.choice(["neptune", "smurf", "satan"])
+            label = str(kind)
+            if kind == "neptune":
+                f.update(protocol_type="tcp", service="private", flag="S0", count=int(rng.integers(100, 300)),
+                         srv_count=int(rng.integers(1, 30)), serror_rate=1.0, srv_serror_rate=1.0,
+                         same_srv_rate=0.05, diff_srv_rate=0.07, dst_host_count=255,
+                         dst_host_srv_count=int(rng.integers(1, 30)), dst_host_serror_rate=1.0,
+                         dst_host_srv_serror_rate=1.0)
+            elif kind == "smurf":
+                f.update(protocol_type="icmp", service="ecr_i", flag="SF", src_bytes=1032,
+                         count=511, srv_count=511, same_srv_rate=1.0, dst_host_count=255,
+                         dst_host_srv_count=255, dst_host_same_srv_rate=1.0, dst_host_same_src_port_rate=1.0)
+            else:
+                f.update(protocol_type="tcp", service=rng.choice(["other", "private", "http"]), flag="REJ",
+                         rerror_rate=1.0, srv_rerror_rate=1.0, count=int(rng.integers(1, 10)),
+                         diff_srv_rate=1.0, dst_host_rerror_rate=round(rng.random(), 2))
+        rows.append([f[c] for c in FIELDS] + [label])
+    return rows
+
+
+def write_csv_gz(path: Path, rows, extra=("21",)) -> None:
+    lines = [",".join([str(v) for v in r] + list(extra)) for r in rows]
+    path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode(), mtime=0))
+
+
+def make_nsl(root: Path, n_train: int = 900, seed: int = 1) -> Path:
+    d = root / "datasets" / "nsl-kdd"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "field_names.csv").write_text("".join(f"{c},{'symbolic' if c in ('protocol_type', 'service', 'flag') else 'continuous'}\n" for c in FIELDS))
+    (d / "attack_categories.csv").write_text(CATEGORIES)
+    write_csv_gz(d / "KDDTrain+.txt.gz", synth_rows(n_train, seed))
+    # the test set has a service never seen in training ("telnet") and a novel attack label
+    test = synth_rows(300, seed + 1, services=("http", "smtp", "telnet"))
+    test += [r[:-1] + ["guess_passwd"] for r in synth_rows(20, seed + 2, attack_share=0.0)]
+    write_csv_gz(d / "KDDTest+.txt.gz", test)
+    write_csv_gz(d / "KDDTest-21.txt.gz", test[::2])
+    return root
+
+
+@pytest.fixture(scope="session")
+def shared(tmp_path_factory) -> Path:
+    return make_nsl(tmp_path_factory.mktemp("shared"))
+
+
+@pytest.fixture(autouse=True)
+def _shared_env(shared, monkeypatch):
+    monkeypatch.setenv("NETANOM_SHARED", str(shared))
+
+
+def train_small(shared: Path, out: Path):
+    import os
+
+    from netanom_models.train import TrainConfig, train
+
+    old = os.environ.get("NETANOM_SHARED")
+    os.environ["NETANOM_SHARED"] = str(shared)
+    try:
+        return train(TrainConfig(dataset="nsl-kdd", out_dir=out, max_epochs=4, quiet=True, **SMALL))
+    finally:
+        if old is None:
+            os.environ.pop("NETANOM_SHARED", None)
+        else:
+            os.environ["NETANOM_SHARED"] = old
+
+
+@pytest.fixture(scope="session")
+def trained(shared, tmp_path_factory):
+    return train_small(shared, tmp_path_factory.mktemp("bundle"))

@@ -1,0 +1,118 @@
+import hashlib
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from netanom_models import BUNDLE_FORMAT_VERSION, datasets
+from netanom_models.architecture import MODEL_NAMES
+
+from conftest import train_small
+
+REQUIRED_KEYS = {
+    "bundle_format_version", "dataset", "features", "n_features", "preprocessing", "models",
+    "thresholds", "ensemble", "libraries", "training_data", "validation", "seeds", "baselines",
+}
+FILES = ("autoencoder.onnx", "iforest.onnx", "rf.onnx", "manifest.json")
+
+
+def test_bundle_has_three_onnx_files_and_a_complete_manifest(trained):
+    out = trained.out_dir
+    for f in FILES:
+        assert (out / f).is_file(), f
+    man = json.loads((out / "manifest.json").read_text())
+    assert REQUIRED_KEYS <= set(man)
+    assert man["bundle_format_version"] == BUNDLE_FORMAT_VERSION
+    assert man["dataset"] == "nsl-kdd"
+    assert len(man["features"]) == man["n_features"]
+    assert man["thresholds"]["quantile"] == 0.999
+    assert man["ensemble"]["rule"] in ("any", "majority", "weighted")
+    assert man["ensemble"]["reason"]
+    assert abs(sum(man["ensemble"]["weights"].values()) - 1.0) < 1e-12
+    assert len(man["training_data"]["files"][0]["sha256"]) == 64
+    assert set(man["validation"]["ensemble"]) == {"any", "majority", "weighted"}
+    pre = man["preprocessing"]
+    assert set(pre["categories"]) == {"protocol_type", "service", "flag"}
+    assert len(pre["scaling"]["min"]) == man["n_features"]
+    for m in MODEL_NAMES:
+        info = man["models"][m]
+        blob = (out / info["file"]).read_bytes()
+        assert hashlib.sha256(blob).hexdigest() == info["sha256"]
+        assert man["thresholds"]["values"][m] == info["threshold"] > 0
+        model = onnx.load_from_string(blob)
+        onnx.checker.check_model(model)
+        opsets = {o.domain: o.version for o in model.opset_import}
+        assert opsets[""] >= 17
+        sess = ort.InferenceSession(blob, providers=["CPUExecutionProvider"])
+        (inp,) = sess.get_inputs()
+        (outp,) = sess.get_outputs()
+        assert (inp.name, inp.shape, inp.type) == ("input", ["batch", man["n_features"]], "tensor(float)")
+        assert (outp.name, outp.shape, outp.type) == ("score", ["batch"], "tensor(float)")
+        for n in (1, 7):  # dynamic batch axis
+            x = np.zeros((n, man["n_features"]), dtype=np.float32)
+            assert sess.run(None, {"input": x})[0].shape == (n,)
+
+
+def test_onnx_scores_equal_python_models(trained, shared):
+    spec = datasets.spec("nsl-kdd")
+    table = datasets.load_test(spec, "KDDTest+.txt.gz")
+    raw, unseen = trained.preprocessor.raw_matrix(table.features)
+    assert unseen["service"] > 0  # the synthetic test set has an unseen service
+    # add extreme values (beyond the training range) to exercise clipping
+    big = raw[:5].copy() * 1000 + 3
+    x = np.vstack([raw, big]).astype(np.float32)
+    with torch.no_grad():
+        ref = {
+            "autoencoder": trained.autoencoder(torch.from_numpy(x)).numpy(),
+            "iforest": -trained.iforest.score_samples(x),
+            "rf": trained.rf.predict_proba(x)[:, 1],
+        }
+    for m in MODEL_NAMES:
+        sess = ort.InferenceSession(str(trained.out_dir / f"{m}.onnx"), providers=["CPUExecutionProvider"])
+        got = sess.run(["score"], {"input": x})[0]
+        np.testing.assert_allclose(got, ref[m], rtol=0, atol=1e-5, err_msg=m)
+
+
+def test_training_is_deterministic(trained, shared, tmp_path):
+    again = train_small(shared, tmp_path / "again")
+    for f in FILES:
+        a = (trained.out_dir / f).read_bytes()
+        b = (again.out_dir / f).read_bytes()
+        assert a == b, f"{f} differs between two identical training runs"
+
+
+def test_eval_writes_report_and_plots(trained, tmp_path):
+    from netanom_models.evaluate import evaluate
+
+    res = evaluate("nsl-kdd", bundle_dir=trained.out_dir, reports_dir=tmp_path)
+    assert set(res) == {"KDDTest+", "KDDTest-21"}
+    text = (tmp_path / "nsl-kdd.md").read_text()
+    assert "base rate" in text and "flag everything" in text and "novel labels" in text
+    pngs = sorted(p.name for p in tmp_path.glob("*.png"))
+    assert len(pngs) == 6
+    assert all((tmp_path / p).stat().st_size < 200_000 for p in pngs)
+    r = res["KDDTest+"]
+    assert r["baselines"]["flag_everything"]["recall"] == 1.0
+    assert 0.0 < r["base_rate"] < 1.0
+
+
+def test_unlabelled_data_uses_isolation_forest_pseudo_labels(shared, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from conftest import SMALL, synth_rows, write_csv_gz
+    from netanom_models.train import TrainConfig, train
+
+    d = shared / "datasets" / "nsl-kdd"
+    write_csv_gz(d / "unlabelled.gz", [r[:41] for r in synth_rows(400, 11, attack_share=0.05)], extra=())
+    spec = replace(datasets.SPECS["nsl-kdd"], name="unlab", train_file="unlabelled.gz", trailing=(),
+                   has_labels=False, test_files=())
+    monkeypatch.setitem(datasets.SPECS, "unlab", spec)
+    res = train(TrainConfig(dataset="unlab", out_dir=tmp_path / "u", max_epochs=2, quiet=True, **SMALL))
+    man = res.manifest
+    assert "pseudo-labels" in man["models"]["rf"]["hyperparameters"]["trained_on"]
+    assert man["validation"] is None
+    assert man["ensemble"]["chosen_by"].startswith("default")
+    assert set(res.rf.classes_) == {0, 1}

@@ -1,0 +1,122 @@
+//! Bad input: each problem gives a one-paragraph error naming the problem and the fix, a
+//! non-zero exit code, and no panic or backtrace.
+mod common;
+
+use std::{path::Path, process::Command};
+
+use common::{Agent, agent_bin, run_to_end};
+use netanom_lab::{Pair, require_root, sweep_leftovers};
+
+/// Asserts a clean failure whose message contains every one of `needles`.
+fn assert_clean_failure((code, _out, err): (Option<i32>, String, String), needles: &[&str]) {
+    assert!(
+        matches!(code, Some(c) if c != 0),
+        "non-zero exit expected, got {code:?}: {err}"
+    );
+    for n in needles {
+        assert!(err.contains(n), "stderr lacks `{n}`:\n{err}");
+    }
+    for bad in ["panicked", "backtrace", "RUST_BACKTRACE", "stack backtrace"] {
+        assert!(!err.contains(bad), "stderr shows a panic/backtrace:\n{err}");
+    }
+    let error_lines: Vec<&str> = err.lines().filter(|l| l.starts_with("netanom: error:")).collect();
+    assert_eq!(error_lines.len(), 1, "one error paragraph:\n{err}");
+}
+
+fn netanom(args: &[&str]) -> Command {
+    let mut c = Command::new(agent_bin());
+    c.args(args).env("RUST_BACKTRACE", "1");
+    c
+}
+
+#[test]
+fn unknown_interface() {
+    assert_clean_failure(
+        run_to_end(netanom(&["run", "--iface", "nalab-nope0"])),
+        &["nalab-nope0", "does not exist", "--iface", "ip -br link"],
+    );
+}
+
+#[test]
+fn onnx_runtime_library_not_found() {
+    if !require_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    assert_clean_failure(
+        run_to_end(netanom(&[
+            "run",
+            "--iface",
+            "lo",
+            "--ort-lib",
+            "/nonexistent/libonnxruntime.so",
+        ])),
+        &[
+            "ONNX Runtime was not found",
+            "/nonexistent/libonnxruntime.so",
+            "cargo xtask setup",
+        ],
+    );
+}
+
+#[test]
+fn bpffs_not_mounted() {
+    if !require_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let dir = std::env::temp_dir();
+    assert_clean_failure(
+        run_to_end(netanom(&[
+            "run",
+            "--iface",
+            "lo",
+            "--bpffs",
+            dir.to_str().unwrap(),
+        ])),
+        &["BPF filesystem is not mounted", "mount -t bpf bpf"],
+    );
+}
+
+#[test]
+fn missing_privileges() {
+    // Drop every capability (and root) with setpriv from util-linux.
+    if !Path::new("/usr/bin/setpriv").exists() {
+        eprintln!("skipped: setpriv not installed");
+        return;
+    }
+    let mut c = Command::new("/usr/bin/setpriv");
+    c.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+    ])
+    .arg(agent_bin())
+    .args(["run", "--iface", "lo"]);
+    assert_clean_failure(run_to_end(c), &["CAP_BPF", "CAP_NET_ADMIN", "Run it as root"]);
+}
+
+#[test]
+fn another_xdp_program_already_attached() {
+    if !require_root() {
+        eprintln!("skipped: needs root (namespaces, XDP)");
+        return;
+    }
+    sweep_leftovers().unwrap();
+    let lab = Pair::new("busy").unwrap();
+    let iface = lab.a_side.iface.clone();
+    // The first program: another agent instance, attached in skb mode.
+    let first = Agent::start(&lab.a, &["--iface", &iface, "--xdp-mode", "skb"]).unwrap();
+    for mode in ["auto", "skb", "native"] {
+        let mut c = lab.a.command(agent_bin());
+        c.args(["run", "--iface", &iface, "--xdp-mode", mode]);
+        assert_clean_failure(
+            run_to_end(c),
+            &["another XDP program is already attached", &iface, "xdp off"],
+        );
+    }
+    let (code, _, _) = first.stop(libc::SIGTERM);
+    assert_eq!(code, Some(0), "the first agent was not disturbed");
+}
