@@ -25,7 +25,10 @@ fn row(snap: &Value, family: &str, transport: &str) -> (u64, u64) {
 
 /// Sends the known traffic from b to a while an agent watches a's veth; returns the agent's
 /// final snapshot and the expected (family, transport, packets, bytes) of what b sent.
-fn exact_counts(signal: i32, egress: bool) -> Option<(Value, Vec<(&'static str, &'static str, u64, u64)>)> {
+/// (family, transport, packets, bytes) that b sent.
+type Expected = Vec<(&'static str, &'static str, u64, u64)>;
+
+fn exact_counts(signal: i32, egress: bool) -> Option<(Value, Expected)> {
     if !require_root() {
         eprintln!("skipped: needs root (namespaces, XDP)");
         return None;
