@@ -443,6 +443,19 @@ def _test_section(sc: Scorer, test_name: str, res: dict, slug: str, single: dict
         lines.append(_metrics_row(
             f"baseline: {single['feature']} {single['direction']} {single['threshold']:g}",
             res["baselines"]["single_feature"]))
+    e = res["ensemble"][sc.rule]
+    v = (sc.manifest.get("validation") or {}).get("ensemble", {}).get(sc.rule)
+    novel = res["per_category"].get("novel labels")
+    reading = []
+    if v:
+        reading.append(f"the ensemble's false-positive rate on this test set's normal rows is {e['fpr']:.2%}, "
+                       f"against {v['fpr']:.2%} on the validation split (same thresholds)")
+    if novel:
+        reading.append(f"{novel['rows']:,} attack rows ({novel['rows'] / max(res['attacks'], 1):.1%} of the "
+                       f"attacks) carry labels never seen in training; the ensemble flags {novel['ensemble']:.1%} "
+                       "of them")
+    if reading:
+        lines += ["", "Reading: " + "; ".join(reading) + "."]
     lines += [
         "",
         "Ensemble ROC/PR-AUC use the continuous ensemble score E (see manifest `ensemble.definitions`). "
@@ -463,9 +476,10 @@ def _test_section(sc: Scorer, test_name: str, res: dict, slug: str, single: dict
         "",
         f"Threshold sensitivity of the ensemble ({sc.rule}), diagnostic only: every model's threshold "
         "re-derived at quantile q of its calibration-normal scores (the bundle uses "
-        f"q = {sc.manifest['thresholds']['quantile']}). The last row is the best-F1 cut of E found on "
-        "this test set itself (an oracle: not a legitimate operating point, shown to say what F1 the "
-        "ranking allows and at what false-positive rate).",
+        f"q = {sc.manifest['thresholds']['quantile']}). The last row keeps the bundle's thresholds and "
+        "moves only the final cut on E to the value that maximises F1 on this test set itself (an "
+        "oracle, not a legitimate operating point; shown to say what the ranking allows and at what "
+        "false-positive rate).",
         "",
         "| q | validation F1 | test precision | test recall | test F1 | test FPR |",
         "|---|---|---|---|---|---|",

@@ -14,6 +14,7 @@ use aya::Pod;
 
 const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 const BPF_MAP_LOOKUP_AND_DELETE_BATCH: libc::c_long = 25;
+const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
 const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
 
 /// `union bpf_attr` as the batch commands use it.
@@ -56,6 +57,21 @@ pub fn for_each<K: Pod + Default, V: Pod + Default>(
     delete: bool,
     mut f: impl FnMut(&K, &V),
 ) -> io::Result<usize> {
+    for_each_chunk(fd, chunk, delete, |keys: &[K], values: &[V]| {
+        for (k, v) in keys.iter().zip(values) {
+            f(k, v);
+        }
+    })
+}
+
+/// Like [`for_each`], but hands over each syscall's chunk whole (keys and values of equal
+/// length), so the caller can act per chunk (e.g. delete what it picked from it).
+pub fn for_each_chunk<K: Pod + Default, V: Pod + Default>(
+    fd: BorrowedFd<'_>,
+    chunk: usize,
+    delete: bool,
+    mut f: impl FnMut(&[K], &[V]),
+) -> io::Result<usize> {
     let chunk = chunk.max(1);
     let mut keys = vec![K::default(); chunk];
     let mut values = vec![V::default(); chunk];
@@ -84,9 +100,9 @@ pub fn for_each<K: Pod + Default, V: Pod + Default>(
             BPF_MAP_LOOKUP_BATCH
         };
         let res = bpf(cmd, &mut attr);
-        let n = attr.count as usize;
-        for i in 0..n.min(chunk) {
-            f(&keys[i], &values[i]);
+        let n = (attr.count as usize).min(chunk);
+        if n > 0 {
+            f(&keys[..n], &values[..n]);
         }
         total += n;
         match res {
@@ -125,6 +141,29 @@ pub fn delete<K: Pod>(fd: BorrowedFd<'_>, keys: &[K]) -> io::Result<usize> {
     Ok(deleted)
 }
 
+/// Inserts or replaces `keys[i] -> values[i]` in one syscall per chunk (benchmarks and tests
+/// fill maps with it).
+pub fn update<K: Pod, V: Pod>(fd: BorrowedFd<'_>, keys: &[K], values: &[V]) -> io::Result<usize> {
+    let n = keys.len().min(values.len());
+    let mut done = 0;
+    while done < n {
+        let mut attr = BatchAttr {
+            keys: keys[done..].as_ptr() as u64,
+            values: values[done..].as_ptr() as u64,
+            count: (n - done) as u32,
+            map_fd: fd.as_raw_fd() as u32,
+            ..BatchAttr::default()
+        };
+        let res = bpf(BPF_MAP_UPDATE_BATCH, &mut attr);
+        done += attr.count as usize;
+        res?;
+        if attr.count == 0 {
+            break;
+        }
+    }
+    Ok(done)
+}
+
 /// A typed view for the common case.
 pub struct BatchMap<'a, K, V> {
     fd: BorrowedFd<'a>,
@@ -141,10 +180,16 @@ impl<'a, K: Pod + Default, V: Pod + Default> BatchMap<'a, K, V> {
     pub fn for_each(&self, chunk: usize, f: impl FnMut(&K, &V)) -> io::Result<usize> {
         for_each(self.fd, chunk, false, f)
     }
+    pub fn for_each_chunk(&self, chunk: usize, f: impl FnMut(&[K], &[V])) -> io::Result<usize> {
+        for_each_chunk(self.fd, chunk, false, f)
+    }
     pub fn drain(&self, chunk: usize, f: impl FnMut(&K, &V)) -> io::Result<usize> {
         for_each(self.fd, chunk, true, f)
     }
     pub fn delete(&self, keys: &[K]) -> io::Result<usize> {
         delete(self.fd, keys)
+    }
+    pub fn update(&self, keys: &[K], values: &[V]) -> io::Result<usize> {
+        update(self.fd, keys, values)
     }
 }

@@ -24,7 +24,7 @@ use crate::{
 };
 
 /// Elements moved per batch syscall.
-pub const BATCH: usize = 8192;
+pub const BATCH: usize = 1024;
 
 #[derive(Debug, Error)]
 pub enum DrainError {
@@ -154,51 +154,74 @@ impl Sweep {
 /// Sweeps the flow table at monotonic time `now`: flows idle longer than the idle timeout
 /// are exported (reason idle) and deleted; closed flows past their linger time are deleted.
 /// With `flush`, every live flow is exported (reason flush) and nothing is deleted.
+///
+/// Streams: `export` gets each record as its chunk is read, and each chunk's deletions are
+/// made before the next chunk is read, so memory stays bounded by one chunk.
 pub fn sweep_flows(
+    dp: &Datapath,
+    now: u64,
+    t: &FlowTimeouts,
+    flush: bool,
+    mut export: impl FnMut(&FlowRecord),
+) -> Result<Sweep, DrainError> {
+    let data = dp.map_data(names::MAP_FLOWS)?;
+    let map: BatchMap<'_, FlowKey, FlowValue> = BatchMap::new(data.fd());
+    let mut doomed = Vec::with_capacity(BATCH);
+    let mut s = Sweep::default();
+    let mut delete_err = None;
+    map.for_each_chunk(BATCH, |keys, values| {
+        for (k, v) in keys.iter().zip(values) {
+            s.entries += 1;
+            let idle = now.saturating_sub(v.last_ns);
+            if v.state & ST_CLOSED != 0 {
+                if !flush && idle > t.closed_linger_ns {
+                    doomed.push(*k);
+                    s.forgotten += 1;
+                }
+                continue;
+            }
+            if flush || idle > t.idle_ns {
+                export(&FlowRecord {
+                    key: *k,
+                    reason: if flush {
+                        EndReason::Flush
+                    } else {
+                        EndReason::IdleTimeout
+                    } as u32,
+                    _pad: 0,
+                    value: *v,
+                });
+                s.exported += 1;
+                if !flush {
+                    doomed.push(*k);
+                }
+            } else {
+                s.live += 1;
+            }
+        }
+        if !doomed.is_empty() {
+            if let Err(e) = map.delete(&doomed) {
+                delete_err.get_or_insert(e);
+            }
+            doomed.clear();
+        }
+    })
+    .map_err(batch_err(names::MAP_FLOWS))?;
+    if let Some(e) = delete_err {
+        return Err(batch_err(names::MAP_FLOWS)(e));
+    }
+    Ok(s)
+}
+
+/// [`sweep_flows`] collecting the records in a vector.
+pub fn sweep_flows_into(
     dp: &Datapath,
     now: u64,
     t: &FlowTimeouts,
     flush: bool,
     out: &mut Vec<FlowRecord>,
 ) -> Result<Sweep, DrainError> {
-    let data = dp.map_data(names::MAP_FLOWS)?;
-    let map: BatchMap<'_, FlowKey, FlowValue> = BatchMap::new(data.fd());
-    let mut doomed = Vec::new();
-    let mut s = Sweep::default();
-    map.for_each(BATCH, |k, v| {
-        s.entries += 1;
-        let idle = now.saturating_sub(v.last_ns);
-        if v.state & ST_CLOSED != 0 {
-            if !flush && idle > t.closed_linger_ns {
-                doomed.push(*k);
-                s.forgotten += 1;
-            }
-            return;
-        }
-        if flush || idle > t.idle_ns {
-            out.push(FlowRecord {
-                key: *k,
-                reason: if flush {
-                    EndReason::Flush
-                } else {
-                    EndReason::IdleTimeout
-                } as u32,
-                _pad: 0,
-                value: *v,
-            });
-            s.exported += 1;
-            if !flush {
-                doomed.push(*k);
-            }
-        } else {
-            s.live += 1;
-        }
-    })
-    .map_err(batch_err(names::MAP_FLOWS))?;
-    if !doomed.is_empty() {
-        map.delete(&doomed).map_err(batch_err(names::MAP_FLOWS))?;
-    }
-    Ok(s)
+    sweep_flows(dp, now, t, flush, |r| out.push(*r))
 }
 
 /// Reads and resets every per-source and per-destination aggregate.

@@ -172,7 +172,7 @@ async fn watch(
             }
             _ = sweep_tick.tick() => {
                 let mut recs = Vec::new();
-                let s = drain::sweep_flows(dp, drain::mono_now_ns(), &opts.load.timeouts, false, &mut recs)?;
+                let s = drain::sweep_flows_into(dp, drain::mono_now_ns(), &opts.load.timeouts, false, &mut recs)?;
                 s.add_to(&mut st.totals, false);
                 send_flows(&mut tx, recs).await;
             }
@@ -196,7 +196,7 @@ async fn watch(
     ring.get_mut().read(&mut recs);
     send_flows(&mut tx, recs).await;
     let mut recs = Vec::new();
-    let s = drain::sweep_flows(dp, drain::mono_now_ns(), &opts.load.timeouts, true, &mut recs)?;
+    let s = drain::sweep_flows_into(dp, drain::mono_now_ns(), &opts.load.timeouts, true, &mut recs)?;
     s.add_to(&mut st.totals, true);
     send_flows(&mut tx, recs).await;
     let q = queue_counters(&tx);

@@ -162,3 +162,87 @@ fn egress_classifier_accounts_the_hosts_replies() {
         }
     }
 }
+
+/// `--iface` may repeat: one program on two interfaces, one set of counters.
+#[test]
+fn attaches_to_several_interfaces() {
+    if !require_root() {
+        eprintln!("skipped: needs root (namespaces, XDP)");
+        return;
+    }
+    sweep_leftovers().unwrap();
+    let lab = Pair::new("multi").unwrap();
+    // A second link between the same namespaces; it dies with them.
+    let (a2, b2) = (
+        format!("nalab{}m2a", std::process::id() % 10_000),
+        format!("nalab{}m2b", std::process::id() % 10_000),
+    );
+    lab.a
+        .ip(&[
+            "link",
+            "add",
+            &a2,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &b2,
+            "netns",
+            lab.b.name(),
+        ])
+        .unwrap();
+    for (ns, dev) in [(&lab.a, &a2), (&lab.b, &b2)] {
+        ns.sysctls([(format!("net.ipv6.conf.{dev}.disable_ipv6").as_str(), "1")])
+            .unwrap();
+        ns.ip(&["link", "set", "dev", dev, "arp", "off", "up"]).unwrap();
+    }
+    let iface1 = lab.a_side.iface.clone();
+    let agent = Agent::start(
+        &lab.a,
+        &[
+            "--iface",
+            &iface1,
+            "--iface",
+            &a2,
+            "--no-egress",
+            "--stats-format",
+            "json",
+            "--stats-interval",
+            "0.2",
+        ],
+    )
+    .unwrap();
+    assert!(xdp_attached(&lab.a, &iface1) && xdp_attached(&lab.a, &a2));
+    let (src, dst) = (lab.b_side.ep, lab.a_side.ep);
+    let pace = Pace {
+        pps: Some(20_000),
+        max_duration: Duration::from_secs(5),
+    };
+    let tx1 = RawSender::open(&lab.b, &lab.b_side.iface).unwrap();
+    let tx2 = RawSender::open(&lab.b, &b2).unwrap();
+    assert_eq!(
+        traffic::udp_burst(&tx1, &src, &dst, false, 10, 32, &pace).unwrap(),
+        10
+    );
+    assert_eq!(
+        traffic::udp_burst(&tx2, &src, &dst, false, 20, 32, &pace).unwrap(),
+        20
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, stdout, stderr) = agent.stop(libc::SIGTERM);
+    assert_eq!(code, Some(0), "{stderr:?}");
+    let snap: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let len = frames::udp(&src, &dst, false, 1, 2, &[0; 32]).len() as u64;
+    assert_eq!(row(&snap, "ipv4", "udp"), (30, 30 * len));
+    let names: Vec<&str> = snap["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["iface"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, [iface1.as_str(), a2.as_str()]);
+    assert!(
+        !xdp_attached(&lab.a, &iface1) && !xdp_attached(&lab.a, &a2),
+        "both detached"
+    );
+}

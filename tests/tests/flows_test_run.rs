@@ -42,7 +42,7 @@ fn event(dp: &Datapath, e: Event) -> u64 {
 /// All flows still in the table, without removing them.
 fn live_flows(dp: &Datapath) -> Vec<FlowRecord> {
     let mut out = Vec::new();
-    drain::sweep_flows(dp, drain::mono_now_ns(), &FlowTimeouts::DEFAULT, true, &mut out).unwrap();
+    drain::sweep_flows_into(dp, drain::mono_now_ns(), &FlowTimeouts::DEFAULT, true, &mut out).unwrap();
     out
 }
 

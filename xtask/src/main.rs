@@ -3,6 +3,7 @@
 //! Every command but `setup` first runs the setup checks (installing only what is missing),
 //! so a newcomer never has to know about setup.
 mod cmd;
+mod models;
 mod setup;
 mod tasks;
 
@@ -39,6 +40,28 @@ enum Command {
     /// Formatting, clippy (user crates and the eBPF crate, warnings denied), unit tests and
     /// the privileged integration tests. Needs root.
     Test,
+    /// Train a model bundle in models/ (its own virtualenv, created on first use):
+    /// `cargo xtask train -- --dataset nsl-kdd|kdd99 [--out DIR] [--quantile Q] [--ensemble RULE]`.
+    Train {
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Evaluate and write models/reports/<dataset>.md with plots:
+    /// `cargo xtask eval -- --dataset nsl-kdd|kdd99`.
+    Eval {
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Performance tables, each figure beside a baseline measured in the same run; printed
+    /// and written to target/bench/report.md (or --out). Needs root.
+    Bench {
+        /// Smaller sizes and shorter runs (a smoke run, not for quoting).
+        #[arg(long)]
+        quick: bool,
+        /// Where to write the report.
+        #[arg(long, value_name = "FILE")]
+        out: Option<std::path::PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -48,6 +71,9 @@ fn main() -> ExitCode {
         Command::Build { release } => setup::ensure().and_then(|env| tasks::build(&env, release).map(|_| ())),
         Command::Run { release, args } => setup::ensure().and_then(|env| tasks::run(&env, release, &args)),
         Command::Test => setup::ensure().and_then(|env| tasks::test(&env)),
+        Command::Train { args } => setup::ensure().and_then(|_| models::train(&args)),
+        Command::Eval { args } => setup::ensure().and_then(|_| models::eval(&args)),
+        Command::Bench { quick, out } => setup::ensure().and_then(|env| tasks::bench(&env, quick, out)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -94,6 +94,9 @@ pub fn test(env: &Env) -> anyhow::Result<()> {
     }
     cmd::status(t)?;
 
+    section("model pipeline (pytest, in models/.venv)");
+    crate::models::pytest()?;
+
     section("leftovers");
     check_leftovers()?;
     println!(
@@ -101,6 +104,37 @@ pub fn test(env: &Env) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// `cargo xtask bench`: builds the agent and the benchmark in release mode and runs it.
+pub fn bench(env: &Env, quick: bool, out: Option<PathBuf>) -> anyhow::Result<()> {
+    if !is_root() {
+        bail!("`cargo xtask bench` loads XDP programs and creates network namespaces: run it as root.");
+    }
+    let agent = build(env, true)?;
+    let cargo = cargo();
+    cmd::status(cmd::new(
+        &cargo,
+        &[
+            "build",
+            "--release",
+            "--package",
+            "netanom-lab",
+            "--bin",
+            "netanom-bench",
+        ],
+    ))?;
+    let mut c = std::process::Command::new(cmd::root().join("target/release/netanom-bench"));
+    c.current_dir(cmd::root())
+        .env("NETANOM_BIN", &agent)
+        .env("NETANOM_ORT_LIB", &env.ort_lib);
+    if quick {
+        c.arg("--quick");
+    }
+    if let Some(o) = out {
+        c.arg("--out").arg(o);
+    }
+    cmd::status(c)
 }
 
 fn section(name: &str) {
