@@ -157,6 +157,16 @@ mod tests {
     }
 
     #[test]
+    fn features_md_documents_every_aggregate() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("FEATURES.md");
+        let doc = std::fs::read_to_string(path).unwrap();
+        for (name, unit, _) in SRC_FEATURES.iter().chain(DST_FEATURES) {
+            let row = format!("| `{name}` | {unit} |");
+            assert!(doc.contains(&row), "FEATURES.md lacks the row for {name} ({unit})");
+        }
+    }
+
+    #[test]
     fn addresses_round_trip() {
         assert_eq!(addr(4, &[0xc612_0001, 0, 0, 0]).to_string(), "198.18.0.1");
         assert_eq!(addr(6, &[0x2001_0db8, 0, 0, 1]).to_string(), "2001:db8::1");
