@@ -162,7 +162,10 @@ mod tests {
         let doc = std::fs::read_to_string(path).unwrap();
         for (name, unit, _) in SRC_FEATURES.iter().chain(DST_FEATURES) {
             let row = format!("| `{name}` | {unit} |");
-            assert!(doc.contains(&row), "FEATURES.md lacks the row for {name} ({unit})");
+            assert!(
+                doc.contains(&row),
+                "FEATURES.md lacks the row for {name} ({unit})"
+            );
         }
     }
 
