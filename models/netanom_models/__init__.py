@@ -10,9 +10,10 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-#: Version of the bundle layout (manifest.json + the three ONNX files). Bump on any change
+#: Version of the bundle layout (manifest.json, the three ONNX files, parity.csv). 2: adds
+#: manifest keys `scorer` (the normative scorer contract) and `parity`, and parity.csv. Bump on any change
 #: that the Rust scorer must know about.
-BUNDLE_FORMAT_VERSION = 1
+BUNDLE_FORMAT_VERSION = 2
 
 
 class DataError(Exception):

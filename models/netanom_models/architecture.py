@@ -60,17 +60,23 @@ class AutoEncoder(nn.Module):
 class ScoringAutoEncoder(nn.Module):
     """What autoencoder.onnx computes: raw input vector -> per-row reconstruction MSE.
 
-    The min-max scaling is part of the graph (buffers `scale_min`, `scale_range`), so the
-    scorer feeds the raw vector.
+    The optional signed log1p step (buffer `log_mask`) and the min-max scaling (buffers
+    `scale_min`, `scale_range`) are part of the graph, so the scorer feeds the raw vector.
     """
 
-    def __init__(self, ae: AutoEncoder, scale_min, scale_range) -> None:
+    def __init__(self, ae: AutoEncoder, scale_min, scale_range, log_mask=None) -> None:
         super().__init__()
         self.ae = ae
         self.register_buffer("scale_min", torch.as_tensor(scale_min, dtype=torch.float32).clone())
         self.register_buffer("scale_range", torch.as_tensor(scale_range, dtype=torch.float32).clone())
+        # Only graphs with log elements get the log step (the KDD graphs stay as they were).
+        self.has_log = log_mask is not None and bool(log_mask.any())
+        if self.has_log:
+            self.register_buffer("log_mask", torch.as_tensor(log_mask, dtype=torch.bool).clone())
 
     def scale(self, x: torch.Tensor) -> torch.Tensor:
+        if self.has_log:
+            x = torch.where(self.log_mask, torch.sign(x) * torch.log1p(torch.abs(x)), x)
         return torch.clamp((x - self.scale_min) / self.scale_range, 0.0, 1.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

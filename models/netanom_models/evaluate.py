@@ -25,6 +25,7 @@ SENSITIVITY_QUANTILES = (0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 0.9999)
 TARGETS = {
     ("nsl-kdd", "KDDTest+"): {"roc_auc": 0.95, "f1": 0.90},
     ("kdd99", "corrected"): {"roc_auc": 0.97},
+    ("cic-ids2017", "test split"): {"roc_auc": 0.95},
 }
 
 
@@ -162,7 +163,8 @@ def plot_confusion(path: Path, title: str, y: np.ndarray, flags: dict[str, np.nd
 
 
 # ---- evaluation ---------------------------------------------------------------------------
-def evaluate_table(sc: Scorer, table, categories: dict, train_labels: set, single: dict | None):
+def evaluate_table(sc: Scorer, table, categories: dict, train_labels: set, single: dict | None,
+                   group_order=CATEGORY_ORDER):
     raw, unseen = sc.raw(table.features)
     y = table.is_attack
     s = sc.scores(raw)
@@ -184,7 +186,7 @@ def evaluate_table(sc: Scorer, table, categories: dict, train_labels: set, singl
         curves[f"single feature ({single['feature']})"] = (sf_score, sf_flag)
     # recall per attack category and for labels never seen in training
     cats = table.categories(categories)
-    groups = {c: cats == c for c in CATEGORY_ORDER if np.any((cats == c) & y)}
+    groups = {c: cats == c for c in group_order if np.any((cats == c) & y)}
     novel = np.array([lab not in train_labels for lab in table.labels]) & y
     if novel.any():
         groups["novel labels"] = novel
@@ -272,13 +274,17 @@ def _notebook_section(sc: Scorer, t10) -> list[str]:
 def evaluate(dataset: str, bundle_dir: Path | None = None, reports_dir: Path | None = None,
              sample: int | None = None) -> dict:
     spec = datasets.spec(dataset)
-    bundle_dir = bundle_dir or MODELS_DIR / "bundles" / dataset
+    bundle_dir = bundle_dir or datasets.default_bundle_dir(dataset)
     reports_dir = reports_dir or MODELS_DIR / "reports"
     sc = Scorer(bundle_dir)
     man = sc.manifest
     if man["dataset"] != dataset:
         raise DataError(f"bundle {bundle_dir} was trained on {man['dataset']!r}, not {dataset!r}")
     reports_dir.mkdir(parents=True, exist_ok=True)
+    if spec.kind == "cic":
+        from .evaluate_cic import evaluate_cic
+
+        return evaluate_cic(sc, spec, bundle_dir, reports_dir, sample)
     categories = datasets.attack_categories(spec)
     train_path = datasets.dataset_dir(spec) / spec.train_file
     train_sha = datasets.sha256_file(train_path) if train_path.is_file() else None
@@ -326,11 +332,12 @@ def evaluate(dataset: str, bundle_dir: Path | None = None, reports_dir: Path | N
     return results
 
 
-def _calibration(sc: Scorer, spec, train_table) -> dict:
+def _calibration(sc: Scorer, spec, train_table, p=None) -> dict:
     """Recreates the calibration/validation rows from the manifest and scores them."""
     man = sc.manifest
     td = man["training_data"]
-    p = prepare(spec, td["sample"], man["seeds"]["seed"], table=train_table)
+    if p is None:
+        p = prepare(spec, td["sample"], man["seeds"]["seed"], table=train_table)
     cal_n = p.split["calibration"][p.normal[p.split["calibration"]]]
     val = p.split["validation"]
     cal_raw, _ = sc.raw(p.table.features.iloc[cal_n].reset_index(drop=True))
@@ -426,9 +433,10 @@ def _test_section(sc: Scorer, test_name: str, res: dict, slug: str, single: dict
     lines = [
         f"## {test_name}",
         "",
-        f"{res['rows']:,} rows, {res['attacks']:,} attacks: base rate **{res['base_rate']:.1%}**. "
-        "Rows with a category unseen in training (all-zero one-hot): "
-        + ", ".join(f"{c} {n:,}" for c, n in res["unseen_categories"].items()) + ".",
+        f"{res['rows']:,} rows, {res['attacks']:,} attacks: base rate **{res['base_rate']:.1%}**."
+        + (" Rows with a category unseen in training (all-zero one-hot): "
+           + ", ".join(f"{c} {n:,}" for c, n in res["unseen_categories"].items()) + "."
+           if res["unseen_categories"] else ""),
         "",
         METRICS_HEADER,
     ]
@@ -513,7 +521,7 @@ def _validation_section(sc: Scorer) -> list[str]:
         return []
     rows = v["rows"]
     lines = [
-        "## Validation split (from the training file; used to choose the ensemble rule)",
+        "## Validation split (from the training data, not the test rows; used to choose the ensemble rule)",
         "",
         f"{rows['rows']:,} rows ({rows['normal']:,} normal, {rows['attack']:,} attack).",
         "",

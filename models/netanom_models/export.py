@@ -180,13 +180,55 @@ def _convert_sklearn(model, n_features: int, options: dict) -> onnx.ModelProto:
         )
 
 
-def export_iforest(iforest, n_features: int) -> bytes:
-    """score = -score_samples (higher = more anomalous), shape [batch]."""
+LOGGED = "netanom_logged"
+
+
+def _signed_log1p_nodes(log_mask: np.ndarray, out_name: str = LOGGED) -> tuple[list, list]:
+    """Nodes + initializers computing out = where(mask, sign(x) * ln(1 + |x|), x) from INPUT_NAME."""
+    inits = [
+        numpy_helper.from_array(np.asarray(log_mask, dtype=bool), "netanom_log_mask"),
+        numpy_helper.from_array(np.array(1.0, dtype=np.float32), "netanom_one"),
+    ]
+    nodes = [
+        helper.make_node("Abs", [INPUT_NAME], ["netanom_abs"], name="netanom_abs"),
+        helper.make_node("Add", ["netanom_abs", "netanom_one"], ["netanom_abs1"], name="netanom_abs1"),
+        helper.make_node("Log", ["netanom_abs1"], ["netanom_log"], name="netanom_log"),
+        helper.make_node("Sign", [INPUT_NAME], ["netanom_sign"], name="netanom_sign"),
+        helper.make_node("Mul", ["netanom_sign", "netanom_log"], ["netanom_slog"], name="netanom_slog"),
+        helper.make_node("Where", ["netanom_log_mask", "netanom_slog", INPUT_NAME], [out_name], name="netanom_where"),
+    ]
+    return nodes, inits
+
+
+def signed_log1p_onnx(x: np.ndarray, log_mask: np.ndarray) -> np.ndarray:
+    """Runs the graph prefix that iforest.onnx applies (signed log1p on the mask) with
+    onnxruntime, so the forest is fitted on exactly the values its graph will compute."""
+    n = x.shape[1]
+    nodes, inits = _signed_log1p_nodes(log_mask, "out")
+    g = helper.make_graph(nodes, "netanom_slog", [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [None, n])],
+                          [helper.make_tensor_value_info("out", TensorProto.FLOAT, [None, n])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=8)
+    return session(serialize(m)).run(["out"], {INPUT_NAME: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+
+def export_iforest(iforest, n_features: int, log_mask: np.ndarray | None = None) -> bytes:
+    """score = -score_samples (higher = more anomalous), shape [batch]. With `log_mask`, the
+    graph first applies signed log1p to the masked elements (the forest was fitted on those)."""
     m = _convert_sklearn(iforest, n_features, {"score_samples": True})
     outs = [o.name for o in m.graph.output]
     if len(outs) != 3:
         raise RuntimeError(f"unexpected IsolationForest ONNX outputs {outs}")
     g = m.graph
+    if log_mask is not None and np.any(log_mask):
+        for node in g.node:
+            for i, name in enumerate(node.input):
+                if name == INPUT_NAME:
+                    node.input[i] = LOGGED
+        nodes, inits = _signed_log1p_nodes(log_mask)
+        rest = list(g.node)
+        del g.node[:]
+        g.node.extend(nodes + rest)
+        g.initializer.extend(inits)
     g.initializer.append(numpy_helper.from_array(np.array([-1], dtype=np.int64), "netanom_flat_shape"))
     g.node.append(helper.make_node("Neg", [outs[2]], ["netanom_neg_score"], name="netanom_neg"))
     g.node.append(

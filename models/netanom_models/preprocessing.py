@@ -9,7 +9,7 @@ an all-zero block. Min-max scaling (``clip((x - min) / range, 0, 1)``) happens i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,9 @@ class Preprocessor:
     #: Per input-vector element (after one-hot expansion); float32 values.
     scale_min: np.ndarray | None = None
     scale_range: np.ndarray | None = None
+    #: Numeric source columns that get x -> sign(x) * ln(1 + |x|) before the min-max scaling
+    #: (inside autoencoder.onnx, like the scaling). Empty for the KDD data sets.
+    log_columns: list[str] = field(default_factory=list)
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
@@ -37,13 +40,34 @@ class Preprocessor:
                 cats[c] = sorted(str(v) for v in pd.unique(features[c]))
         return cls(columns=list(features.columns), categories=cats)
 
+    def log_elements(self) -> list[int]:
+        """Input-vector indices of the elements in `log_columns`."""
+        logs = set(self.log_columns)
+        return [j for j, f in enumerate(self.layout()) if f["kind"] == "numeric" and f["column"] in logs]
+
+    def log_mask(self) -> np.ndarray:
+        m = np.zeros(self.n_features, dtype=bool)
+        m[self.log_elements()] = True
+        return m
+
+    def log_transform(self, raw: np.ndarray) -> np.ndarray:
+        """sign(x) * log1p(|x|) on the log elements (float32 result; reference for the graph)."""
+        x = raw.astype(np.float32).copy()
+        j = self.log_elements()
+        if j:
+            v = x[:, j].astype(np.float64)
+            x[:, j] = (np.sign(v) * np.log1p(np.abs(v))).astype(np.float32)
+        return x
+
     def fit_scaling(self, raw: np.ndarray) -> None:
-        """Min/range per element from `raw` (the training normal rows). One-hot elements get
+        """Min/range per element from `raw` (the training normal rows), after the log step
+        (see `log_columns`). One-hot elements get
         min 0 / range 1; a numeric element constant in `raw` gets range 1, so that any
         deviation from the constant still shows up (clipped to [0, 1])."""
         if raw.shape[0] == 0:
             raise DataError("no normal rows to fit the scaling on")
         is_num = self.numeric_mask()
+        raw = self.log_transform(raw)
         lo = raw.min(axis=0).astype(np.float64)
         hi = raw.max(axis=0).astype(np.float64)
         rng = hi - lo
@@ -99,9 +123,9 @@ class Preprocessor:
         return np.ascontiguousarray(np.hstack(blocks), dtype=np.float32), unseen
 
     def scale(self, raw: np.ndarray) -> np.ndarray:
-        """Reference (numpy, float32) version of the scaling inside autoencoder.onnx."""
+        """Reference (numpy, float32) version of the log step + scaling inside autoencoder.onnx."""
         assert self.scale_min is not None and self.scale_range is not None
-        x = (raw.astype(np.float32) - self.scale_min) / self.scale_range
+        x = (self.log_transform(raw) - self.scale_min) / self.scale_range
         return np.clip(x, np.float32(0.0), np.float32(1.0)).astype(np.float32)
 
     # ---- manifest -----------------------------------------------------------------------
@@ -122,11 +146,15 @@ class Preprocessor:
             "categorical_columns": [c for c in self.columns if c in self.categories],
             "categories": self.categories,
             "invalid_values": "NaN or infinite numeric values must be rejected by the scorer (training rejects them).",
+            "log_columns": list(self.log_columns),
+            "log_elements": self.log_elements(),
+            "log_transform": ("x -> sign(x) * ln(1 + |x|) on `log_elements`, before the scaling, inside "
+                              "autoencoder.onnx; the scorer does NOT apply it" if self.log_columns else None),
             "scaling": {
                 "applied_inside": ["autoencoder.onnx"],
                 "not_needed_by": ["iforest.onnx", "rf.onnx"],
                 "formula": "x_scaled[j] = clip((x[j] - min[j]) / range[j], 0, 1), float32",
-                "fitted_on": "normal rows of the fit split of the training file",
+                "fitted_on": "normal rows of the fit split of the training file (after the log step)",
                 "note": (
                     "one-hot elements: min 0, range 1; numeric elements constant in the "
                     "fitting data: range 1. The scorer does NOT apply this: it is part of "
@@ -139,7 +167,8 @@ class Preprocessor:
 
     @classmethod
     def from_manifest(cls, pre: dict) -> "Preprocessor":
-        p = cls(columns=list(pre["source_columns"]), categories={k: list(v) for k, v in pre["categories"].items()})
+        p = cls(columns=list(pre["source_columns"]), categories={k: list(v) for k, v in pre["categories"].items()},
+                log_columns=list(pre.get("log_columns", [])))
         p.scale_min = np.array(pre["scaling"]["min"], dtype=np.float32)
         p.scale_range = np.array(pre["scaling"]["range"], dtype=np.float32)
         return p

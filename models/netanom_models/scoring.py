@@ -40,7 +40,12 @@ def ensemble_score(r: np.ndarray, rule: str, weights) -> np.ndarray:
         k = r.shape[1] // 2 + 1
         return -np.sort(-r, axis=1)[:, k - 1]
     if rule == "weighted":
-        return r @ normalised_weights(weights)
+        # Left to right in float64, exactly as the manifest's scorer contract says.
+        w = normalised_weights(weights)
+        e = np.zeros(r.shape[0], dtype=np.float64)
+        for j in range(r.shape[1]):
+            e = e + w[j] * r[:, j]
+        return e
     raise ValueError(f"unknown ensemble rule {rule!r}")
 
 
@@ -121,3 +126,28 @@ def apply_single_feature(x_col: np.ndarray, rule: dict) -> tuple[np.ndarray, np.
     if rule["direction"] == ">":
         return v, v > rule["threshold"]
     return -v, v < rule["threshold"]
+
+
+def weighted_metrics(y: np.ndarray, score: np.ndarray, flagged: np.ndarray, w: np.ndarray) -> dict:
+    """binary_metrics with per-row weights (re-weighting a sample to population class ratios):
+    counts become weighted sums; AUCs use sample_weight."""
+    y = y.astype(bool)
+    flagged = flagged.astype(bool)
+    w = w.astype(np.float64)
+    tp = float(w[flagged & y].sum())
+    fp = float(w[flagged & ~y].sum())
+    fn = float(w[~flagged & y].sum())
+    tn = float(w[~flagged & ~y].sum())
+    both = 0 < y.sum() < y.size
+    prec = tp / (tp + fp) if tp + fp else 0.0
+    rec = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
+    return {
+        "roc_auc": _r(roc_auc_score(y, score, sample_weight=w)) if both else None,
+        "pr_auc": _r(average_precision_score(y, score, sample_weight=w)) if both else None,
+        "precision": _r(prec),
+        "recall": _r(rec),
+        "f1": _r(f1),
+        "fpr": _r(fp / (fp + tn) if fp + tn else 0.0),
+        "base_rate": _r((tp + fn) / (tp + fp + fn + tn)),
+    }

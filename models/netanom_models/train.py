@@ -7,7 +7,8 @@ The training file is split (stratified by attack/normal) into
   model's threshold (a quantile of the model's ONNX score);
 - validation (15 %): normal + attack rows never used for fitting; the ensemble rule is
   chosen on it, and its metrics go into the manifest.
-Test files are never read here.
+Test files are never used for fitting, thresholds or the choice of rule; only a fixed sample
+of the first test file is scored to write the bundle's parity fixture (parity.csv).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 
 from . import BUNDLE_FORMAT_VERSION, DataError
 from . import architecture as arch
-from . import datasets, export, scoring
+from . import contract, datasets, export, scoring
 from .datasets import MODELS_DIR
 from .preprocessing import Preprocessor
 
@@ -46,7 +47,7 @@ class TrainConfig:
     quiet: bool = False
 
     def resolved_out(self) -> Path:
-        return self.out_dir if self.out_dir is not None else MODELS_DIR / "bundles" / self.dataset
+        return self.out_dir if self.out_dir is not None else datasets.default_bundle_dir(self.dataset)
 
 
 def log(cfg: TrainConfig, msg: str) -> None:
@@ -110,19 +111,41 @@ class Prepared:
     is_attack: np.ndarray | None
     normal: np.ndarray
     split: dict[str, np.ndarray]
+    #: Held-out test rows, for data sets without separate test files (None otherwise).
+    test: np.ndarray | None = None
+    #: Source columns that get the signed log1p step (CIC), and the schema manifest entry.
+    log_columns: list[str] = field(default_factory=list)
+    schema: dict | None = None
 
 
-def prepare(spec: datasets.DatasetSpec, sample: int | None, seed: int, table: datasets.Table | None = None) -> Prepared:
+def prepare(spec: datasets.DatasetSpec, sample: int | None, seed: int, table: datasets.Table | None = None,
+            feature_names: list[str] | None = None) -> Prepared:
     """Training rows (deduplicated, sampled) and their split; deterministic, so that `eval`
-    can recreate the calibration and validation rows from the manifest."""
+    can recreate the calibration and validation rows from the manifest. For CIC,
+    `feature_names` (default: chosen from the Rust schema now) are the model inputs."""
+    log_columns, schema_entry, test = [], None, None
+    if spec.kind == "cic":
+        from . import schema
+
+        names, log_columns, schema_entry = datasets.cic_feature_names()
+        if feature_names is not None:
+            names = list(feature_names)
+            log_columns = [n for n in log_columns if n in set(names)]
+        if table is None:
+            table = datasets.load_cic(spec, names)
     table = datasets.load_train(spec, table)
     rows_after_dedup = len(table.features)
     table = table.subset(sample_rows(rows_after_dedup, sample, seed))
     labelled = spec.has_labels and table.labels is not None
     is_attack = table.is_attack if labelled else None
     normal = ~is_attack if labelled else np.ones(len(table.features), dtype=bool)
-    split = split_indices(is_attack, len(table.features), seed)
-    return Prepared(table, rows_after_dedup, labelled, is_attack, normal, split)
+    if spec.kind == "cic":
+        parts = datasets.split_by_label(table.labels, spec.normal_label, datasets.CIC_SPLIT, seed)
+        split = {k: parts[k] for k in ("fit", "calibration", "validation")}
+        test = parts["test"]
+    else:
+        split = split_indices(is_attack, len(table.features), seed)
+    return Prepared(table, rows_after_dedup, labelled, is_attack, normal, split, test, log_columns, schema_entry)
 
 
 # ---- models -------------------------------------------------------------------------------
@@ -131,7 +154,7 @@ def train_autoencoder(pre: Preprocessor, raw_fit_normal: np.ndarray, raw_cal_nor
 
     torch.manual_seed(cfg.seed)
     ae = arch.AutoEncoder(pre.n_features)
-    scorer = arch.ScoringAutoEncoder(ae, pre.scale_min, pre.scale_range)
+    scorer = arch.ScoringAutoEncoder(ae, pre.scale_min, pre.scale_range, pre.log_mask())
     with torch.no_grad():
         xs_fit = scorer.scale(torch.from_numpy(raw_fit_normal))
         xs_cal = scorer.scale(torch.from_numpy(raw_cal_normal))
@@ -245,8 +268,10 @@ def train(cfg: TrainConfig) -> TrainResult:
         raise DataError("too few normal rows in the training data (need >= 10 to fit, >= 2 to calibrate)")
 
     pre = Preprocessor.fit_vocabulary(table.features)
+    pre.log_columns = list(p.log_columns)
     raw_all, _ = pre.raw_matrix(table.features)
     pre.fit_scaling(raw_all[fit_n])
+    log_mask = pre.log_mask() if pre.log_columns else None
     n_feat = pre.n_features
     log(cfg, f"[{spec.name}] {len(table.features)} rows, {n_feat} input features; "
         f"fit/calibration/validation = {len(split['fit'])}/{len(split['calibration'])}/{len(split['validation'])}")
@@ -257,14 +282,18 @@ def train(cfg: TrainConfig) -> TrainResult:
     log(cfg, f"[{spec.name}]   {ae_info['epochs_run']} epochs, best {ae_info['best_epoch']} "
         f"(calibration MSE {ae_info['best_calibration_loss']:.3g})")
     log(cfg, f"[{spec.name}] training isolation forest")
-    iforest = train_iforest(raw_all[fit_n], cfg.iforest_params, cfg.seed)
+    if_input = export.signed_log1p_onnx(raw_all[fit_n], log_mask) if log_mask is not None else raw_all[fit_n]
+    iforest = train_iforest(if_input, cfg.iforest_params, cfg.seed)
     if labelled:
         y_fit = is_attack[split["fit"]].astype(np.int64)
         rf_labels = "dataset labels (attack = 1, normal = 0)"
     else:
-        if_cal = -iforest.score_samples(raw_all[split["calibration"]])
+        def if_in(idx):
+            return export.signed_log1p_onnx(raw_all[idx], log_mask) if log_mask is not None else raw_all[idx]
+
+        if_cal = -iforest.score_samples(if_in(split["calibration"]))
         t_if = scoring.threshold(if_cal, cfg.quantile)
-        if_fit = -iforest.score_samples(raw_all[split["fit"]])
+        if_fit = -iforest.score_samples(if_in(split["fit"]))
         y_fit = (if_fit > t_if).astype(np.int64)
         if not y_fit.any():  # nothing above the threshold: take the top (1 - q) share of fit rows
             y_fit = (if_fit >= np.quantile(if_fit, cfg.quantile)).astype(np.int64)
@@ -276,7 +305,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     log(cfg, f"[{spec.name}] exporting ONNX")
     blobs = {
         "autoencoder": export.export_autoencoder(scorer, n_feat),
-        "iforest": export.export_iforest(iforest, n_feat),
+        "iforest": export.export_iforest(iforest, n_feat, log_mask),
         "rf": export.export_rf(rf, n_feat),
     }
     sessions = {m: export.session(b) for m, b in blobs.items()}
@@ -338,12 +367,14 @@ def train(cfg: TrainConfig) -> TrainResult:
     # -- write the bundle --
     out = cfg.resolved_out()
     out.mkdir(parents=True, exist_ok=True)
+    parity = write_parity_fixture(spec, p, pre, out, sessions, thresholds, rule, weights, cfg)
     import hashlib
 
     models = {}
     descriptions = {
         "autoencoder": "per-row reconstruction MSE of the min-max scaled input (scaling inside the graph)",
-        "iforest": "-score_samples of sklearn IsolationForest (higher = more anomalous), on the raw vector",
+        "iforest": "-score_samples of sklearn IsolationForest (higher = more anomalous), on the raw vector"
+                   + (" after the signed log1p step (inside the graph)" if log_mask is not None else ""),
         "rf": "P(attack) of a RandomForestClassifier, on the raw vector",
     }
     hyper = {
@@ -357,7 +388,8 @@ def train(cfg: TrainConfig) -> TrainResult:
             "early_stopping_on": "normal rows of the calibration split",
             **ae_info,
         },
-        "iforest": {**cfg.iforest_params, "trained_on": "normal rows of the fit split",
+        "iforest": {**cfg.iforest_params, "trained_on": "normal rows of the fit split"
+                    + (", after the graph's signed log1p step (computed with onnxruntime)" if log_mask is not None else ""),
                     "tree_thresholds": "rounded down to float32 (exactly equivalent for float32 inputs)"},
         "rf": {**cfg.rf_params, "trained_on": f"all rows of the fit split; labels: {rf_labels}",
                "tree_thresholds": "rounded down to float32 (exactly equivalent for float32 inputs)",
@@ -374,7 +406,6 @@ def train(cfg: TrainConfig) -> TrainResult:
             "threshold": thresholds[m],
             "hyperparameters": hyper[m],
         }
-    _, fn_path = datasets.field_names(spec)
     manifest = {
         "bundle_format_version": BUNDLE_FORMAT_VERSION,
         "dataset": spec.name,
@@ -396,36 +427,20 @@ def train(cfg: TrainConfig) -> TrainResult:
             "reason": reason,
             "definitions": scoring.rule_definitions(),
         },
+        **({"feature_schema": p.schema} if p.schema else {}),
+        "scorer": contract.scorer_contract(pre, models, thresholds, rule,
+                                           {m: float(w) for m, w in zip(arch.MODEL_NAMES, weights)},
+                                           iforest_log=log_mask is not None, schema=p.schema),
+        "parity": parity,
         "scoring_procedure": [
-            "1. Build the float32 input vector per row as described in preprocessing.input_vector "
+            "Normative, machine-readable version: `scorer` (steps 1-6). In short:",
+            "1. Build the float32 input vector per row as described in scorer.steps[build_input_vector] "
             "(unseen category -> all-zero block; reject NaN/inf).",
             "2. Run each model in `models` (input tensor 'input' [N, n_features], output 'score' [N]).",
-            "3. r_i = score_i / thresholds.values[i] for i in autoencoder, iforest, rf.",
+            "3. r_i = score_i / thresholds.values[i] for i in autoencoder, iforest, rf (float64).",
             "4. E = ensemble rule applied to r (see ensemble.definitions); anomaly when E > 1.0.",
         ],
-        "training_data": {
-            "files": [{
-                "path": f"{spec.folder}/{spec.train_file}",
-                "sha256": table.sha256_gz,
-                "sha256_uncompressed": table.sha256_raw,
-                "rows": table.rows_read,
-            }],
-            "field_names": {
-                "path": f"{fn_path.parent.name}/{fn_path.name}",
-                "sha256": datasets.sha256_file(fn_path),
-            },
-            "deduplicated": spec.dedup_train,
-            "rows_after_dedup": rows_after_dedup,
-            "sample": cfg.sample,
-            "rows_used": int(len(table.features)),
-            "split": {
-                "fractions": arch.SPLIT,
-                "stratified_by": "attack vs normal" if labelled else None,
-                "fit": _counts(is_attack, split["fit"]),
-                "calibration": _counts(is_attack, split["calibration"]),
-                "validation": _counts(is_attack, val_idx),
-            },
-        },
+        "training_data": training_data_entry(spec, cfg, p),
         "validation": validation,
         "baselines": baselines,
         "seeds": {
@@ -445,6 +460,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     text = json.dumps(manifest, indent=2, ensure_ascii=True, allow_nan=False) + "\n"
     (out / "manifest.json").write_text(text)
     total = sum(len(b) for b in blobs.values()) + len(text.encode())
+    if parity:
+        total += (out / parity["file"]).stat().st_size
     log(cfg, f"[{spec.name}] thresholds (q={cfg.quantile}): "
         + ", ".join(f"{m} {thresholds[m]:.6g}" for m in arch.MODEL_NAMES))
     if validation:
@@ -453,6 +470,89 @@ def train(cfg: TrainConfig) -> TrainResult:
             f"ROC-AUC {v['roc_auc']:.4f}")
     log(cfg, f"[{spec.name}] bundle written to {out} ({total / 1e6:.2f} MB)")
     return TrainResult(manifest, out, pre, scorer, iforest, rf)
+
+
+def training_data_entry(spec, cfg: TrainConfig, p: Prepared) -> dict:
+    table, split, is_attack = p.table, p.split, p.is_attack
+    parts = {
+        "fit": _counts(is_attack, split["fit"]),
+        "calibration": _counts(is_attack, split["calibration"]),
+        "validation": _counts(is_attack, split["validation"]),
+    }
+    if spec.kind == "cic":
+        hdr = datasets.dataset_dir(spec) / datasets.CIC_HEADER_FILE
+        all_parts = {**split, "test": p.test}
+        labels = table.labels
+        per_label = {
+            lab: {k: int(np.sum(labels[v] == lab)) for k, v in all_parts.items()}
+            for lab in sorted(set(labels.tolist()), key=lambda x: (x != spec.normal_label, x))
+        }
+        return {
+            "files": table.files,
+            "header_reference": {"path": f"{spec.folder}/{hdr.name}", "sha256": datasets.sha256_file(hdr)}
+            if hdr.is_file() else None,
+            "identifier_columns_dropped": list(datasets.CIC_ID_COLUMNS),
+            "bookkeeping_columns_dropped": list(datasets.CIC_BOOKKEEPING),
+            "row_filter": (f"Protocol in {list(datasets.CIC_PROTOCOLS)} (TCP, UDP): CicMatch::Exact holds for TCP "
+                           "and UDP flows; CICFlowMeter's ICMP rows have zero lengths and it gives protocol 0 "
+                           "to all other protocols"),
+            "loader": table.stats,
+            "deduplicated": "exact duplicate rows (all 91 columns) dropped, first kept, files in name order",
+            "rows_after_dedup": p.rows_after_dedup,
+            "sample": cfg.sample,
+            "rows_used": int(len(table.features)),
+            "split": {
+                "fractions": datasets.CIC_SPLIT,
+                "stratified_by": "Label (per-label shuffle with numpy default_rng(seed), largest-remainder rounding)",
+                **parts,
+                "test": _counts(is_attack, p.test),
+                "per_label": per_label,
+            },
+            "population": {
+                "source": f"{spec.folder}/PROVENANCE.md (class sizes of the full improved CIC-IDS2017)",
+                "counts": datasets.CIC_POPULATION,
+            },
+        }
+    _, fn_path = datasets.field_names(spec)
+    return {
+        "files": [{
+            "path": f"{spec.folder}/{spec.train_file}",
+            "sha256": table.sha256_gz,
+            "sha256_uncompressed": table.sha256_raw,
+            "rows": table.rows_read,
+        }],
+        "field_names": {
+            "path": f"{fn_path.parent.name}/{fn_path.name}",
+            "sha256": datasets.sha256_file(fn_path),
+        },
+        "deduplicated": spec.dedup_train,
+        "rows_after_dedup": p.rows_after_dedup,
+        "sample": cfg.sample,
+        "rows_used": int(len(table.features)),
+        "split": {
+            "fractions": arch.SPLIT,
+            "stratified_by": "attack vs normal" if p.labelled else None,
+            **parts,
+        },
+    }
+
+
+def write_parity_fixture(spec, p: Prepared, pre: Preprocessor, out: Path, sessions, thresholds, rule, weights,
+                         cfg: TrainConfig) -> dict | None:
+    """parity.csv from the data set's first test file (or, for data sets whose test rows are a
+    held-out part of the training data, from those rows)."""
+    if spec.test_files:
+        name, file_name = spec.test_files[0]
+        t = datasets.load_test(spec, file_name)
+        features, y, source = t.features, t.is_attack, f"test file {spec.folder}/{file_name} ({name})"
+    elif p.test is not None and p.labelled:
+        idx = p.test
+        features = p.table.features.iloc[idx].reset_index(drop=True)
+        y, source = p.is_attack[idx], "the held-out test rows (training_data.split.test)"
+    else:
+        return None
+    log(cfg, f"[{spec.name}] writing {contract.PARITY_FILE} from {source}")
+    return contract.write_parity(out, pre, features, y, sessions, thresholds, rule, weights, source)
 
 
 def load_bundle(bundle_dir: Path) -> tuple[dict, dict]:
@@ -471,11 +571,11 @@ def load_bundle(bundle_dir: Path) -> tuple[dict, dict]:
                         f"(expected {BUNDLE_FORMAT_VERSION}); retrain")
     sessions = {}
     for m in arch.MODEL_NAMES:
-        p = bundle_dir / manifest["models"][m]["file"]
-        if not p.is_file():
-            raise DataError(f"{p} missing from the bundle")
-        b = p.read_bytes()
+        f = bundle_dir / manifest["models"][m]["file"]
+        if not f.is_file():
+            raise DataError(f"{f} missing from the bundle")
+        b = f.read_bytes()
         if hashlib.sha256(b).hexdigest() != manifest["models"][m]["sha256"]:
-            raise DataError(f"{p}: sha256 differs from the manifest; retrain")
+            raise DataError(f"{f}: sha256 differs from the manifest; retrain")
         sessions[m] = export.session(b)
     return manifest, sessions

@@ -89,7 +89,7 @@ def make_nsl(root: Path, n_train: int = 900, seed: int = 1) -> Path:
 
 @pytest.fixture(scope="session")
 def shared(tmp_path_factory) -> Path:
-    return make_nsl(tmp_path_factory.mktemp("shared"))
+    return make_cic(make_nsl(tmp_path_factory.mktemp("shared")))
 
 
 @pytest.fixture(autouse=True)
@@ -97,7 +97,7 @@ def _shared_env(shared, monkeypatch):
     monkeypatch.setenv("NETANOM_SHARED", str(shared))
 
 
-def train_small(shared: Path, out: Path):
+def train_small(shared: Path, out: Path, dataset: str = "nsl-kdd"):
     import os
 
     from netanom_models.train import TrainConfig, train
@@ -105,7 +105,7 @@ def train_small(shared: Path, out: Path):
     old = os.environ.get("NETANOM_SHARED")
     os.environ["NETANOM_SHARED"] = str(shared)
     try:
-        return train(TrainConfig(dataset="nsl-kdd", out_dir=out, max_epochs=4, quiet=True, **SMALL))
+        return train(TrainConfig(dataset=dataset, out_dir=out, max_epochs=4, quiet=True, **SMALL))
     finally:
         if old is None:
             os.environ.pop("NETANOM_SHARED", None)
@@ -116,3 +116,82 @@ def train_small(shared: Path, out: Path):
 @pytest.fixture(scope="session")
 def trained(shared, tmp_path_factory):
     return train_small(shared, tmp_path_factory.mktemp("bundle"))
+
+
+@pytest.fixture(scope="session")
+def trained_cic(shared, tmp_path_factory):
+    return train_small(shared, tmp_path_factory.mktemp("cic_bundle"), "cic-ids2017")
+
+
+# ---- a synthetic CIC-IDS2017-shaped sample (header of the improved CSVs, 91 columns) --------
+CIC_HEADER = (
+    "id,Flow ID,Src IP,Src Port,Dst IP,Dst Port,Protocol,Timestamp,Flow Duration,Total Fwd Packet,"
+    "Total Bwd packets,Total Length of Fwd Packet,Total Length of Bwd Packet,Fwd Packet Length Max,"
+    "Fwd Packet Length Min,Fwd Packet Length Mean,Fwd Packet Length Std,Bwd Packet Length Max,"
+    "Bwd Packet Length Min,Bwd Packet Length Mean,Bwd Packet Length Std,Flow Bytes/s,Flow Packets/s,"
+    "Flow IAT Mean,Flow IAT Std,Flow IAT Max,Flow IAT Min,Fwd IAT Total,Fwd IAT Mean,Fwd IAT Std,Fwd IAT Max,"
+    "Fwd IAT Min,Bwd IAT Total,Bwd IAT Mean,Bwd IAT Std,Bwd IAT Max,Bwd IAT Min,Fwd PSH Flags,Bwd PSH Flags,"
+    "Fwd URG Flags,Bwd URG Flags,Fwd RST Flags,Bwd RST Flags,Fwd Header Length,Bwd Header Length,"
+    "Fwd Packets/s,Bwd Packets/s,Packet Length Min,Packet Length Max,Packet Length Mean,Packet Length Std,"
+    "Packet Length Variance,FIN Flag Count,SYN Flag Count,RST Flag Count,PSH Flag Count,ACK Flag Count,"
+    "URG Flag Count,CWR Flag Count,ECE Flag Count,Down/Up Ratio,Average Packet Size,Fwd Segment Size Avg,"
+    "Bwd Segment Size Avg,Fwd Bytes/Bulk Avg,Fwd Packet/Bulk Avg,Fwd Bulk Rate Avg,Bwd Bytes/Bulk Avg,"
+    "Bwd Packet/Bulk Avg,Bwd Bulk Rate Avg,Subflow Fwd Packets,Subflow Fwd Bytes,Subflow Bwd Packets,"
+    "Subflow Bwd Bytes,FWD Init Win Bytes,Bwd Init Win Bytes,Fwd Act Data Pkts,Fwd Seg Size Min,Active Mean,"
+    "Active Std,Active Max,Active Min,Idle Mean,Idle Std,Idle Max,Idle Min,ICMP Code,ICMP Type,"
+    "Total TCP Flow Time,Label,Attempted Category"
+).split(",")
+assert len(CIC_HEADER) == 91
+CIC_ID = {"id", "Flow ID", "Src IP", "Src Port", "Dst IP", "Dst Port", "Protocol", "Timestamp", "Label",
+          "Attempted Category"}
+
+
+def cic_rows(n: int, label: str, seed: int, protocol: int = 6) -> list[list[str]]:
+    """Rows of one class: heavy-tailed (lognormal) counts, sizes, times; attacks shifted."""
+    rng = np.random.default_rng(seed)
+    mu = {"BENIGN": 3.0, "DDoS": 6.0, "Portscan": 0.5, "Botnet": 4.5}[label]
+    rows = []
+    for i in range(n):
+        r = []
+        for c in CIC_HEADER:
+            if c == "id":
+                r.append(str(seed * 100_000 + i))
+            elif c == "Flow ID":
+                r.append(f"10.0.0.1-10.0.0.2-{1000 + i}-80-{protocol}")
+            elif c in ("Src IP", "Dst IP"):
+                r.append("10.0.0.1" if c == "Src IP" else "10.0.0.2")
+            elif c in ("Src Port", "Dst Port"):
+                r.append(str(1000 + i if c == "Src Port" else 80))
+            elif c == "Protocol":
+                r.append(str(protocol))
+            elif c == "Timestamp":
+                r.append("2017-07-06 12:39:06.818901")
+            elif c == "Label":
+                r.append(label)
+            elif c in ("Attempted Category", "ICMP Code", "ICMP Type"):
+                r.append("-1")
+            elif c == "Down/Up Ratio":
+                r.append(repr(float(rng.random() * 2)))
+            else:
+                r.append(str(int(rng.lognormal(mu, 1.2))) if rng.random() < 0.5 else repr(float(rng.lognormal(mu, 1.2))))
+        rows.append(r)
+    return rows
+
+
+def write_cic_csv(path: Path, rows) -> None:
+    text = ",".join(CIC_HEADER) + "\n" + "".join(",".join(r) + "\n" for r in rows)
+    path.write_bytes(gzip.compress(text.encode(), mtime=0))
+
+
+def make_cic(root: Path) -> Path:
+    d = root / "datasets" / "cic-ids2017-improved-sample"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "data_header_reference.csv").write_text(",".join(CIC_HEADER))
+    benign = cic_rows(500, "BENIGN", 1, 6) + cic_rows(300, "BENIGN", 2, 17)
+    benign += cic_rows(3, "BENIGN", 3, 1)  # ICMP rows: dropped by the loader
+    benign.append(list(benign[0]))  # an exact duplicate: dropped
+    write_cic_csv(d / "BENIGN_804.csv.gz", benign)
+    write_cic_csv(d / "DDoS_200.csv.gz", cic_rows(200, "DDoS", 4))
+    write_cic_csv(d / "Portscan_200.csv.gz", cic_rows(200, "Portscan", 5))
+    write_cic_csv(d / "Botnet_30.csv.gz", cic_rows(30, "Botnet", 6))
+    return root

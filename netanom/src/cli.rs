@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 
 use crate::{
     datapath::{LoadOptions, ModePreference},
+    model::cli::{EvalArgs, ScoreArgs},
     offline::{self, FeaturesArgs},
     onnx,
     run::{self, RunOptions},
@@ -28,6 +29,10 @@ pub enum Command {
     Run(RunArgs),
     /// Compute flow features from a capture file (pcap or pcapng) and write them as CSV.
     Features(FeaturesArgs),
+    /// Score the rows of a CSV file with a model bundle; appends per-model scores and decisions.
+    Score(ScoreArgs),
+    /// Evaluate a model bundle on a labelled CSV file (ROC-AUC, PR-AUC, precision, recall, F1).
+    Eval(EvalArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -80,6 +85,16 @@ pub struct RunArgs {
     /// Write every ended flow's features to this CSV file (the `netanom features` format).
     #[arg(long, value_name = "FILE")]
     pub flows_out: Option<PathBuf>,
+    /// Model bundle directory (default: the bundle embedded in the agent, models/default).
+    #[arg(long, value_name = "DIR")]
+    pub bundle: Option<PathBuf>,
+    /// ONNX Runtime intra-op threads per model.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub model_threads: usize,
+    /// Execution provider for the models; cuda falls back to cpu with a warning when it is
+    /// not compiled in (cargo feature `cuda`) or no GPU is usable.
+    #[arg(long, value_enum, default_value_t = crate::model::ExecutionProvider::Cpu)]
+    pub provider: crate::model::ExecutionProvider,
 }
 
 impl RunArgs {
@@ -105,6 +120,9 @@ impl RunArgs {
             sweep_interval: self.sweep_interval,
             aggregate_interval: self.aggregate_interval,
             flows_out: self.flows_out,
+            bundle: self.bundle,
+            model_threads: self.model_threads.max(1),
+            provider: self.provider,
         }
     }
 }
@@ -139,6 +157,8 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(a) => run::run(a.options()),
         Command::Features(a) => offline::run_features(&a).map_err(anyhow::Error::from),
+        Command::Score(a) => crate::model::cli::run_score(&a).map(drop),
+        Command::Eval(a) => crate::model::cli::run_eval(&a).map(drop),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

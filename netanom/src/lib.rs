@@ -16,6 +16,7 @@ pub mod cli;
 pub mod datapath;
 pub mod drain;
 pub mod features;
+pub mod model;
 pub mod offline;
 pub mod onnx;
 pub mod pipeline;

@@ -8,7 +8,7 @@ use std::{
     fs::File,
     io::{BufWriter, Write as _},
     path::PathBuf,
-    sync::atomic::Ordering,
+    sync::atomic::{AtomicU64, Ordering},
     time::{Duration, Instant},
 };
 
@@ -22,9 +22,11 @@ use tokio::{
 use crate::{
     datapath::{Datapath, LoadOptions, ModePreference},
     drain::{self, ExportReader},
-    features, offline, onnx,
+    features,
+    model::{self, Bundle, BundleOptions, ExecutionProvider, Scorer},
+    offline,
     pipeline::{self, Batch},
-    stats::{Format, QueueCounters, Snapshot, SweepTotals},
+    stats::{Format, QueueCounters, ScoreCounters, Snapshot, SweepTotals},
     sys,
 };
 
@@ -47,6 +49,62 @@ pub struct RunOptions {
     pub aggregate_interval: Duration,
     /// Write every ended flow's feature vector here (CSV, same format as `netanom features`).
     pub flows_out: Option<PathBuf>,
+    /// Model bundle directory; `None` means the embedded default bundle.
+    pub bundle: Option<PathBuf>,
+    /// ONNX Runtime intra-op threads per model session.
+    pub model_threads: usize,
+    pub provider: ExecutionProvider,
+}
+
+/// Counters the scoring thread updates and the stats line reads.
+#[derive(Debug, Default)]
+struct ScoreStats {
+    scored: AtomicU64,
+    flagged: [AtomicU64; 3],
+    ensemble: AtomicU64,
+    rejected: AtomicU64,
+}
+
+impl ScoreStats {
+    fn snapshot(&self) -> ScoreCounters {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        ScoreCounters {
+            scored: l(&self.scored),
+            anomalies_autoencoder: l(&self.flagged[0]),
+            anomalies_iforest: l(&self.flagged[1]),
+            anomalies_rf: l(&self.flagged[2]),
+            anomalies_ensemble: l(&self.ensemble),
+            rejected: l(&self.rejected),
+        }
+    }
+}
+
+/// Loads the bundle (embedded default unless `--bundle`) and binds it to the live flow
+/// schema: a bundle wanting a feature the agent does not produce is refused, naming it.
+fn load_scorer(opts: &RunOptions) -> anyhow::Result<Scorer> {
+    let environment = model::runtime(opts.ort_lib.as_deref())?;
+    let bopts = BundleOptions {
+        intra_threads: opts.model_threads,
+        provider: opts.provider,
+        environment: Some(environment),
+        ..BundleOptions::default()
+    };
+    let bundle = match &opts.bundle {
+        Some(dir) => Bundle::load_with(dir, &bopts)?,
+        None => model::embedded::load(&bopts)?,
+    };
+    let names: Vec<&str> = features::FLOW_FEATURES.iter().map(|f| f.name).collect();
+    let binding = bundle.bind(&names)?;
+    let m = bundle.manifest();
+    log::info!(
+        "model bundle: {} ({} dataset, {} of the {} flow features, {:?} execution provider)",
+        bundle.origin(),
+        m.dataset,
+        binding.gather.len(),
+        names.len(),
+        bundle.provider()
+    );
+    Ok(Scorer::with_binding(bundle, binding)?)
 }
 
 /// Runs the agent until SIGINT or SIGTERM; exports live flows and detaches before returning.
@@ -61,12 +119,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     }
     sys::check_privileges()?;
     sys::check_bpffs(&opts.bpffs)?;
-    let ort = onnx::load(opts.ort_lib.as_deref())?;
-    log::info!(
-        "ONNX Runtime {} loaded from {}",
-        onnx::ORT_VERSION,
-        ort.path.display()
-    );
+    let scorer = load_scorer(&opts)?;
     // Open the output before touching the kernel: a bad path fails fast.
     let flows_out = match &opts.flows_out {
         Some(p) => Some(
@@ -98,11 +151,14 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     let mut state = Drain {
         totals: SweepTotals::default(),
         clock: drain::Clock::now(),
+        scores: Default::default(),
     };
-    let (tx, worker) = pipeline::start(256, consumer(flows_out, state.clock));
-    let result = rt.block_on(watch(&mut dp, reader, tx, &mut state, &opts));
-    // The queue is closed (its sender dropped): wait until every decided vector is written.
-    worker.join();
+    let (tx, worker) = pipeline::start(
+        256,
+        consumer(flows_out, state.clock, scorer, state.scores.clone()),
+    );
+    // `watch` closes the queue and joins the consumer, so every vector is scored and written.
+    let result = rt.block_on(watch(&mut dp, reader, tx, worker, &mut state, &opts));
     drop(dp);
     log::info!("detached from {}", ifaces.join(", "));
     result
@@ -111,23 +167,63 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
 struct Drain {
     totals: SweepTotals,
     clock: drain::Clock,
+    scores: std::sync::Arc<ScoreStats>,
 }
 
-/// The consumer end: until the scoring stage exists, it writes flow vectors if asked to.
-/// A write error is logged once; writing stops there (the agent keeps accounting).
-fn consumer(out: Option<File>, clock: drain::Clock) -> impl FnMut(Batch) + Send + 'static {
+/// The consumer end (the scoring stage): scores every flow vector with the bundle and counts
+/// what each model flagged; writes flows to `--flows-out` if asked. A write error is logged
+/// once and writing stops there; scoring goes on.
+fn consumer(
+    out: Option<File>,
+    clock: drain::Clock,
+    mut scorer: Scorer,
+    stats: std::sync::Arc<ScoreStats>,
+) -> impl FnMut(Batch) + Send + 'static {
     let mut sink = out.map(|f| offline::CsvSink::new(BufWriter::new(f), clock_fn(clock)));
+    let mut rows: Vec<f32> = Vec::new();
+    let mut failed_once = false;
     move |batch| {
-        let (Batch::Flows { records, .. }, Some(s)) = (&batch, sink.as_mut()) else {
+        let Batch::Flows {
+            records,
+            features,
+            dim,
+        } = &batch
+        else {
             return;
         };
-        let written = records
-            .iter()
-            .try_for_each(|r| s.record(r))
-            .and_then(|()| s.flush());
-        if let Err(e) = written {
-            log::error!("writing the flow output failed: {e}; no further flows are written");
-            sink = None;
+        rows.clear();
+        rows.extend(features.iter().map(|&v| v as f32));
+        match scorer.score(&rows, records.len()) {
+            Ok(s) => {
+                stats.scored.fetch_add(records.len() as u64, Ordering::Relaxed);
+                for (m, flags) in s.flagged.iter().enumerate().take(3) {
+                    let n = flags.iter().filter(|f| **f).count() as u64;
+                    stats.flagged[m].fetch_add(n, Ordering::Relaxed);
+                }
+                let n = s.anomaly.iter().filter(|f| **f).count() as u64;
+                stats.ensemble.fetch_add(n, Ordering::Relaxed);
+                stats
+                    .rejected
+                    .fetch_add(s.rejected.len() as u64, Ordering::Relaxed);
+            }
+            Err(e) if !failed_once => {
+                log::error!(
+                    "scoring {} flow vectors of width {dim} failed: {e}",
+                    records.len()
+                );
+                failed_once = true;
+            }
+            Err(_) => {}
+        }
+        if let Some(s) = sink.as_mut() {
+            let written = records
+                .iter()
+                .try_for_each(|r| s.record(r))
+                .and_then(|()| s.flush());
+            if let Err(e) = written {
+                log::error!("writing the flow output failed: {e}; no further flows are written");
+                sink = None;
+            }
         }
     }
 }
@@ -140,6 +236,7 @@ async fn watch(
     dp: &mut Datapath,
     reader: ExportReader,
     mut tx: pipeline::Sender,
+    worker: pipeline::Worker,
     st: &mut Drain,
     opts: &RunOptions,
 ) -> anyhow::Result<()> {
@@ -185,7 +282,8 @@ async fn watch(
             }
             _ = stats_tick.tick() => {
                 dp.flush_logs();
-                let s = Snapshot::read(dp)?.with_flows(&st.totals, queue_counters(&tx));
+                let mut s = Snapshot::read(dp)?.with_flows(&st.totals, queue_counters(&tx));
+                s.scoring = st.scores.snapshot();
                 print_snapshot(&s, prev.as_ref(), opts.stats_format);
                 prev = Some(s);
             }
@@ -201,10 +299,13 @@ async fn watch(
     send_flows(&mut tx, recs).await;
     let q = queue_counters(&tx);
     drop(tx);
-    // Whatever happened, print what was counted before detaching.
-    if let Ok(s) = Snapshot::read(dp) {
-        let mut s = s.with_flows(&st.totals, q);
-        s.queue.vectors_out = s.queue.vectors_in; // the consumer drains everything before exit
+    // Whatever happened, print what was counted before detaching, once the consumer has
+    // scored everything queued.
+    let final_snapshot = Snapshot::read(dp).map(|s| s.with_flows(&st.totals, q));
+    worker.join();
+    if let Ok(mut s) = final_snapshot {
+        s.queue.vectors_out = s.queue.vectors_in;
+        s.scoring = st.scores.snapshot();
         print_snapshot(&s, None, opts.stats_format);
     }
     Ok(())

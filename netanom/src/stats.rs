@@ -73,6 +73,21 @@ pub struct QueueCounters {
     pub full_waits: u64,
 }
 
+/// What the scoring stage did with flow vectors.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ScoreCounters {
+    /// Flow vectors scored.
+    pub scored: u64,
+    /// Vectors each model flagged (autoencoder, Isolation Forest, Random Forest) and the
+    /// ensemble's decisions.
+    pub anomalies_autoencoder: u64,
+    pub anomalies_iforest: u64,
+    pub anomalies_rf: u64,
+    pub anomalies_ensemble: u64,
+    /// Vectors refused (NaN or infinite features).
+    pub rejected: u64,
+}
+
 /// Everything the kernel counted, at one instant.
 #[derive(Clone, Debug, Serialize)]
 pub struct Snapshot {
@@ -86,6 +101,7 @@ pub struct Snapshot {
     pub total_bytes: u64,
     pub flows: FlowCounters,
     pub queue: QueueCounters,
+    pub scoring: ScoreCounters,
 }
 
 impl Snapshot {
@@ -122,6 +138,7 @@ impl Snapshot {
             events: events.iter().map(|(e, n)| (e.name(), *n)).collect(),
             flows: FlowCounters::default(),
             queue: QueueCounters::default(),
+            scoring: ScoreCounters::default(),
         }
     }
 
@@ -223,6 +240,17 @@ impl Snapshot {
             f.export_lost,
             f.evicted,
             f.insert_failed
+        );
+        let m = &self.scoring;
+        let _ = writeln!(
+            out,
+            "scoring: flows={} anomalies: autoencoder={} iforest={} rf={} ensemble={} rejected={}",
+            m.scored,
+            m.anomalies_autoencoder,
+            m.anomalies_iforest,
+            m.anomalies_rf,
+            m.anomalies_ensemble,
+            m.rejected
         );
         let q = &self.queue;
         let _ = writeln!(

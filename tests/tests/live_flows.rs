@@ -42,7 +42,18 @@ fn connections_both_directions(v6: bool) {
     let out = std::env::temp_dir().join(format!("nalab-flows-{}-{v6}.csv", std::process::id()));
     let iface = lab.a_side.iface.clone();
     let before = lab.a.iface_stats(&iface).unwrap();
-    let agent = Agent::start(&lab.a, &["--iface", &iface, "--flows-out", out.to_str().unwrap()]).unwrap();
+    let agent = Agent::start(
+        &lab.a,
+        &[
+            "--iface",
+            &iface,
+            "--flows-out",
+            out.to_str().unwrap(),
+            "--stats-format",
+            "json",
+        ],
+    )
+    .unwrap();
     let server: IpAddr = if v6 {
         lab.a_side.ep.ipv6.into()
     } else {
@@ -60,7 +71,7 @@ fn connections_both_directions(v6: bool) {
     .unwrap();
     assert_eq!(echoed, u64::from(CONNECTIONS) * PAYLOAD as u64);
     std::thread::sleep(Duration::from_millis(300));
-    let (code, _, stderr) = agent.stop(libc::SIGTERM);
+    let (code, stdout, stderr) = agent.stop(libc::SIGTERM);
     let after = lab.a.iface_stats(&iface).unwrap();
     assert_eq!(code, Some(0), "{stderr:?}");
     let rows = read_csv(&out);
@@ -93,6 +104,15 @@ fn connections_both_directions(v6: bool) {
         assert!(num(r, "Fwd Header Length") >= 20 * num(r, "Total Fwd Packet"));
         packets += num(r, "Total Fwd Packet") + num(r, "Total Bwd packets");
     }
+    // The scoring stage (the embedded default bundle) scored every exported flow.
+    let snap: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        snap["scoring"]["scored"],
+        rows.len() as u64,
+        "{}",
+        snap["scoring"]
+    );
+    assert_eq!(snap["scoring"]["rejected"], 0);
     // Every frame on a's veth belongs to these flows. A flow is exported at its second FIN, so
     // the connection's last ACK (absorbed into the closed flow) is the only packet a record
     // may lack.

@@ -41,13 +41,13 @@ enum Command {
     /// the privileged integration tests. Needs root.
     Test,
     /// Train a model bundle in models/ (its own virtualenv, created on first use):
-    /// `cargo xtask train -- --dataset nsl-kdd|kdd99 [--out DIR] [--quantile Q] [--ensemble RULE]`.
+    /// `cargo xtask train -- --dataset nsl-kdd|kdd99|cic-ids2017 [--out DIR] [--quantile Q] [--ensemble RULE]`.
     Train {
         #[arg(last = true)]
         args: Vec<String>,
     },
     /// Evaluate and write models/reports/<dataset>.md with plots:
-    /// `cargo xtask eval -- --dataset nsl-kdd|kdd99`.
+    /// `cargo xtask eval -- --dataset nsl-kdd|kdd99|cic-ids2017`.
     Eval {
         #[arg(last = true)]
         args: Vec<String>,
