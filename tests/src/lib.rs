@@ -51,6 +51,23 @@ use std::path::PathBuf;
 pub use netns::{Endpoint, IfaceStats, Netns, Pair, Side, sweep_leftovers};
 pub use traffic::{Pace, RawReceiver, RawSender};
 
+/// Endpoints with the lab's addresses (a: 198.18.0.1, 2001:db8::1; b: .2, ::2) and fixed
+/// locally administered MACs, for tests and benchmarks that build frames without a
+/// namespace (BPF_PROG_TEST_RUN). Returns (a, b).
+pub fn test_endpoints() -> (Endpoint, Endpoint) {
+    let a = Endpoint {
+        mac: [0x02, 0, 0, 0, 0, 1],
+        ipv4: std::net::Ipv4Addr::new(198, 18, 0, 1),
+        ipv6: std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1),
+    };
+    let b = Endpoint {
+        mac: [0x02, 0, 0, 0, 0, 2],
+        ipv4: std::net::Ipv4Addr::new(198, 18, 0, 2),
+        ipv6: std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2),
+    };
+    (a, b)
+}
+
 /// Prefix of every namespace and interface name the lab creates.
 pub const PREFIX: &str = "nalab";
 

@@ -9,25 +9,17 @@ use netanom_common::{
     flow::{EndReason, FlowRecord, FlowTimeouts},
 };
 use netanom_lab::{
-    Endpoint, frames,
+    frames,
     frames::{TCP_ACK, TCP_FIN, TCP_PSH, TCP_SYN},
-    require_root,
+    require_root, test_endpoints,
 };
 
-fn client() -> Endpoint {
-    Endpoint {
-        mac: [0x02, 0, 0, 0, 0, 2],
-        ipv4: "198.18.0.2".parse().unwrap(),
-        ipv6: "2001:db8::2".parse().unwrap(),
-    }
+fn client() -> netanom_lab::Endpoint {
+    test_endpoints().1
 }
 
-fn server() -> Endpoint {
-    Endpoint {
-        mac: [0x02, 0, 0, 0, 0, 1],
-        ipv4: "198.18.0.1".parse().unwrap(),
-        ipv6: "2001:db8::1".parse().unwrap(),
-    }
+fn server() -> netanom_lab::Endpoint {
+    test_endpoints().0
 }
 
 fn event(dp: &Datapath, e: Event) -> u64 {

@@ -3,26 +3,12 @@
 use netanom::datapath::Datapath;
 use netanom_common::{Event, Proto};
 use netanom_lab::{
-    Endpoint, frames,
+    frames,
     frames::{TCP_ACK, TCP_SYN},
-    require_root,
+    require_root, test_endpoints as endpoints,
 };
 
 const XDP_PASS: u32 = 2;
-
-fn endpoints() -> (Endpoint, Endpoint) {
-    let a = Endpoint {
-        mac: [0x02, 0, 0, 0, 0, 1],
-        ipv4: "198.18.0.1".parse().unwrap(),
-        ipv6: "2001:db8::1".parse().unwrap(),
-    };
-    let b = Endpoint {
-        mac: [0x02, 0, 0, 0, 0, 2],
-        ipv4: "198.18.0.2".parse().unwrap(),
-        ipv6: "2001:db8::2".parse().unwrap(),
-    };
-    (a, b)
-}
 
 fn counters(dp: &Datapath) -> Vec<(Proto, u64, u64)> {
     dp.proto_counters()

@@ -28,7 +28,7 @@ use netanom_common::{
     flow::{FlowKey, FlowTimeouts, FlowValue},
     names,
 };
-use netanom_lab::{Endpoint, Pair, RawSender, frames, require_root, sweep_leftovers};
+use netanom_lab::{Pair, RawSender, frames, require_root, sweep_leftovers, test_endpoints as endpoints};
 
 /// One benchmark section: appends its table to the report.
 type Step = fn(&mut Report, bool) -> anyhow::Result<()>;
@@ -47,20 +47,6 @@ impl Report {
         self.text.push_str(&l);
         self.text.push('\n');
     }
-}
-
-fn endpoints() -> (Endpoint, Endpoint) {
-    let a = Endpoint {
-        mac: [0x02, 0, 0, 0, 0, 1],
-        ipv4: "198.18.0.1".parse().unwrap(),
-        ipv6: "2001:db8::1".parse().unwrap(),
-    };
-    let b = Endpoint {
-        mac: [0x02, 0, 0, 0, 0, 2],
-        ipv4: "198.18.0.2".parse().unwrap(),
-        ipv6: "2001:db8::2".parse().unwrap(),
-    };
-    (a, b)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
