@@ -1,10 +1,11 @@
 //! The `netanom` command line.
-use std::{path::PathBuf, process::ExitCode, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
 
 use crate::{
     datapath::{LoadOptions, ModePreference},
+    metrics,
     model::cli::{EvalArgs, ScoreArgs},
     offline::{self, FeaturesArgs},
     onnx,
@@ -95,6 +96,18 @@ pub struct RunArgs {
     /// not compiled in (cargo feature `cuda`) or no GPU is usable.
     #[arg(long, value_enum, default_value_t = crate::model::ExecutionProvider::Cpu)]
     pub provider: crate::model::ExecutionProvider,
+    /// Serve Prometheus metrics at http://ADDRESS:PORT/metrics (an IPv4 address, or an IPv6
+    /// one in brackets; port 0 picks a free port).
+    #[arg(
+        long,
+        value_name = "ADDRESS:PORT",
+        default_value = metrics::DEFAULT_ADDR,
+        value_parser = parse_metrics_addr
+    )]
+    pub metrics_addr: SocketAddr,
+    /// Do not serve Prometheus metrics.
+    #[arg(long, conflicts_with = "metrics_addr")]
+    pub no_metrics: bool,
 }
 
 impl RunArgs {
@@ -123,8 +136,15 @@ impl RunArgs {
             bundle: self.bundle,
             model_threads: self.model_threads.max(1),
             provider: self.provider,
+            metrics_addr: (!self.no_metrics).then_some(self.metrics_addr),
         }
     }
+}
+
+fn parse_metrics_addr(s: &str) -> Result<SocketAddr, String> {
+    s.parse().map_err(|_| {
+        format!("`{s}` is not ADDRESS:PORT (for example 127.0.0.1:9754, 0.0.0.0:9754 or [::1]:9754)")
+    })
 }
 
 fn parse_timeout(s: &str) -> Result<Duration, String> {
@@ -204,5 +224,28 @@ mod tests {
         };
         assert_eq!(a.ifaces, ["a", "b"]);
         assert_eq!(a.xdp_mode, ModePreference::Skb);
+        assert_eq!(
+            a.options().metrics_addr,
+            Some(metrics::DEFAULT_ADDR.parse().unwrap()),
+            "metrics are served by default"
+        );
+    }
+
+    #[test]
+    fn metrics_endpoint_options() {
+        let run = |args: &[&str]| {
+            Cli::try_parse_from(["netanom", "run"].iter().chain(args)).map(|c| match c.command {
+                Command::Run(a) => a.options().metrics_addr,
+                _ => panic!("not the run subcommand"),
+            })
+        };
+        assert_eq!(
+            run(&["--metrics-addr", "[::1]:9100"]).unwrap(),
+            Some("[::1]:9100".parse().unwrap())
+        );
+        assert_eq!(run(&["--no-metrics"]).unwrap(), None);
+        let e = run(&["--metrics-addr", "localhost"]).unwrap_err().to_string();
+        assert!(e.contains("not ADDRESS:PORT"), "{e}");
+        assert!(run(&["--no-metrics", "--metrics-addr", "127.0.0.1:1"]).is_err());
     }
 }

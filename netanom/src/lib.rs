@@ -6,6 +6,7 @@
 //! - [`batch`], [`drain`]: batched map reads, the flow export ring buffer, the idle sweep;
 //! - [`onnx`]: locating and loading ONNX Runtime;
 //! - [`stats`]: counter snapshots and how they are shown;
+//! - [`metrics`]: the Prometheus metrics and the `/metrics` endpoint;
 //! - [`run`]: the agent's main loop;
 //! - [`features`]: the flow feature schema, feature vectors and their CSV form;
 //! - [`offline`]: flow features from capture files (`netanom features`);
@@ -16,6 +17,7 @@ pub mod cli;
 pub mod datapath;
 pub mod drain;
 pub mod features;
+pub mod metrics;
 pub mod model;
 pub mod offline;
 pub mod onnx;

@@ -3,17 +3,22 @@
 //! Stages: the kernel accounts every packet; the drain (this module, on a single-threaded
 //! async runtime) collects ended flows from the ring buffer, sweeps idle ones out of the flow
 //! table, resets the aggregates every interval, and hands feature batches to the consumer
-//! thread through the lock-free queue of [`crate::pipeline`].
+//! thread through the lock-free queue of [`crate::pipeline`]. The same counters that the stats
+//! line shows feed the Prometheus metrics ([`crate::metrics`]), served from a thread of their own.
 use std::{
     fs::File,
     io::{BufWriter, Write as _},
+    net::SocketAddr,
     path::PathBuf,
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
 use anyhow::Context as _;
-use netanom_common::flow::FlowRecord;
+use netanom_common::{Event, flow::FlowRecord};
 use tokio::{
     io::unix::AsyncFd,
     signal::unix::{SignalKind, signal},
@@ -23,6 +28,7 @@ use crate::{
     datapath::{Datapath, LoadOptions, ModePreference},
     drain::{self, ExportReader},
     features,
+    metrics::{self, BundleInfo, DrainStage, Metrics},
     model::{self, Bundle, BundleOptions, ExecutionProvider, Scorer},
     offline,
     pipeline::{self, Batch},
@@ -54,7 +60,12 @@ pub struct RunOptions {
     /// ONNX Runtime intra-op threads per model session.
     pub model_threads: usize,
     pub provider: ExecutionProvider,
+    /// Serve Prometheus metrics at this address; `None` serves none.
+    pub metrics_addr: Option<SocketAddr>,
 }
+
+/// How often the metrics are refreshed from the kernel at least, whatever `stats_interval`.
+const METRICS_REFRESH: Duration = Duration::from_secs(1);
 
 /// Counters the scoring thread updates and the stats line reads.
 #[derive(Debug, Default)]
@@ -81,7 +92,8 @@ impl ScoreStats {
 
 /// Loads the bundle (embedded default unless `--bundle`) and binds it to the live flow
 /// schema: a bundle wanting a feature the agent does not produce is refused, naming it.
-fn load_scorer(opts: &RunOptions) -> anyhow::Result<Scorer> {
+/// Also returns what `netanom_model_bundle_info` says about it.
+fn load_scorer(opts: &RunOptions) -> anyhow::Result<(Scorer, BundleInfo)> {
     let environment = model::runtime(opts.ort_lib.as_deref())?;
     let bopts = BundleOptions {
         intra_threads: opts.model_threads,
@@ -104,7 +116,15 @@ fn load_scorer(opts: &RunOptions) -> anyhow::Result<Scorer> {
         names.len(),
         bundle.provider()
     );
-    Ok(Scorer::with_binding(bundle, binding)?)
+    let info = BundleInfo {
+        origin: opts
+            .bundle
+            .as_ref()
+            .map_or_else(|| "embedded".to_owned(), |d| d.display().to_string()),
+        dataset: m.dataset.clone(),
+        provider: bundle.provider().name().to_owned(),
+    };
+    Ok((Scorer::with_binding(bundle, binding)?, info))
 }
 
 /// Runs the agent until SIGINT or SIGTERM; exports live flows and detaches before returning.
@@ -119,7 +139,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     }
     sys::check_privileges()?;
     sys::check_bpffs(&opts.bpffs)?;
-    let scorer = load_scorer(&opts)?;
+    let (scorer, bundle_info) = load_scorer(&opts)?;
     // Open the output before touching the kernel: a bad path fails fast.
     let flows_out = match &opts.flows_out {
         Some(p) => Some(
@@ -127,6 +147,8 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    // Likewise the metrics endpoint: a busy port or a foreign address fails before attaching.
+    let listener = opts.metrics_addr.map(metrics::bind).transpose()?;
 
     let mut dp = Datapath::load_with(&opts.load)?;
     log::info!(
@@ -143,6 +165,21 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
         log::info!("attached to {i} in {mode} XDP mode{egress} (observe mode: nothing is dropped)");
     }
     let reader = ExportReader::new(&mut dp)?;
+    let metrics = Arc::new(Metrics::new(opts.load.flow_entries, Some(&bundle_info)));
+    metrics.set_attachments(dp.attachments());
+    let server = match listener {
+        Some(l) => {
+            let server = metrics::Server::start(l, metrics.clone())
+                .context("starting the metrics endpoint's thread")?;
+            log::info!(
+                "serving Prometheus metrics at http://{}{}",
+                server.local_addr(),
+                metrics::PATH
+            );
+            Some(server)
+        }
+        None => None,
+    };
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -152,13 +189,22 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
         totals: SweepTotals::default(),
         clock: drain::Clock::now(),
         scores: Default::default(),
+        metrics,
+        serving: server.is_some(),
     };
     let (tx, worker) = pipeline::start(
         256,
-        consumer(flows_out, state.clock, scorer, state.scores.clone()),
+        consumer(
+            flows_out,
+            state.clock,
+            scorer,
+            state.scores.clone(),
+            state.metrics.clone(),
+        ),
     );
     // `watch` closes the queue and joins the consumer, so every vector is scored and written.
     let result = rt.block_on(watch(&mut dp, reader, tx, worker, &mut state, &opts));
+    drop(server);
     drop(dp);
     log::info!("detached from {}", ifaces.join(", "));
     result
@@ -167,17 +213,21 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
 struct Drain {
     totals: SweepTotals,
     clock: drain::Clock,
-    scores: std::sync::Arc<ScoreStats>,
+    scores: Arc<ScoreStats>,
+    metrics: Arc<Metrics>,
+    /// Whether the metrics endpoint is up (then the metrics are refreshed every second).
+    serving: bool,
 }
 
 /// The consumer end (the scoring stage): scores every flow vector with the bundle and counts
-/// what each model flagged; writes flows to `--flows-out` if asked. A write error is logged
-/// once and writing stops there; scoring goes on.
+/// what each model flagged (and how long each batch took); writes flows to `--flows-out` if
+/// asked. A write error is logged once and writing stops there; scoring goes on.
 fn consumer(
     out: Option<File>,
     clock: drain::Clock,
     mut scorer: Scorer,
-    stats: std::sync::Arc<ScoreStats>,
+    stats: Arc<ScoreStats>,
+    metrics: Arc<Metrics>,
 ) -> impl FnMut(Batch) + Send + 'static {
     let mut sink = out.map(|f| offline::CsvSink::new(BufWriter::new(f), clock_fn(clock)));
     let mut rows: Vec<f32> = Vec::new();
@@ -191,10 +241,12 @@ fn consumer(
         else {
             return;
         };
+        let started = Instant::now();
         rows.clear();
         rows.extend(features.iter().map(|&v| v as f32));
         match scorer.score(&rows, records.len()) {
             Ok(s) => {
+                metrics.observe_scoring(started.elapsed());
                 stats.scored.fetch_add(records.len() as u64, Ordering::Relaxed);
                 for (m, flags) in s.flagged.iter().enumerate().take(3) {
                     let n = flags.iter().filter(|f| **f).count() as u64;
@@ -249,7 +301,8 @@ async fn watch(
     let mut stats_tick = tokio::time::interval(opts.stats_interval);
     let mut sweep_tick = tokio::time::interval(opts.sweep_interval);
     let mut agg_tick = tokio::time::interval(opts.aggregate_interval);
-    for t in [&mut stats_tick, &mut sweep_tick, &mut agg_tick] {
+    let mut metrics_tick = tokio::time::interval(METRICS_REFRESH.min(opts.stats_interval));
+    for t in [&mut stats_tick, &mut sweep_tick, &mut agg_tick, &mut metrics_tick] {
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     }
     let mut prev: Option<Snapshot> = None;
@@ -262,41 +315,47 @@ async fn watch(
             _ = sigterm.recv() => { log::info!("SIGTERM: stopping"); break; }
             guard = ring.readable_mut() => {
                 let mut guard = guard.context("waiting on the flow export ring buffer")?;
+                let started = Instant::now();
                 let mut recs = Vec::new();
                 guard.get_inner_mut().read(&mut recs);
                 guard.clear_ready();
-                send_flows(&mut tx, recs).await;
+                let batch = flow_batch(recs);
+                st.metrics.observe_drain(DrainStage::Ring, started.elapsed());
+                send(&mut tx, batch).await;
             }
             _ = sweep_tick.tick() => {
-                let mut recs = Vec::new();
-                let s = drain::sweep_flows_into(dp, drain::mono_now_ns(), &opts.load.timeouts, false, &mut recs)?;
-                s.add_to(&mut st.totals, false);
-                send_flows(&mut tx, recs).await;
+                let batch = sweep(dp, st, &opts.load.timeouts, false)?;
+                send(&mut tx, batch).await;
             }
             _ = agg_tick.tick() => {
+                let started = Instant::now();
                 let (mut src, mut dst) = (Vec::new(), Vec::new());
                 drain::drain_aggregates(dp, &mut src, &mut dst)?;
                 let interval_s = last_agg.elapsed().as_secs_f64();
                 last_agg = Instant::now();
+                st.metrics.observe_drain(DrainStage::Aggregates, started.elapsed());
                 tx.send(Batch::Aggregates { interval_s, src, dst }).await;
             }
             _ = stats_tick.tick() => {
                 dp.flush_logs();
-                let mut s = Snapshot::read(dp)?.with_flows(&st.totals, queue_counters(&tx));
-                s.scoring = st.scores.snapshot();
+                let s = snapshot(dp, st, &tx)?;
                 print_snapshot(&s, prev.as_ref(), opts.stats_format);
                 prev = Some(s);
+            }
+            _ = metrics_tick.tick(), if st.serving => {
+                snapshot(dp, st, &tx)?;
             }
         }
     }
     // Stop: collect what ended, export what is still live, hand it all to the consumer.
+    let started = Instant::now();
     let mut recs = Vec::new();
     ring.get_mut().read(&mut recs);
-    send_flows(&mut tx, recs).await;
-    let mut recs = Vec::new();
-    let s = drain::sweep_flows_into(dp, drain::mono_now_ns(), &opts.load.timeouts, true, &mut recs)?;
-    s.add_to(&mut st.totals, true);
-    send_flows(&mut tx, recs).await;
+    let batch = flow_batch(recs);
+    st.metrics.observe_drain(DrainStage::Ring, started.elapsed());
+    send(&mut tx, batch).await;
+    let batch = sweep(dp, st, &opts.load.timeouts, true)?;
+    send(&mut tx, batch).await;
     let q = queue_counters(&tx);
     drop(tx);
     // Whatever happened, print what was counted before detaching, once the consumer has
@@ -306,9 +365,43 @@ async fn watch(
     if let Ok(mut s) = final_snapshot {
         s.queue.vectors_out = s.queue.vectors_in;
         s.scoring = st.scores.snapshot();
+        st.metrics.update(&s, 0);
         print_snapshot(&s, None, opts.stats_format);
     }
     Ok(())
+}
+
+/// Reads the counters (kernel, drain, queue, scoring), as the stats line shows them, and
+/// refreshes the metrics from them.
+fn snapshot(dp: &Datapath, st: &Drain, tx: &pipeline::Sender) -> anyhow::Result<Snapshot> {
+    let mut s = Snapshot::read(dp)?.with_flows(&st.totals, queue_counters(tx));
+    s.scoring = st.scores.snapshot();
+    st.metrics.update(&s, tx.queued());
+    Ok(s)
+}
+
+/// One sweep of the flow table (a flush when `flush`): idle flows out as a batch, the totals
+/// updated, the time it took observed.
+fn sweep(
+    dp: &Datapath,
+    st: &mut Drain,
+    timeouts: &netanom_common::flow::FlowTimeouts,
+    flush: bool,
+) -> anyhow::Result<Option<Batch>> {
+    let started = Instant::now();
+    // What the sweep will find accounts for the flows created before it started.
+    let created = dp
+        .event_counters()?
+        .iter()
+        .find(|(e, _)| *e == Event::FlowCreated)
+        .map_or(0, |(_, n)| *n);
+    let mut recs = Vec::new();
+    let s = drain::sweep_flows_into(dp, drain::mono_now_ns(), timeouts, flush, &mut recs)?;
+    s.add_to(&mut st.totals, flush);
+    st.totals.created_at_sweep = created;
+    let batch = flow_batch(recs);
+    st.metrics.observe_drain(DrainStage::Sweep, started.elapsed());
+    Ok(batch)
 }
 
 fn queue_counters(tx: &pipeline::Sender) -> QueueCounters {
@@ -320,22 +413,28 @@ fn queue_counters(tx: &pipeline::Sender) -> QueueCounters {
     }
 }
 
-/// Computes the feature vectors of `recs` and queues them for the consumer.
-async fn send_flows(tx: &mut pipeline::Sender, recs: Vec<FlowRecord>) {
+/// Computes the feature vectors of `recs`: the batch for the consumer (none if no records).
+fn flow_batch(recs: Vec<FlowRecord>) -> Option<Batch> {
     if recs.is_empty() {
-        return;
+        return None;
     }
     let dim = features::FLOW_FEATURES.len();
     let mut feats = vec![0.0; recs.len() * dim];
     for (r, row) in recs.iter().zip(feats.chunks_mut(dim)) {
         features::flow_features_into(&r.key, &r.value, row);
     }
-    tx.send(Batch::Flows {
+    Some(Batch::Flows {
         records: recs,
         features: feats,
         dim,
     })
-    .await;
+}
+
+/// Queues a batch for the consumer (waiting, counted, while the queue is full).
+async fn send(tx: &mut pipeline::Sender, batch: Option<Batch>) {
+    if let Some(b) = batch {
+        tx.send(b).await;
+    }
 }
 
 fn print_snapshot(s: &Snapshot, prev: Option<&Snapshot>, format: Format) {

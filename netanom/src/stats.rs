@@ -46,8 +46,9 @@ pub struct FlowCounters {
     /// Entries in the table at the last sweep, and how many of them are live (not closed).
     pub in_table: u64,
     pub live: u64,
-    /// Entries the LRU table evicted: created - exported_idle - forgotten - in_table. An
-    /// evicted live flow was never exported.
+    /// Entries the LRU table evicted: created - exported_idle - forgotten - in_table, with
+    /// `created` as it was when the last sweep started (so flows created since then are not
+    /// mistaken for evicted ones). An evicted live flow was never exported.
     pub evicted: u64,
     /// Flows that could not be entered at all.
     pub insert_failed: u64,
@@ -62,6 +63,9 @@ pub struct SweepTotals {
     /// From the latest sweep.
     pub in_table: u64,
     pub live: u64,
+    /// The kernel's flows-created counter read just before the latest sweep started: the
+    /// count that `in_table` and the totals above account for.
+    pub created_at_sweep: u64,
 }
 
 /// The drain-to-scoring queue.
@@ -160,7 +164,9 @@ impl Snapshot {
             forgotten: sweep.forgotten,
             in_table: sweep.in_table,
             live: sweep.live,
-            evicted: created.saturating_sub(sweep.exported_idle + sweep.forgotten + sweep.in_table),
+            evicted: sweep
+                .created_at_sweep
+                .saturating_sub(sweep.exported_idle + sweep.forgotten + sweep.in_table),
             insert_failed: ev(Event::FlowInsertFailed.name()),
         };
         self.queue = queue;

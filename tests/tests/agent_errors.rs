@@ -107,8 +107,9 @@ fn another_xdp_program_already_attached() {
     sweep_leftovers().unwrap();
     let lab = Pair::new("busy").unwrap();
     let iface = lab.a_side.iface.clone();
-    // The first program: another agent instance, attached in skb mode.
-    let first = Agent::start(&lab.a, &["--iface", &iface, "--xdp-mode", "skb"]).unwrap();
+    // The first program: another agent instance, attached in skb mode. Without a metrics
+    // endpoint: the second agent's default one would otherwise fail first (port in use).
+    let first = Agent::start(&lab.a, &["--iface", &iface, "--xdp-mode", "skb", "--no-metrics"]).unwrap();
     for mode in ["auto", "skb", "native"] {
         let mut c = lab.a.command(agent_bin());
         c.args(["run", "--iface", &iface, "--xdp-mode", mode]);

@@ -13,13 +13,15 @@ use anyhow::{Context as _, bail};
 
 use crate::cmd;
 
-/// Debian packages: LLVM 22 for building bpf-linker, iproute2 for the namespace lab.
+/// Debian packages: LLVM 22 for building bpf-linker, iproute2 for the namespace lab,
+/// prometheus (the server and promtool) for the metrics endpoint's integration test.
 const DEB_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
     "libzstd-dev",
     "zlib1g-dev",
     "iproute2",
+    "prometheus",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
@@ -48,7 +50,7 @@ const STEPS: &[Step] = &[
         name: "debian packages",
         check: check_debs,
         install: install_debs,
-        manual: "apt-get update && apt-get install -y llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev iproute2",
+        manual: "apt-get update && apt-get install -y --no-install-recommends llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev iproute2 prometheus",
     },
     Step {
         name: "nightly toolchain with rust-src",

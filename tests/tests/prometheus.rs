@@ -1,0 +1,416 @@
+//! The agent's Prometheus endpoint, end to end: the exposition passes `promtool check metrics`,
+//! and a real Prometheus server (Debian's `prometheus` package, installed by `cargo xtask
+//! setup`) scraping the agent in the lab reports exactly the packets that were sent.
+//!
+//! Everything runs inside the lab's namespace a and talks only to 127.0.0.1 there.
+mod common;
+
+use std::{
+    fs,
+    io::{Read as _, Write as _},
+    net::{SocketAddr, TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::{Agent, agent_bin, run_to_end, xdp_attached};
+use netanom_lab::{Netns, Pace, Pair, RawSender, frames, require_root, sweep_leftovers, traffic};
+use serde_json::Value;
+
+/// UDP datagrams sent from b to a.
+const N: u64 = 137;
+const PAYLOAD: usize = 48;
+const METRICS_PORT: u16 = 19754;
+const PROMETHEUS_PORT: u16 = 19090;
+
+/// `/usr/bin/NAME`, or NAME found on PATH.
+fn tool(name: &str) -> Option<PathBuf> {
+    let fixed = Path::new("/usr/bin").join(name);
+    if fixed.is_file() {
+        return Some(fixed);
+    }
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(name))
+            .find(|c| c.is_file())
+    })
+}
+
+/// A temporary directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("nalab-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&p);
+        fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A child process killed (and reaped) on drop.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// `GET target` over HTTP/1.0 to 127.0.0.1:port inside `ns` (the socket is made on a thread
+/// that entered the namespace). Returns (status, head, body).
+fn http_get(
+    ns: &Netns,
+    port: u16,
+    target: &str,
+    accept: Option<&str>,
+) -> Result<(u16, String, String), String> {
+    let request = format!(
+        "GET {target} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n{}\r\n",
+        accept.map(|a| format!("Accept: {a}\r\n")).unwrap_or_default()
+    );
+    ns.run(move || -> Result<(u16, String, String), String> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+            .map_err(|e| format!("connect {addr}: {e}"))?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .map_err(|e| e.to_string())?;
+        s.set_write_timeout(Some(Duration::from_secs(5)))
+            .map_err(|e| e.to_string())?;
+        s.write_all(request.as_bytes())
+            .map_err(|e| format!("send: {e}"))?;
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).map_err(|e| format!("receive: {e}"))?;
+        let raw = String::from_utf8_lossy(&raw).into_owned();
+        let (head, body) = raw
+            .split_once("\r\n\r\n")
+            .ok_or_else(|| format!("no HTTP head in {raw:?}"))?;
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("no status in {head:?}"))?;
+        Ok((status, head.to_owned(), body.to_owned()))
+    })
+    .map_err(|e| format!("{e:#}"))?
+}
+
+/// The value of the sample `series` (name with labels, as exposed) in a text exposition.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// Percent-encodes a query-string value.
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The value of an instant query's single result, if it has one.
+fn query(ns: &Netns, promql: &str) -> Result<Option<f64>, String> {
+    let (status, _, body) = http_get(
+        ns,
+        PROMETHEUS_PORT,
+        &format!("/api/v1/query?query={}", urlencode(promql)),
+        None,
+    )?;
+    if status != 200 {
+        return Err(format!("HTTP {status}: {body}"));
+    }
+    let v: Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
+    let result = v["data"]["result"]
+        .as_array()
+        .ok_or_else(|| format!("no result in {body}"))?;
+    Ok(result
+        .first()
+        .and_then(|r| r["value"][1].as_str())
+        .and_then(|s| s.parse().ok()))
+}
+
+/// Polls `f` every 200 ms until it returns `Some`, for at most `limit`.
+fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn promtool_accepts_and_prometheus_scrapes_exact_counts() {
+    if !require_root() {
+        eprintln!("skipped: needs root (namespaces, XDP)");
+        return;
+    }
+    let (Some(promtool), Some(prometheus)) = (tool("promtool"), tool("prometheus")) else {
+        eprintln!(
+            "skipped: promtool or prometheus not installed (Debian package `prometheus`; \
+             `cargo xtask setup` installs it)"
+        );
+        return;
+    };
+    sweep_leftovers().unwrap();
+    let lab = Pair::new("prom").unwrap();
+    let iface = lab.a_side.iface.clone();
+    let metrics_addr = format!("127.0.0.1:{METRICS_PORT}");
+    let agent = Agent::start(
+        &lab.a,
+        &[
+            "--iface",
+            &iface,
+            "--no-egress",
+            "--metrics-addr",
+            &metrics_addr,
+            "--stats-interval",
+            "60",
+            // The one UDP flow ends (idle) a second after the burst, and is scored.
+            "--idle-timeout",
+            "1",
+        ],
+    )
+    .unwrap();
+    // Logged before "ready", so already collected.
+    let serving = format!("serving Prometheus metrics at http://{metrics_addr}/metrics");
+    assert!(
+        agent.stderr_seen.iter().any(|l| l.contains(&serving)),
+        "{:?}",
+        agent.stderr_seen
+    );
+
+    let (src, dst) = (lab.b_side.ep, lab.a_side.ep);
+    let tx = RawSender::open(&lab.b, &lab.b_side.iface).unwrap();
+    let pace = Pace {
+        pps: Some(20_000),
+        max_duration: Duration::from_secs(10),
+    };
+    assert_eq!(
+        traffic::udp_burst(&tx, &src, &dst, false, N, PAYLOAD, &pace).unwrap(),
+        N
+    );
+    let frame_len = frames::udp(&src, &dst, false, 1, 2, &[0; PAYLOAD]).len() as u64;
+
+    // (a) The classic text exposition: the counts arrive within a refresh or two, the flow
+    // is exported and scored after its idle timeout, and promtool finds nothing to complain
+    // about.
+    let udp = r#"netanom_packets_total{family="ipv4",transport="udp"}"#;
+    let mut last = String::new();
+    let text = wait_for(Duration::from_secs(15), || {
+        let (status, head, body) = http_get(&lab.a, METRICS_PORT, "/metrics", None).ok()?;
+        assert_eq!(status, 200, "{head}");
+        assert!(head.contains("Content-Type: text/plain; version=0.0.4"), "{head}");
+        let done = sample(&body, udp) == Some(N as f64)
+            && sample(&body, "netanom_vectors_scored_total") == Some(1.0);
+        last = body;
+        done.then(|| last.clone())
+    })
+    .unwrap_or_else(|| panic!("{udp} never reached {N}, or the flow was not scored:\n{last}"));
+    assert_eq!(
+        sample(&text, r#"netanom_bytes_total{family="ipv4",transport="udp"}"#),
+        Some((N * frame_len) as f64)
+    );
+    for (series, v) in [
+        ("netanom_flows_created_total", 1.0),
+        (r#"netanom_flows_exported_total{path="idle"}"#, 1.0),
+        ("netanom_flows_evicted_total", 0.0),
+        ("netanom_flows_export_lost_total", 0.0),
+        ("netanom_vectors_rejected_total", 0.0),
+        ("netanom_scoring_duration_seconds_count", 1.0),
+    ] {
+        assert_eq!(sample(&text, series), Some(v), "{series}:\n{text}");
+    }
+    for needle in [
+        &format!(r#"netanom_xdp_attached_info{{iface="{iface}","#),
+        r#"egress="false"} 1"#,
+        r#"netanom_model_bundle_info{origin="embedded","#,
+        "netanom_build_info{version=",
+        "netanom_flows_created_total ",
+        r#"netanom_anomalies_total{model="ensemble"} "#,
+        r#"netanom_drain_duration_seconds_bucket{le="+Inf",stage="sweep"} "#,
+        "netanom_scoring_duration_seconds_count ",
+    ] {
+        assert!(text.contains(needle), "`{needle}` missing:\n{text}");
+    }
+    let mut check = Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    check.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = check.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && report.trim().is_empty(),
+        "promtool check metrics: {report}"
+    );
+    let excerpt: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("netanom_packets_total{family=\"ipv4\"") || l.contains("_info{"))
+        .collect();
+    eprintln!("scraped (excerpt):\n{}", excerpt.join("\n"));
+    if let Some(path) = std::env::var_os("NETANOM_METRICS_DUMP") {
+        fs::write(path, &text).unwrap();
+    }
+
+    // The OpenMetrics exposition for scrapers that ask for it; other paths and methods.
+    let (status, head, body) = http_get(
+        &lab.a,
+        METRICS_PORT,
+        "/metrics",
+        Some("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"),
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        head.contains("Content-Type: application/openmetrics-text; version=1.0.0"),
+        "{head}"
+    );
+    assert!(
+        body.ends_with("# EOF\n") && body.contains("# TYPE netanom_build info"),
+        "{body}"
+    );
+    assert_eq!(http_get(&lab.a, METRICS_PORT, "/", None).unwrap().0, 404);
+
+    // (b) A real Prometheus server in the same namespace, scraping every second.
+    let dir = TempDir::new("prometheus");
+    let config = dir.0.join("prometheus.yml");
+    fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+             scrape_configs:\n  - job_name: netanom\n    static_configs:\n      \
+             - targets: ['{metrics_addr}']\n"
+        ),
+    )
+    .unwrap();
+    let log = fs::File::create(dir.0.join("prometheus.log")).unwrap();
+    let server = KillOnDrop(
+        lab.a
+            .command(&prometheus)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.0.join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{PROMETHEUS_PORT}"))
+            .arg("--log.level=warn")
+            .current_dir(&dir.0)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let mut seen = String::new();
+    let got = wait_for(Duration::from_secs(60), || match query(&lab.a, udp) {
+        Ok(Some(v)) if v == N as f64 => Some(v),
+        other => {
+            seen = format!("{other:?}");
+            None
+        }
+    });
+    let prom_log = fs::read_to_string(dir.0.join("prometheus.log")).unwrap_or_default();
+    assert_eq!(
+        got,
+        Some(N as f64),
+        "Prometheus never reported {N} for {udp}; last answer {seen}; its log:\n{prom_log}"
+    );
+    assert_eq!(query(&lab.a, r#"up{job="netanom"}"#).unwrap(), Some(1.0));
+    assert_eq!(
+        query(
+            &lab.a,
+            &format!(r#"netanom_xdp_attached_info{{iface="{iface}"}}"#)
+        )
+        .unwrap(),
+        Some(1.0)
+    );
+    eprintln!("Prometheus reports {udp} = {N}");
+    drop(server);
+    drop(dir);
+
+    let (code, _, stderr) = agent.stop(libc::SIGTERM);
+    assert_eq!(code, Some(0), "clean exit: {stderr:?}");
+    assert!(!xdp_attached(&lab.a, &iface));
+}
+
+/// Asserts one `netanom: error:` paragraph containing every needle, exit code 1, and that
+/// nothing was left attached.
+fn assert_fails_before_attaching(lab: &Pair, args: &[&str], needles: &[&str]) {
+    let mut c = lab.a.command(agent_bin());
+    c.arg("run").args(args).env("RUST_BACKTRACE", "1");
+    let (code, _, err) = run_to_end(c);
+    assert_eq!(code, Some(1), "{err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("netanom: error:")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    for n in needles {
+        assert!(errors[0].contains(n), "`{n}` missing: {err}");
+    }
+    assert!(!err.contains("panicked") && !err.contains("attached to"), "{err}");
+    assert!(!xdp_attached(&lab.a, &lab.a_side.iface));
+}
+
+#[test]
+fn busy_port_or_foreign_address_fails_before_attaching() {
+    if !require_root() {
+        eprintln!("skipped: needs root (namespaces, XDP)");
+        return;
+    }
+    sweep_leftovers().unwrap();
+    let lab = Pair::new("prombind").unwrap();
+    let iface = lab.a_side.iface.clone();
+    // Something else already listens on the port, inside a.
+    let squatter = lab
+        .a
+        .run(|| TcpListener::bind(("127.0.0.1", METRICS_PORT)))
+        .unwrap()
+        .unwrap();
+    let addr = format!("127.0.0.1:{METRICS_PORT}");
+    assert_fails_before_attaching(
+        &lab,
+        &["--iface", &iface, "--no-egress", "--metrics-addr", &addr],
+        &[
+            &format!("cannot serve Prometheus metrics on {addr}"),
+            "ss -ltnp",
+            "--metrics-addr",
+            "--no-metrics",
+        ],
+    );
+    drop(squatter);
+    // An address this namespace does not have (TEST-NET-1).
+    assert_fails_before_attaching(
+        &lab,
+        &[
+            "--iface",
+            &iface,
+            "--no-egress",
+            "--metrics-addr",
+            "192.0.2.1:9754",
+        ],
+        &[
+            "cannot serve Prometheus metrics on 192.0.2.1:9754",
+            "not an address of this host",
+        ],
+    );
+}
