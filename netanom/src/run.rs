@@ -109,7 +109,7 @@ fn load_scorer(opts: &RunOptions) -> anyhow::Result<(Scorer, BundleInfo)> {
     let binding = bundle.bind(&names)?;
     let m = bundle.manifest();
     log::info!(
-        "model bundle: {} ({} dataset, {} of the {} flow features, {:?} execution provider)",
+        "model bundle: {} ({} dataset, {} of the {} flow features, {} execution provider)",
         bundle.origin(),
         m.dataset,
         binding.gather.len(),
