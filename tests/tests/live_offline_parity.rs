@@ -3,7 +3,8 @@
 //! are saved as a pcap, and `netanom features --pcap` is run on that file. Every flow must be
 //! in both outputs with equal counts (packets, bytes, header lengths, flag counts, windows,
 //! lengths: exactly); timing features (durations, inter-arrival times, rates) agree within
-//! the tolerance stated in `timing_close`, since replay timing is not exact.
+//! the tolerance stated in `timing_close`. The saved pcap carries each frame's actual send
+//! time, so the comparison is kernel clock against sender clock, whatever the replay pacing.
 mod common;
 
 use std::{
@@ -140,10 +141,13 @@ fn replay_and_compare(capture: &str, timed: bool) -> Option<usize> {
                 std::thread::sleep(wait);
             }
         }
-        // Only frames the interface accepted are part of the comparison.
+        // Only frames the interface accepted are part of the comparison. The pcap records
+        // when each frame was really sent (replay pacing is only as good as the scheduler),
+        // so timing features compare the kernel's clock with the sender's, not the capture's.
+        let at = if timed { base + t0.elapsed() } else { *ts };
         if tx.try_send(f).is_ok() {
             writer
-                .write_packet(&PcapPacket::new(*ts, f.len() as u32, f))
+                .write_packet(&PcapPacket::new(at, f.len() as u32, f))
                 .unwrap();
             sent += 1;
         }
