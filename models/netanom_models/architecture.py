@@ -11,7 +11,7 @@ Adam + MSE, early stopping on held-out normal rows. Score = per-row reconstructi
 
 Isolation Forest: fitted on normal rows; score = -score_samples (higher = more anomalous).
 Random Forest: binary attack-vs-normal classifier (labels, or Isolation Forest pseudo-labels
-when the data set has none); score = P(attack).
+when the data set has none); score = P(attack). Its size is chosen per data set (RF_SIZE).
 
 Every model's threshold is a quantile (default 0.999) of its score on held-out normal rows.
 """
@@ -92,7 +92,6 @@ IFOREST_PARAMS = {
     "bootstrap": False,
 }
 
-# Size/speed trade-off: see `python -m netanom_models rf-sweep` and reports/*-rf-sweep.md.
 RF_PARAMS = {
     "n_estimators": 50,
     "max_depth": 14,
@@ -100,6 +99,25 @@ RF_PARAMS = {
     "max_features": "sqrt",
     "class_weight": None,
 }
+#: Per data set (trees, max depth; None = grown until the leaves are pure), as chosen by
+#: `python -m netanom_models rf-sweep`: the fastest setting (onnxruntime, batch 1024) whose
+#: validation F1 is within noise of the best (one-standard-error rule), with ROC-AUC and
+#: PR-AUC within 0.001 of the best; see evaluate.choose_rf and reports/<dataset>-rf-sweep.md.
+#: Other data sets (tests) use RF_PARAMS as they are.
+RF_SIZE = {
+    "cic-ids2017": (25, 14),
+    "nsl-kdd": (10, None),
+    "kdd99": (10, 20),
+}
+
+
+def rf_params(dataset: str) -> dict:
+    """The Random Forest hyper-parameters `train` uses for `dataset`."""
+    p = dict(RF_PARAMS)
+    if dataset in RF_SIZE:
+        p["n_estimators"], p["max_depth"] = RF_SIZE[dataset]
+    return p
+
 
 # ---- thresholds and ensemble ---------------------------------------------------------------
 DEFAULT_QUANTILE = 0.999

@@ -69,11 +69,19 @@ def _graph_steps(pre, model: str, iforest_log: bool = False) -> list[dict]:
         return steps
     if model == "iforest":
         steps = [_log_step(pre)] if iforest_log else []
-        return steps + [{"op": "isolation_forest", "formula": "score = -score_samples(x) of sklearn IsolationForest "
-                         "(higher = more anomalous), on " + ("the vector after signed_log1p" if iforest_log
-                                                             else "the raw input vector")}]
-    return [{"op": "random_forest", "formula": "score = P(attack) = probabilities[:, 1] (class 1 = attack; "
-             "zipmap disabled); the Gather of column 1 happens inside the graph, on the raw input vector"}]
+        return steps + [{
+            "op": "isolation_forest",
+            "formula": "score = -score_samples(x) of sklearn IsolationForest (higher = more anomalous), on "
+                       + ("the vector after signed_log1p" if iforest_log else "the raw input vector"),
+            "graph": "one TreeEnsembleRegressor (ai.onnx.ml, aggregate SUM) over all trees: h = sum over trees of "
+                     "the leaf value -(depth + c(n_leaf)) / (n_trees * c(max_samples)), each leaf value a multiple "
+                     "of a power of two (models.iforest.hyperparameters.onnx_graph.leaf_quantum) so that the "
+                     "float32 sum is exact in any order; then score = 2^h (Pow)",
+        }]
+    return [{"op": "random_forest", "formula": "score = P(attack) = predict_proba(x)[:, 1] of sklearn "
+             "RandomForestClassifier (class 1 = attack), on the raw input vector",
+             "graph": "one single-target TreeEnsembleRegressor (ai.onnx.ml, aggregate SUM) whose leaves hold "
+                      "P(attack | leaf) / n_trees, then Reshape to [batch]"}]
 
 
 def scorer_contract(pre, models: dict, thresholds: dict, rule: str, weights: dict, iforest_log: bool = False,

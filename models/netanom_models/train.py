@@ -42,7 +42,8 @@ class TrainConfig:
     seed: int = 0
     max_epochs: int = arch.AE_TRAINING["max_epochs"]
     threads: int = 1
-    rf_params: dict = field(default_factory=lambda: dict(arch.RF_PARAMS))
+    #: None: architecture.rf_params(dataset).
+    rf_params: dict | None = None
     iforest_params: dict = field(default_factory=lambda: dict(arch.IFOREST_PARAMS))
     quiet: bool = False
 
@@ -256,6 +257,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     if cfg.sample is not None and cfg.sample < 20:
         raise DataError("--sample must be at least 20 rows")
     spec = datasets.spec(cfg.dataset)
+    rf_params = dict(cfg.rf_params) if cfg.rf_params is not None else arch.rf_params(cfg.dataset)
     seed_everything(cfg.seed, cfg.threads)
 
     log(cfg, f"[{spec.name}] loading {spec.train_file}")
@@ -299,7 +301,7 @@ def train(cfg: TrainConfig) -> TrainResult:
             y_fit = (if_fit >= np.quantile(if_fit, cfg.quantile)).astype(np.int64)
         rf_labels = f"Isolation Forest pseudo-labels (-score_samples > its {cfg.quantile} calibration quantile)"
     log(cfg, f"[{spec.name}] training random forest on {len(split['fit'])} rows ({rf_labels})")
-    rf = train_rf(raw_all[split["fit"]], y_fit, cfg.rf_params, cfg.seed)
+    rf = train_rf(raw_all[split["fit"]], y_fit, rf_params, cfg.seed)
 
     # -- export --
     log(cfg, f"[{spec.name}] exporting ONNX")
@@ -390,10 +392,13 @@ def train(cfg: TrainConfig) -> TrainResult:
         },
         "iforest": {**cfg.iforest_params, "trained_on": "normal rows of the fit split"
                     + (", after the graph's signed log1p step (computed with onnxruntime)" if log_mask is not None else ""),
-                    "tree_thresholds": "rounded down to float32 (exactly equivalent for float32 inputs)"},
-        "rf": {**cfg.rf_params, "trained_on": f"all rows of the fit split; labels: {rf_labels}",
+                    "tree_thresholds": "rounded down to float32 (exactly equivalent for float32 inputs)",
+                    "onnx_graph": export.iforest_graph_note(iforest)},
+        "rf": {**rf_params, "trained_on": f"all rows of the fit split; labels: {rf_labels}",
                "tree_thresholds": "rounded down to float32 (exactly equivalent for float32 inputs)",
-               "zipmap": False},
+               "onnx_graph": "one single-target TreeEnsembleRegressor (leaf value P(attack | leaf) / n_trees, "
+                             "summed over the trees), then Reshape; bit-identical to skl2onnx's "
+                             "TreeEnsembleClassifier + Gather of column 1"},
     }
     for m in arch.MODEL_NAMES:
         (out / MODEL_FILES[m]).write_bytes(blobs[m])

@@ -116,3 +116,79 @@ def test_unlabelled_data_uses_isolation_forest_pseudo_labels(shared, tmp_path, m
     assert man["validation"] is None
     assert man["ensemble"]["chosen_by"].startswith("default")
     assert set(res.rf.classes_) == {0, 1}
+
+
+def test_iforest_graph_is_one_tree_ensemble(trained):
+    """iforest.onnx holds the whole forest in ONE TreeEnsembleRegressor (plus Reshape and Pow),
+    agrees with sklearn's score_samples, and gives bit-identical scores whatever the batch size
+    or thread count (the leaf values make the float32 sum over trees exact)."""
+    from netanom_models import export
+
+    blob = (trained.out_dir / "iforest.onnx").read_bytes()
+    model = onnx.load_from_string(blob)
+    assert [n.op_type for n in model.graph.node] == ["TreeEnsembleRegressor", "Reshape", "Pow"]
+    ifo = trained.iforest
+    table = export.iforest_leaf_table(ifo)
+    assert table["quantum"] == 2.0 ** -23 and table["bound"] < 2.0
+    for tr in table["trees"]:
+        v = tr["value"][tr["leaf"]]
+        assert np.all(v <= 0) and np.array_equal(v, np.round(v / table["quantum"]) * table["quantum"])
+    rng = np.random.default_rng(3)
+    n = trained.preprocessor.n_features
+    x = np.vstack([rng.random((300, n)) * rng.choice([1, 10, 1000], n), np.zeros((2, n))]).astype(np.float32)
+    one = export.session(blob)
+    two = export.session(blob, threads=2)
+    batched = one.run(None, {"input": x})[0]
+    single = np.array([one.run(None, {"input": x[i : i + 1]})[0][0] for i in range(len(x))], dtype=np.float32)
+    threaded = np.array([two.run(None, {"input": x[i : i + 1]})[0][0] for i in range(len(x))], dtype=np.float32)
+    assert np.array_equal(batched, single) and np.array_equal(batched, threaded)
+    assert np.array_equal(batched, two.run(None, {"input": x})[0])
+    np.testing.assert_allclose(batched, -ifo.score_samples(x), rtol=0, atol=2e-6)
+    ref = export.iforest_score_reference(ifo, x)
+    assert np.abs(batched.view(np.int32) - ref.view(np.int32)).max() <= 1  # Pow vs numpy: <= 1 ulp
+
+
+def test_rf_choice_rule():
+    from netanom_models.evaluate import choose_rf
+
+    def row(f1, roc, pr, us, size, se=(0.001, 0.0001, 0.0001), sd=(0.0005, 0.00001, 0.00001)):
+        keys = ("f1", "roc_auc", "pr_auc")
+        return {"mean": {"f1": f1, "roc_auc": roc, "pr_auc": pr}, "se": dict(zip(keys, se)),
+                "sd": dict(zip(keys, sd)), "us": {1024: us}, "onnx_bytes": size, "n_estimators": size,
+                "max_depth": None}
+
+    rows = [
+        row(0.990, 0.9999, 0.9999, 0.1, 10),   # F1 too low
+        row(0.9985, 0.99995, 0.99995, 0.5, 30),  # within noise, fastest
+        row(0.9990, 0.99999, 0.99999, 2.0, 90),  # the best
+        row(0.9989, 0.99998, 0.99998, 0.52, 20),  # within noise, as fast (tie): smaller wins
+    ]
+    pick, why = choose_rf(rows)
+    assert pick == 3 and "3 of 4" in why
+    assert [r["within_noise"] for r in rows] == [False, True, True, True]
+    # a larger seed-to-seed spread widens the band
+    for r in rows:
+        r["sd"]["f1"] = 0.01
+    pick, why = choose_rf(rows)
+    assert rows[0]["within_noise"] and pick == 0
+    # ... but a setting that ranks materially worse (AUC more than 0.001 below the best) never qualifies
+    rows[0]["mean"]["pr_auc"] = 0.998
+    pick, why = choose_rf(rows)
+    assert not rows[0]["within_noise"] and pick == 3
+
+
+def test_rf_graph_is_bit_identical_to_skl2onnx(trained):
+    """rf.onnx (one single-target tree ensemble) scores exactly like skl2onnx's classifier graph
+    with the Gather of P(attack)."""
+    from netanom_models import export
+
+    blob = (trained.out_dir / "rf.onnx").read_bytes()
+    assert [n.op_type for n in onnx.load_from_string(blob).graph.node] == ["TreeEnsembleRegressor", "Reshape"]
+    rf = trained.rf
+    n = trained.preprocessor.n_features
+    rng = np.random.default_rng(5)
+    x = np.vstack([rng.random((500, n)) * rng.choice([1, 10, 1000], n), np.zeros((2, n))]).astype(np.float32)
+    new = export.session(blob).run(None, {"input": x})[0]
+    old = export.session(export.export_rf_skl2onnx(rf, n)).run(None, {"input": x})[0]
+    assert np.array_equal(new, old)
+    np.testing.assert_allclose(new, rf.predict_proba(x)[:, 1], rtol=0, atol=1e-6)
