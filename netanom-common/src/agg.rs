@@ -146,6 +146,11 @@ fn sketch_set(sketch: &mut [u64; SKETCH_WORDS], h: u32) {
     }
 }
 
+/// Adds an item (hashed like the kernel's) to a sketch: for tests and synthetic aggregates.
+pub fn sketch_add(sketch: &mut [u64; SKETCH_WORDS], item: u32) {
+    sketch_set(sketch, mix32(item));
+}
+
 #[inline(always)]
 fn addr_hash(a: &[u32; 4]) -> u32 {
     mix32(a[0] ^ mix32(a[1] ^ mix32(a[2] ^ mix32(a[3]))))

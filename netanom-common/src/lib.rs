@@ -7,6 +7,7 @@
 
 pub mod agg;
 pub mod flow;
+pub mod mitigate;
 pub mod parse;
 pub mod stats;
 
@@ -37,6 +38,25 @@ pub mod names {
     pub const GLOBAL_TIMEOUTS: &str = "NA_TIMEOUTS";
     /// Global (in .rodata) the agent may override before load: aya-log level for the program.
     pub const GLOBAL_LOG_LEVEL: &str = "AYA_LOG_LEVEL";
+    /// LPM tries of [`crate::mitigate::BlockEntry`] by source prefix (pinned).
+    pub const MAP_BLOCK4: &str = "NA_BLOCK4";
+    pub const MAP_BLOCK6: &str = "NA_BLOCK6";
+    /// LPM tries of [`crate::mitigate::AllowEntry`] by source prefix (pinned).
+    pub const MAP_ALLOW4: &str = "NA_ALLOW4";
+    pub const MAP_ALLOW6: &str = "NA_ALLOW6";
+    /// Hash [`crate::mitigate::PatternKey`] → [`crate::mitigate::RateLimit`] (pinned).
+    pub const MAP_RATE_LIMITS: &str = "NA_RATELIM";
+    /// Array of `u64` indexed by [`crate::mitigate::Control`] (pinned).
+    pub const MAP_CONTROL: &str = "NA_MCTL";
+    /// The maps pinned under the pin directory, so that they outlive the agent.
+    pub const PINNED_MAPS: [&str; 6] = [
+        MAP_BLOCK4,
+        MAP_BLOCK6,
+        MAP_ALLOW4,
+        MAP_ALLOW6,
+        MAP_RATE_LIMITS,
+        MAP_CONTROL,
+    ];
     /// Directory on bpffs where netanom pins the maps that must outlive the agent.
     pub const PIN_DIR: &str = "/sys/fs/bpf/netanom";
 
@@ -65,6 +85,12 @@ pub mod names {
             MAP_DST,
             MAP_FLOW_EXPORT,
             GLOBAL_TIMEOUTS,
+            MAP_BLOCK4,
+            MAP_BLOCK6,
+            MAP_ALLOW4,
+            MAP_ALLOW6,
+            MAP_RATE_LIMITS,
+            MAP_CONTROL,
         ]) <= 15
     );
 }

@@ -107,10 +107,16 @@ pub enum Event {
     FlowInsertFailed = 8,
     /// Source/destination aggregates that could not be entered.
     AggInsertFailed = 9,
+    /// Packets dropped because their source matched an active blocklist entry.
+    DroppedBlocked = 10,
+    /// Packets dropped by a flood-pattern rate limit.
+    DroppedRateLimited = 11,
+    /// Packets that matched a block or rate limit but passed: their source is allowlisted.
+    PassedAllowlisted = 12,
 }
 
 impl Event {
-    pub const COUNT: u32 = 10;
+    pub const COUNT: u32 = 13;
     pub const ALL: [Event; Self::COUNT as usize] = [
         Event::Truncated,
         Event::BadIpHeader,
@@ -122,6 +128,9 @@ impl Event {
         Event::ExportLost,
         Event::FlowInsertFailed,
         Event::AggInsertFailed,
+        Event::DroppedBlocked,
+        Event::DroppedRateLimited,
+        Event::PassedAllowlisted,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -136,6 +145,9 @@ impl Event {
             Event::ExportLost => "export_lost",
             Event::FlowInsertFailed => "flow_insert_failed",
             Event::AggInsertFailed => "agg_insert_failed",
+            Event::DroppedBlocked => "dropped_blocked",
+            Event::DroppedRateLimited => "dropped_rate_limited",
+            Event::PassedAllowlisted => "passed_allowlisted",
         }
     }
 
@@ -165,4 +177,8 @@ mod user {
     unsafe impl aya::Pod for crate::agg::DstKey {}
     unsafe impl aya::Pod for crate::agg::SrcStats {}
     unsafe impl aya::Pod for crate::agg::DstStats {}
+    unsafe impl aya::Pod for crate::mitigate::BlockEntry {}
+    unsafe impl aya::Pod for crate::mitigate::AllowEntry {}
+    unsafe impl aya::Pod for crate::mitigate::PatternKey {}
+    unsafe impl aya::Pod for crate::mitigate::RateLimit {}
 }

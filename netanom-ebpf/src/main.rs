@@ -2,8 +2,9 @@
 //!
 //! Kept small and verifier-friendly: parsing and every accounting rule live in
 //! `netanom_common` (shared with the agent's offline extractor and unit-tested on the host);
-//! this crate supplies bounds-checked packet access, the maps, and the glue. Every packet is
-//! passed: nothing here drops.
+//! this crate supplies bounds-checked packet access, the maps, and the glue. The only packets
+//! dropped are those the pinned blocklist or a flood-pattern rate limit says to drop, never
+//! from an allowlisted source, never ARP or IPv6 neighbour discovery, and never on egress.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
@@ -13,7 +14,7 @@ mod prog {
         bindings::{BPF_NOEXIST, TC_ACT_OK, xdp_action},
         helpers::bpf_ktime_get_ns,
         macros::{classifier, map, xdp},
-        maps::{LruHashMap, PerCpuArray, RingBuf},
+        maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
         programs::{TcContext, XdpContext},
     };
     use aya_log_ebpf::debug;
@@ -21,6 +22,7 @@ mod prog {
         Event, Proto, ProtoCounter,
         agg::{self, DstKey, DstStats, FlowEvent, HostKey, SrcStats},
         flow::{self, EndReason, FlowKey, FlowRecord, FlowTimeouts, FlowValue, ST_SYN_PENDING, Verdict},
+        mitigate::{self, AllowEntry, BlockEntry, Control, RateLimit},
         parse::{self, FRAG_NONE, Packet, PacketMeta},
     };
 
@@ -42,6 +44,26 @@ mod prog {
 
     #[map(name = "NA_FLOW_RB")]
     static NA_FLOW_RB: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
+
+    // Mitigation state, pinned by the agent so that it outlives the agent.
+    #[map(name = "NA_BLOCK4")]
+    static NA_BLOCK4: LpmTrie<[u8; 4], BlockEntry> = LpmTrie::with_max_entries(mitigate::BLOCK_ENTRIES, 0);
+
+    #[map(name = "NA_BLOCK6")]
+    static NA_BLOCK6: LpmTrie<[u8; 16], BlockEntry> = LpmTrie::with_max_entries(mitigate::BLOCK_ENTRIES, 0);
+
+    #[map(name = "NA_ALLOW4")]
+    static NA_ALLOW4: LpmTrie<[u8; 4], AllowEntry> = LpmTrie::with_max_entries(mitigate::ALLOW_ENTRIES, 0);
+
+    #[map(name = "NA_ALLOW6")]
+    static NA_ALLOW6: LpmTrie<[u8; 16], AllowEntry> = LpmTrie::with_max_entries(mitigate::ALLOW_ENTRIES, 0);
+
+    #[map(name = "NA_RATELIM")]
+    static NA_RATELIM: HashMap<mitigate::PatternKey, RateLimit> =
+        HashMap::with_max_entries(mitigate::RATE_LIMIT_ENTRIES, 0);
+
+    #[map(name = "NA_MCTL")]
+    static NA_MCTL: Array<u64> = Array::with_max_entries(mitigate::CONTROL_SLOTS, 0);
 
     /// Flow timeouts; the agent overrides this before load (it lives in .rodata, so the
     /// verifier sees constants).
@@ -195,11 +217,85 @@ mod prog {
         map.get_ptr_mut(key)
     }
 
+    #[inline(always)]
+    fn v6_bytes(w: &[u32; 4]) -> [u8; 16] {
+        let (a, b, c, d) = (
+            w[0].to_be_bytes(),
+            w[1].to_be_bytes(),
+            w[2].to_be_bytes(),
+            w[3].to_be_bytes(),
+        );
+        [
+            a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3], c[0], c[1], c[2], c[3], d[0], d[1], d[2], d[3],
+        ]
+    }
+
+    /// Whether the packet's source is allowlisted (counting the hit when it is).
+    #[inline(always)]
+    fn allowlisted(m: &PacketMeta) -> bool {
+        let hit = if m.family == 4 {
+            NA_ALLOW4.get(Key::new(32, m.src[0].to_be_bytes()))
+        } else {
+            NA_ALLOW6.get(Key::new(128, v6_bytes(&m.src)))
+        };
+        match hit {
+            Some(a) => {
+                // SAFETY: a map value (writable by programs); a lost increment is harmless.
+                unsafe { (*(a as *const AllowEntry as *mut AllowEntry)).hits += 1 };
+                bump(Event::PassedAllowlisted);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether to drop the packet: its source is blocked, or its pattern is over a rate limit,
+    /// and the source is not allowlisted. Neighbour discovery always passes. (The allowlist
+    /// takes precedence over everything; it is consulted only when something would drop, so
+    /// the common path costs one trie lookup.)
+    #[inline(always)]
+    fn enforce(m: &PacketMeta, len: u64, now: u64) -> bool {
+        if mitigate::is_neighbor_discovery(m) {
+            return false;
+        }
+        let block = if m.family == 4 {
+            NA_BLOCK4.get(Key::new(32, m.src[0].to_be_bytes()))
+        } else {
+            NA_BLOCK6.get(Key::new(128, v6_bytes(&m.src)))
+        };
+        if let Some(b) = block {
+            if b.active(now) {
+                if allowlisted(m) {
+                    return false;
+                }
+                // SAFETY: a map value (writable by programs); lost increments are documented.
+                unsafe {
+                    let b = b as *const BlockEntry as *mut BlockEntry;
+                    (*b).packets += 1;
+                    (*b).bytes += len;
+                }
+                bump(Event::DroppedBlocked);
+                return true;
+            }
+        }
+        // The pattern lookup only runs while the agent has rate limits in force.
+        let limits = NA_MCTL.get(Control::RateLimits as u32).copied().unwrap_or(0);
+        if limits != 0 {
+            if let Some(r) = NA_RATELIM.get_ptr_mut(&mitigate::pattern_of(m)) {
+                // SAFETY: map value pointer; racing CPUs may admit a packet too many.
+                let r = unsafe { &mut *r };
+                if r.active(now) && !allowlisted(m) && !r.admit(now) {
+                    bump(Event::DroppedRateLimited);
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
     /// Accounts one IP packet: its flow, its sender, its destination service.
     #[inline(always)]
-    fn account(m: &PacketMeta) {
-        // SAFETY: helper without preconditions.
-        let now = unsafe { bpf_ktime_get_ns() };
+    fn account(m: &PacketMeta, now: u64) {
         // SAFETY: a plain read of our own .rodata global (volatile: the loader patches it).
         let t: FlowTimeouts = unsafe { core::ptr::read_volatile(&NA_TIMEOUTS) };
         let (key, lo) = FlowKey::of(m);
@@ -267,8 +363,9 @@ mod prog {
     }
 
     /// Everything done for one frame; `len` is its full length (an skb may be non-linear).
+    /// Returns the parser event, if any, and whether to drop the frame (only when `enforcing`).
     #[inline(always)]
-    fn process(frame: &Frame, len: u64) -> Option<Event> {
+    fn process(frame: &Frame, len: u64, enforcing: bool) -> (Option<Event>, bool) {
         let p = parse::parse(frame);
         count_proto(p.class.proto, len);
         if p.class.vlan {
@@ -282,9 +379,14 @@ mod prog {
             if m.fragment != FRAG_NONE {
                 bump(Event::Fragment);
             }
-            account(&m);
+            // SAFETY: helper without preconditions.
+            let now = unsafe { bpf_ktime_get_ns() };
+            if enforcing && enforce(&m, len, now) {
+                return (p.class.event, true);
+            }
+            account(&m, now);
         }
-        p.class.event
+        (p.class.event, false)
     }
 
     #[xdp]
@@ -294,10 +396,15 @@ mod prog {
             end: ctx.data_end(),
         };
         let len = frame.len() as u64;
-        if let Some(e) = process(&frame, len) {
+        let (event, drop) = process(&frame, len, true);
+        if let Some(e) = event {
             debug!(&ctx, "netanom: malformed frame ({}), {} bytes", e as u32, len);
         }
-        xdp_action::XDP_PASS
+        if drop {
+            xdp_action::XDP_DROP
+        } else {
+            xdp_action::XDP_PASS
+        }
     }
 
     /// Egress: XDP sees only what arrives, so the host's own outgoing packets are accounted
@@ -311,7 +418,8 @@ mod prog {
             start: ctx.data(),
             end: ctx.data_end(),
         };
-        process(&frame, u64::from(len));
+        // Egress is accounted, never filtered: the host's own traffic is not what we block.
+        process(&frame, u64::from(len), false);
         TC_ACT_OK
     }
 

@@ -1,10 +1,17 @@
 //! The embedded XDP program: loading it, attaching it to interfaces, reading its maps.
-use std::{fmt, io};
+use std::{
+    fmt, io,
+    path::{Path, PathBuf},
+};
 
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
     maps::{Map, MapData, MapError, PerCpuArray},
-    programs::{ProgramError, SchedClassifier, TcAttachType, TestRun as _, TestRunOptions, Xdp, XdpMode, tc},
+    programs::{
+        ProgramError, SchedClassifier, TcAttachType, TestRun as _, TestRunOptions, Xdp, XdpMode,
+        links::{FdLink, PinnedLink},
+        tc,
+    },
 };
 use netanom_common::{Event, Proto, ProtoCounter, flow::FlowTimeouts, names};
 use thiserror::Error;
@@ -18,7 +25,9 @@ pub fn has_program() -> bool {
 }
 
 /// Which XDP attach modes to try.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ModePreference {
     /// Native (driver) mode, falling back to generic (skb) mode where the driver lacks it.
@@ -174,10 +183,54 @@ impl LoadOptions {
 }
 
 /// The loaded XDP program and its maps. Dropping it detaches the program everywhere.
+///
+/// With a pin directory, the mitigation maps live there (shared with earlier and later agents
+/// and with `netanom block|allow`), and each XDP attachment is a pinned link: if the agent
+/// dies, the program stays attached and goes on enforcing blocks until they expire; the next
+/// agent replaces it. A clean stop (dropping the `Datapath`) unpins and detaches.
 pub struct Datapath {
     ebpf: Ebpf,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     attachments: Vec<Attachment>,
+    pin_dir: Option<PathBuf>,
+    /// Pinned XDP links: the pin's path and the link (detached when dropped).
+    pinned_links: Vec<(String, PathBuf, FdLink)>,
+}
+
+impl Drop for Datapath {
+    fn drop(&mut self) {
+        for (iface, path, _) in &self.pinned_links {
+            if let Err(e) = std::fs::remove_file(path) {
+                log::warn!("{iface}: could not unpin the XDP link at {}: {e}", path.display());
+            }
+        }
+        // The links themselves detach as the fields are dropped.
+    }
+}
+
+/// Creates the mitigation maps in `dir` (from the program object, so their definitions match
+/// what the XDP program expects) and pins them, without loading any program. The other maps
+/// are created at their smallest and freed on return.
+pub fn create_pins(dir: &Path) -> Result<(), DatapathError> {
+    if !has_program() {
+        return Err(DatapathError::Placeholder);
+    }
+    let mut loader = EbpfLoader::new();
+    loader
+        .map_max_entries(names::MAP_FLOWS, 64)
+        .map_max_entries(names::MAP_SRC, 64)
+        .map_max_entries(names::MAP_DST, 64)
+        .map_max_entries(names::MAP_FLOW_EXPORT, 4096);
+    for name in names::PINNED_MAPS {
+        loader.map_pin_path(name, dir.join(name));
+    }
+    loader.load(EBPF_OBJECT).map_err(load_err)?;
+    Ok(())
+}
+
+/// Pin path of the XDP link on `iface`.
+fn link_pin(dir: &Path, iface: &str) -> PathBuf {
+    dir.join(format!("link_xdp_{iface}"))
 }
 
 impl Datapath {
@@ -187,7 +240,14 @@ impl Datapath {
     }
 
     /// Loads the embedded program into the kernel (verifier included); attaches nothing.
+    /// The mitigation maps are private to this instance (tests, benchmarks).
     pub fn load_with(opts: &LoadOptions) -> Result<Self, DatapathError> {
+        Self::load_pinned(opts, None)
+    }
+
+    /// Like [`Datapath::load_with`], with the mitigation maps pinned in (and reused from)
+    /// `pin_dir`, and XDP links pinned there too.
+    pub fn load_pinned(opts: &LoadOptions, pin_dir: Option<&Path>) -> Result<Self, DatapathError> {
         if !has_program() {
             return Err(DatapathError::Placeholder);
         }
@@ -199,18 +259,23 @@ impl Datapath {
         } else {
             2
         };
-        let mut ebpf = EbpfLoader::new()
+        let mut loader = EbpfLoader::new();
+        loader
             .override_global(names::GLOBAL_LOG_LEVEL, &level, false)
             .override_global(names::GLOBAL_TIMEOUTS, &opts.timeouts, true)
             .map_max_entries(names::MAP_FLOWS, opts.flow_entries)
             .map_max_entries(names::MAP_SRC, opts.src_entries)
             .map_max_entries(names::MAP_DST, opts.dst_entries)
-            .map_max_entries(names::MAP_FLOW_EXPORT, opts.export_ring_bytes)
-            .load(EBPF_OBJECT)
-            .map_err(|e| match e {
-                EbpfError::ProgramError(p) => load_err(program_error_detail(&p)),
-                other => load_err(other),
-            })?;
+            .map_max_entries(names::MAP_FLOW_EXPORT, opts.export_ring_bytes);
+        if let Some(dir) = pin_dir {
+            for name in names::PINNED_MAPS {
+                loader.map_pin_path(name, dir.join(name));
+            }
+        }
+        let mut ebpf = loader.load(EBPF_OBJECT).map_err(|e| match e {
+            EbpfError::ProgramError(p) => load_err(program_error_detail(&p)),
+            other => load_err(other),
+        })?;
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
             Ok(l) => Some(l),
             Err(e) => {
@@ -224,6 +289,8 @@ impl Datapath {
             ebpf,
             logger,
             attachments: Vec::new(),
+            pin_dir: pin_dir.map(Path::to_owned),
+            pinned_links: Vec::new(),
         })
     }
 
@@ -235,17 +302,33 @@ impl Datapath {
         pref: ModePreference,
         egress: bool,
     ) -> Result<AttachMode, DatapathError> {
+        // A link pinned by an agent that died keeps its program attached; replace it.
+        if let Some(dir) = &self.pin_dir {
+            let pin = link_pin(dir, iface);
+            if pin.exists() {
+                match PinnedLink::from_pin(&pin) {
+                    Ok(old) => {
+                        drop(old.unpin());
+                        log::info!("{iface}: replacing the XDP program left attached by a previous agent");
+                    }
+                    Err(e) => {
+                        log::warn!("{iface}: stale XDP link pin {} ({e}); removing it", pin.display());
+                        let _ = std::fs::remove_file(&pin);
+                    }
+                }
+            }
+        }
         let prog = xdp_mut(&mut self.ebpf, names::PROG_XDP)?;
-        let try_mode = |prog: &mut Xdp, mode: XdpMode| prog.attach(iface, mode).map(|_| ());
-        let mode = match pref {
+        let try_mode = |prog: &mut Xdp, mode: XdpMode| prog.attach(iface, mode);
+        let (mode, link) = match pref {
             ModePreference::Native => try_mode(prog, XdpMode::Driver)
-                .map(|()| AttachMode::Native)
+                .map(|l| (AttachMode::Native, l))
                 .map_err(|e| attach_error(iface, "native", e))?,
             ModePreference::Skb => try_mode(prog, XdpMode::Skb)
-                .map(|()| AttachMode::Skb)
+                .map(|l| (AttachMode::Skb, l))
                 .map_err(|e| attach_error(iface, "skb", e))?,
             ModePreference::Auto => match try_mode(prog, XdpMode::Driver) {
-                Ok(()) => AttachMode::Native,
+                Ok(l) => (AttachMode::Native, l),
                 Err(e) => {
                     let first = attach_error(iface, "native", e);
                     let why = match &first {
@@ -255,11 +338,14 @@ impl Datapath {
                     };
                     log::info!("{iface}: native XDP unavailable ({why}); using skb mode");
                     try_mode(prog, XdpMode::Skb)
-                        .map(|()| AttachMode::Skb)
+                        .map(|l| (AttachMode::Skb, l))
                         .map_err(|e| attach_error(iface, "skb", e))?
                 }
             },
         };
+        if let Some(dir) = self.pin_dir.clone() {
+            self.pin_link(iface, link, &link_pin(&dir, iface))?;
+        }
         if egress {
             self.attach_egress(iface)?;
         }
@@ -269,6 +355,47 @@ impl Datapath {
             egress,
         });
         Ok(mode)
+    }
+
+    /// Takes the XDP link just attached on `iface` out of the program and pins it at `path`.
+    fn pin_link(
+        &mut self,
+        iface: &str,
+        id: aya::programs::xdp::XdpLinkId,
+        path: &Path,
+    ) -> Result<(), DatapathError> {
+        let err = |detail: String| DatapathError::Attach {
+            iface: iface.to_owned(),
+            tried: "pinned",
+            detail,
+        };
+        let prog = xdp_mut(&mut self.ebpf, names::PROG_XDP)?;
+        let link = prog.take_link(id).map_err(|e| err(program_error_detail(&e)))?;
+        match FdLink::try_from(link) {
+            Ok(fd) => {
+                let pinned = fd
+                    .pin(path)
+                    .map_err(|e| err(format!("pinning the link at {}: {e}", path.display())))?;
+                let fd: FdLink = pinned.into();
+                self.pinned_links.push((iface.to_owned(), path.to_owned(), fd));
+            }
+            Err(e) => {
+                // A netlink attachment (kernels without XDP links) cannot be pinned: it stays
+                // attached until the agent detaches it.
+                log::warn!("{iface}: XDP attachment cannot be pinned ({e})");
+            }
+        }
+        Ok(())
+    }
+
+    /// Detaches from `iface` (if attached), e.g. before reattaching after it came back.
+    pub fn detach(&mut self, iface: &str) {
+        self.attachments.retain(|a| a.iface != iface);
+        if let Some(i) = self.pinned_links.iter().position(|(n, ..)| n == iface) {
+            let (_, path, link) = self.pinned_links.remove(i);
+            let _ = std::fs::remove_file(path);
+            drop(link);
+        }
     }
 
     fn attach_egress(&mut self, iface: &str) -> Result<(), DatapathError> {

@@ -1,14 +1,16 @@
 //! Prometheus metrics: what the agent counts, served at `GET /metrics`.
 //!
 //! The metrics are built with `prometheus-client` and hold only labels from small fixed sets
-//! (protocol family and transport, parser event, export path, model, drain stage) or sets the
-//! operator bounds (interfaces); never an address or a port.
+//! (protocol family and transport, parser event, export path, model, drain stage, drop reason,
+//! response mode) or sets the operator bounds (interfaces); never an address or a port.
 //!
 //! **Counters are cumulative totals since the agent started.** Most mirror a cumulative
 //! source (the kernel's per-CPU counters, the drain's tallies, the scoring thread's atomics),
 //! so [`Metrics::update`] stores the source's latest absolute value in the counter's atomic
 //! with `fetch_max`: a counter never goes down between scrapes, even if a derived source (such
-//! as `evicted`) is momentarily lower than a value already exposed. The histograms are
+//! as `evicted`) is momentarily lower than a value already exposed. The response's counters
+//! ([`crate::respond::MitigationCounters`]) are mirrored the same way by
+//! [`Metrics::update_mitigation`]. The histograms are
 //! observed where the work happens (the drain's sweeps and ring-buffer reads, the consumer's
 //! scoring).
 //!
@@ -28,7 +30,7 @@ use std::{
     io,
     net::SocketAddr,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
     thread,
@@ -48,7 +50,7 @@ use tokio::{
     sync::{Semaphore, oneshot},
 };
 
-use crate::{datapath::Attachment, stats::Snapshot};
+use crate::{config::Mode, datapath::Attachment, respond::MitigationCounters, stats::Snapshot};
 
 /// Where `netanom run` serves metrics unless told otherwise.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:9754";
@@ -78,6 +80,12 @@ pub const LATENCY_BUCKETS: [f64; 18] = [
 pub const MODELS: [&str; 4] = ["autoencoder", "iforest", "rf", "ensemble"];
 /// How an exported flow reached the agent.
 pub const EXPORT_PATHS: [&str; 3] = ["ring", "idle", "flush"];
+/// Why the XDP program dropped a packet (the `reason` label of `netanom_packets_dropped_total`),
+/// with the kernel event counting it.
+pub const DROP_REASONS: [(&str, Event); 2] = [
+    ("blocklist", Event::DroppedBlocked),
+    ("rate_limit", Event::DroppedRateLimited),
+];
 
 /// What the drain stage timed (the `stage` label of `netanom_drain_duration_seconds`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -157,6 +165,24 @@ pub struct Metrics {
     drain_duration: [Histogram; 3],
     scoring_duration: Histogram,
     xdp_attached: Family<IfaceLabels, Gauge>,
+    /// By [`DROP_REASONS`].
+    packets_dropped: [Counter; 2],
+    packets_passed_allowlisted: Counter,
+    blocks_active: Gauge,
+    blocks_added: Counter,
+    blocks_expired: Counter,
+    would_block: Counter,
+    allowlisted_decisions: Counter,
+    rate_limits_active: Gauge,
+    rate_limits_added: Counter,
+    breaker_open: Gauge,
+    breaker_trips: Counter,
+    findings: Counter,
+    alerts: Counter,
+    alert_write_errors: Counter,
+    mode_info: Family<Labels2, Gauge>,
+    /// The (configured, effective) pair `mode_info` shows now.
+    mode_shown: Mutex<Option<(Mode, Mode)>>,
     last_update: Gauge<f64, AtomicU64>,
     flow_capacity: u64,
 }
@@ -354,6 +380,83 @@ impl Metrics {
             "Time the scoring stage spent on one batch of flow vectors (all models and the ensemble)",
             scoring_duration.clone(),
         );
+        let dropped_f = Family::<Labels1, Counter>::default();
+        r.register(
+            "packets_dropped",
+            "Packets the XDP program dropped, by reason: blocklist (the source matched an active \
+             block), rate_limit (over a flood-pattern rate limit)",
+            dropped_f.clone(),
+        );
+        let packets_dropped =
+            DROP_REASONS.map(|(reason, _)| dropped_f.get_or_create_owned(&[("reason", reason)]));
+        let packets_passed_allowlisted = counter(
+            &mut r,
+            "packets_passed_allowlisted",
+            "Packets that matched a block or rate limit but were passed because their source is \
+             allowlisted",
+        );
+        let blocks_active = gauge(
+            &mut r,
+            "blocks_active",
+            "Blocklist entries in force in the kernel",
+        );
+        let blocks_added = counter(&mut r, "blocks_added", "Blocklist entries the agent added");
+        let blocks_expired = counter(
+            &mut r,
+            "blocks_expired",
+            "Blocklist entries removed because their time ran out",
+        );
+        let would_block = counter(
+            &mut r,
+            "would_block",
+            "Decisions that would have blocked a source but did not, because the agent is in \
+             observe mode or the circuit breaker is open",
+        );
+        let allowlisted_decisions = counter(
+            &mut r,
+            "allowlisted_decisions",
+            "Detections on allowlisted sources (never blocked)",
+        );
+        let rate_limits_active = gauge(
+            &mut r,
+            "rate_limits_active",
+            "Flood-pattern rate limits in force in the kernel",
+        );
+        let rate_limits_added = counter(
+            &mut r,
+            "rate_limits_added",
+            "Flood-pattern rate limits the agent added",
+        );
+        let breaker_open = gauge(
+            &mut r,
+            "circuit_breaker_open",
+            "1 while the circuit breaker is open (too many blocks in a short time: new blocks are \
+             suspended), else 0",
+        );
+        let breaker_trips = counter(
+            &mut r,
+            "circuit_breaker_trips",
+            "Times the circuit breaker opened",
+        );
+        let findings = counter(
+            &mut r,
+            "findings",
+            "Detections (anomalous flows and flood patterns) the response stage handled",
+        );
+        let alerts = counter(&mut r, "alerts", "Alerts written to the alert sink");
+        let alert_write_errors = counter(
+            &mut r,
+            "alert_write_errors",
+            "Alerts that could not be written to the alert sink",
+        );
+        let mode_info = Family::<Labels2, Gauge>::default();
+        r.register(
+            "mode_info",
+            "The response mode configured and the one in effect (observe or mitigate; the agent \
+             falls back to observe when it cannot mitigate); always 1",
+            mode_info.clone(),
+        );
+
         let last_update = Gauge::<f64, AtomicU64>::default();
         r.register(
             "last_update_timestamp_seconds",
@@ -388,6 +491,22 @@ impl Metrics {
             drain_duration,
             scoring_duration,
             xdp_attached,
+            packets_dropped,
+            packets_passed_allowlisted,
+            blocks_active,
+            blocks_added,
+            blocks_expired,
+            would_block,
+            allowlisted_decisions,
+            rate_limits_active,
+            rate_limits_added,
+            breaker_open,
+            breaker_trips,
+            findings,
+            alerts,
+            alert_write_errors,
+            mode_info,
+            mode_shown: Mutex::new(None),
             last_update,
             flow_capacity: u64::from(flow_entries),
         }
@@ -422,6 +541,10 @@ impl Metrics {
                 set_counter(c, v);
             } else if name == Event::AggInsertFailed.name() {
                 set_counter(&self.agg_insert_failed, v);
+            } else if name == Event::PassedAllowlisted.name() {
+                set_counter(&self.packets_passed_allowlisted, v);
+            } else if let Some(i) = DROP_REASONS.iter().position(|(_, e)| e.name() == name) {
+                set_counter(&self.packets_dropped[i], v);
             }
         }
         let f = &s.flows;
@@ -465,6 +588,36 @@ impl Metrics {
             .unwrap_or_default()
             .as_secs_f64();
         self.last_update.set(now);
+    }
+
+    /// Refreshes the response's counters and gauges, and `netanom_mode_info` for the
+    /// `configured` and `effective` modes (only the current pair is exposed).
+    pub fn update_mitigation(&self, c: &MitigationCounters, configured: Mode, effective: Mode) {
+        let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        set_counter(&self.blocks_added, ld(&c.blocks_added));
+        set_counter(&self.blocks_expired, ld(&c.blocks_expired));
+        gauge_u64(&self.blocks_active, ld(&c.blocks_active));
+        set_counter(&self.would_block, ld(&c.would_block));
+        set_counter(&self.allowlisted_decisions, ld(&c.allowlisted));
+        set_counter(&self.rate_limits_added, ld(&c.rate_limits_added));
+        gauge_u64(&self.rate_limits_active, ld(&c.rate_limits_active));
+        set_counter(&self.breaker_trips, ld(&c.breaker_trips));
+        self.breaker_open
+            .set(i64::from(c.breaker_open.load(Ordering::Relaxed)));
+        set_counter(&self.findings, ld(&c.findings));
+        set_counter(&self.alerts, ld(&c.alerts));
+        set_counter(&self.alert_write_errors, ld(&c.alert_errors));
+
+        let labels = |(c, e): (Mode, Mode)| [("configured", c.name()), ("effective", e.name())];
+        let now = (configured, effective);
+        let mut shown = self.mode_shown.lock().unwrap_or_else(|p| p.into_inner());
+        if *shown != Some(now) {
+            if let Some(old) = shown.take() {
+                self.mode_info.remove(&labels(old));
+            }
+            self.mode_info.get_or_create(&labels(now)).set(1);
+            *shown = Some(now);
+        }
     }
 
     /// Records how long one unit of drain work took.
@@ -833,6 +986,8 @@ mod tests {
                 (Event::Truncated, 2),
                 (Event::FlowCreated, 5),
                 (Event::AggInsertFailed, 1),
+                (Event::DroppedBlocked, 5),
+                (Event::PassedAllowlisted, 2),
             ],
         )
         .with_flows(
@@ -932,6 +1087,144 @@ mod tests {
         let om = m.openmetrics();
         assert!(om.ends_with("# EOF\n") && om.contains("# TYPE netanom_build info\n"));
         assert!(om.contains(r#"netanom_packets_total{family="ipv4",transport="udp"} 7"#));
+    }
+
+    fn mitigation_counters(blocks_active: u64, alerts: u64) -> MitigationCounters {
+        let c = MitigationCounters::default();
+        c.blocks_added.store(4, Ordering::Relaxed);
+        c.blocks_expired.store(1, Ordering::Relaxed);
+        c.blocks_active.store(blocks_active, Ordering::Relaxed);
+        c.would_block.store(6, Ordering::Relaxed);
+        c.allowlisted.store(2, Ordering::Relaxed);
+        c.rate_limits_added.store(1, Ordering::Relaxed);
+        c.rate_limits_active.store(1, Ordering::Relaxed);
+        c.breaker_trips.store(1, Ordering::Relaxed);
+        c.breaker_open.store(true, Ordering::Relaxed);
+        c.alerts.store(alerts, Ordering::Relaxed);
+        c.alert_errors.store(0, Ordering::Relaxed);
+        c.findings.store(12, Ordering::Relaxed);
+        c
+    }
+
+    #[test]
+    fn mitigation_counters_drops_and_mode() {
+        let m = metrics();
+        m.update(&snapshot(7), 0);
+        m.update_mitigation(&mitigation_counters(3, 10), Mode::Mitigate, Mode::Mitigate);
+        let text = m.text();
+        assert!(text.contains("netanom_mode_info{configured=\"mitigate\",effective=\"mitigate\"} 1\n"));
+        // The effective mode falls back: only the new pair is exposed.
+        m.update_mitigation(&mitigation_counters(2, 8), Mode::Mitigate, Mode::Observe);
+        let text = m.text();
+        for (series, v) in [
+            (r#"netanom_packets_dropped_total{reason="blocklist"}"#, 5.0),
+            (r#"netanom_packets_dropped_total{reason="rate_limit"}"#, 0.0),
+            ("netanom_packets_passed_allowlisted_total", 2.0),
+            ("netanom_blocks_active", 2.0),
+            ("netanom_blocks_added_total", 4.0),
+            ("netanom_blocks_expired_total", 1.0),
+            ("netanom_would_block_total", 6.0),
+            ("netanom_allowlisted_decisions_total", 2.0),
+            ("netanom_rate_limits_active", 1.0),
+            ("netanom_rate_limits_added_total", 1.0),
+            ("netanom_circuit_breaker_open", 1.0),
+            ("netanom_circuit_breaker_trips_total", 1.0),
+            ("netanom_findings_total", 12.0),
+            // A counter never goes down (10 was exposed before 8 was read).
+            ("netanom_alerts_total", 10.0),
+            ("netanom_alert_write_errors_total", 0.0),
+            (
+                r#"netanom_mode_info{configured="mitigate",effective="observe"}"#,
+                1.0,
+            ),
+        ] {
+            assert_eq!(sample(&text, series), Some(v), "{series}:\n{text}");
+        }
+        assert!(text.contains("# TYPE netanom_packets_dropped_total counter\n"));
+        assert!(text.contains("# TYPE netanom_mode_info gauge\n"));
+        assert!(
+            !text.contains(r#"effective="mitigate""#),
+            "old mode pair still exposed:\n{text}"
+        );
+        assert_eq!(text.matches("netanom_mode_info{").count(), 1, "{text}");
+        // Back again, and the breaker closes.
+        let c = mitigation_counters(3, 10);
+        c.breaker_open.store(false, Ordering::Relaxed);
+        m.update_mitigation(&c, Mode::Mitigate, Mode::Mitigate);
+        let text = m.text();
+        assert_eq!(sample(&text, "netanom_circuit_breaker_open"), Some(0.0));
+        assert_eq!(sample(&text, "netanom_blocks_active"), Some(3.0));
+        assert_eq!(text.matches("netanom_mode_info{").count(), 1, "{text}");
+        assert!(text.contains(r#"netanom_mode_info{configured="mitigate",effective="mitigate"} 1"#));
+        let om = m.openmetrics();
+        assert!(
+            om.contains(r#"netanom_packets_dropped_total{reason="blocklist"} 5"#),
+            "{om}"
+        );
+    }
+
+    /// Every metric family, fully populated.
+    fn full_exposition() -> String {
+        let m = metrics();
+        m.update(&snapshot(7), 1);
+        m.observe_drain(DrainStage::Ring, Duration::from_micros(30));
+        m.observe_scoring(Duration::from_millis(1));
+        m.update_mitigation(&mitigation_counters(3, 10), Mode::Mitigate, Mode::Observe);
+        m.text()
+    }
+
+    #[test]
+    fn every_metric_is_documented_in_the_readme() {
+        const README: &str = include_str!("../../README.md");
+        let start = README
+            .find("\n### Metrics\n")
+            .expect("README has a Metrics section");
+        let section = &README[start + 1..];
+        let section = &section[..section[1..].find("\n#").map_or(section.len(), |i| i + 1)];
+        let text = full_exposition();
+        let names: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next())
+            .collect();
+        assert!(names.len() > 30, "{names:?}");
+        let missing: Vec<&&str> = names
+            .iter()
+            .filter(|n| !section.contains(&format!("`{n}`")))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "metrics missing from README.md's Metrics section: {missing:?}"
+        );
+    }
+
+    #[test]
+    fn promtool_accepts_the_exposition() {
+        use std::{
+            io::Write as _,
+            process::{Command, Stdio},
+        };
+        let Ok(mut check) = Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+        else {
+            eprintln!("skipped: promtool not installed (`cargo xtask setup` installs it)");
+            return;
+        };
+        let text = full_exposition();
+        check.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        let out = check.wait_with_output().unwrap();
+        let report = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && report.trim().is_empty(),
+            "promtool check metrics: {report}\n{text}"
+        );
     }
 
     #[test]

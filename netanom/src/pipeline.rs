@@ -38,6 +38,8 @@ pub enum Batch {
         src: Vec<(HostKey, SrcStats)>,
         dst: Vec<(DstKey, DstStats)>,
     },
+    /// A validated new configuration (and model bundle) for the scoring stage (SIGHUP).
+    Reload(Box<crate::run::Reload>),
 }
 
 impl Batch {
@@ -46,10 +48,13 @@ impl Batch {
         match self {
             Batch::Flows { records, .. } => records.len(),
             Batch::Aggregates { src, dst, .. } => src.len() + dst.len(),
+            Batch::Reload(_) => 0,
         }
     }
+    /// Whether the batch carries nothing for the consumer. Aggregate batches and reloads are
+    /// never empty: they are also the consumer's clock tick and its control messages.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        matches!(self, Batch::Flows { records, .. } if records.is_empty())
     }
 }
 

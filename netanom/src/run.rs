@@ -18,22 +18,30 @@ use std::{
 };
 
 use anyhow::Context as _;
-use netanom_common::{Event, flow::FlowRecord};
+use netanom_common::{Event, flow::FlowRecord, mitigate::Origin};
 use tokio::{
     io::unix::AsyncFd,
     signal::unix::{SignalKind, signal},
 };
 
 use crate::{
+    alerts::{self, AlertContext},
+    cidr::Cidr,
+    cli::RunArgs,
+    config::{self, Config, Mode},
+    control::{AgentState, InterfaceState},
     datapath::{Datapath, LoadOptions, ModePreference},
+    detect::{Detector, ScoredFlow},
     drain::{self, ExportReader},
-    features,
+    features::{self, FlowIdentity},
     metrics::{self, BundleInfo, DrainStage, Metrics},
     model::{self, Bundle, BundleOptions, ExecutionProvider, Scorer},
     offline,
     pipeline::{self, Batch},
+    respond::{self, MitigationCounters, Responder},
     stats::{Format, QueueCounters, ScoreCounters, Snapshot, SweepTotals},
     sys,
+    tables::{self, Tables},
 };
 
 /// What `netanom run` was asked to do.
@@ -62,6 +70,97 @@ pub struct RunOptions {
     pub provider: ExecutionProvider,
     /// Serve Prometheus metrics at this address; `None` serves none.
     pub metrics_addr: Option<SocketAddr>,
+    /// The whole configuration (file and flags), and the flags (re-applied on reload).
+    pub config: Config,
+    pub args: Option<RunArgs>,
+}
+
+impl RunOptions {
+    /// The options of a validated configuration; `args` are the flags that overrode the file.
+    pub fn new(cfg: Config, args: RunArgs) -> RunOptions {
+        let mut o = RunOptions::from_config(&cfg);
+        o.config = cfg;
+        o.args = Some(args);
+        o
+    }
+
+    pub fn from_config(cfg: &Config) -> RunOptions {
+        let d = &cfg.datapath;
+        let mut load = LoadOptions {
+            flow_entries: d.flow_table_size,
+            src_entries: d.src_table_size,
+            dst_entries: d.dst_table_size,
+            export_ring_bytes: d.export_ring_bytes,
+            ..LoadOptions::default()
+        };
+        load.timeouts.active_ns = config::secs(d.active_timeout).as_nanos() as u64;
+        load.timeouts.idle_ns = config::secs(d.idle_timeout).as_nanos() as u64;
+        let a = &cfg.agent;
+        RunOptions {
+            ifaces: a.interfaces.clone(),
+            xdp_mode: d.xdp_mode,
+            egress: d.egress,
+            stats_interval: config::secs(a.stats_interval),
+            stats_format: a.stats_format,
+            ort_lib: a.ort_lib.clone(),
+            bpffs: a.bpffs.clone(),
+            load,
+            sweep_interval: config::secs(d.sweep_interval),
+            aggregate_interval: config::secs(d.aggregate_interval),
+            flows_out: a.flows_out.clone(),
+            bundle: a.bundle.clone(),
+            model_threads: a.model_threads.max(1),
+            provider: a.provider,
+            metrics_addr: cfg.metrics.enabled.then_some(cfg.metrics.addr),
+            config: cfg.clone(),
+            args: None,
+        }
+    }
+}
+
+/// What SIGHUP hands to the scoring stage: a validated configuration and a freshly loaded
+/// model bundle.
+pub struct Reload {
+    pub config: Config,
+    pub scorer: Scorer,
+    pub bundle_label: String,
+    pub allow: Vec<(Cidr, Origin)>,
+}
+
+impl std::fmt::Debug for Reload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reload")
+            .field("bundle", &self.bundle_label)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The allowlist the agent maintains: configured prefixes, the host's addresses, its
+/// default gateways.
+fn wanted_allowlist(cfg: &Config) -> Vec<(Cidr, Origin)> {
+    let mut out: Vec<(Cidr, Origin)> = cfg
+        .allowlist
+        .prefixes
+        .iter()
+        .map(|c| (*c, Origin::Agent))
+        .collect();
+    if cfg.allowlist.host_addresses {
+        out.extend(
+            sys::host_addresses()
+                .into_iter()
+                .map(|ip| (Cidr::host(ip), Origin::HostAddress)),
+        );
+    }
+    if cfg.allowlist.default_gateway {
+        out.extend(
+            sys::default_gateways()
+                .into_iter()
+                .map(|ip| (Cidr::host(ip), Origin::Gateway)),
+        );
+    }
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|(c, _)| seen.insert(*c));
+    out
 }
 
 /// How often the metrics are refreshed from the kernel at least, whatever `stats_interval`.
@@ -93,7 +192,7 @@ impl ScoreStats {
 /// Loads the bundle (embedded default unless `--bundle`) and binds it to the live flow
 /// schema: a bundle wanting a feature the agent does not produce is refused, naming it.
 /// Also returns what `netanom_model_bundle_info` says about it.
-fn load_scorer(opts: &RunOptions) -> anyhow::Result<(Scorer, BundleInfo)> {
+pub fn load_scorer(opts: &RunOptions) -> anyhow::Result<(Scorer, BundleInfo)> {
     let environment = model::runtime(opts.ort_lib.as_deref())?;
     let bopts = BundleOptions {
         intra_threads: opts.model_threads,
@@ -128,6 +227,7 @@ fn load_scorer(opts: &RunOptions) -> anyhow::Result<(Scorer, BundleInfo)> {
 }
 
 /// Runs the agent until SIGINT or SIGTERM; exports live flows and detaches before returning.
+/// Blocks, allows and rate limits stay pinned.
 pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     let ifaces = if opts.ifaces.is_empty() {
         vec![sys::default_route_interface()?]
@@ -139,30 +239,60 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     }
     sys::check_privileges()?;
     sys::check_bpffs(&opts.bpffs)?;
+    let cfg = &opts.config;
+    let pin_dir = cfg.agent.pin_dir.clone();
+    tables::ensure_dir(&pin_dir)?;
+    tables::check_pins(&pin_dir)?;
     let (scorer, bundle_info) = load_scorer(&opts)?;
-    // Open the output before touching the kernel: a bad path fails fast.
+    // Open the outputs before touching the kernel: a bad path fails fast.
     let flows_out = match &opts.flows_out {
         Some(p) => Some(
             File::create(p).with_context(|| format!("cannot create the flow output file {}", p.display()))?,
         ),
         None => None,
     };
+    let alert_target = cfg.agent.alerts.to_string();
+    let sink = alerts::AlertSink::open(&alert_target)?;
+    let stats_to_stderr = alert_target == "-";
     // Likewise the metrics endpoint: a busy port or a foreign address fails before attaching.
     let listener = opts.metrics_addr.map(metrics::bind).transpose()?;
 
-    let mut dp = Datapath::load_with(&opts.load)?;
+    let mut dp = Datapath::load_pinned(&opts.load, Some(&pin_dir))?;
     log::info!(
-        "kernel maps: {} flows, {} sources, {} destinations, {} KiB export ring (about {} MiB)",
+        "kernel maps: {} flows, {} sources, {} destinations, {} KiB export ring (about {} MiB); \
+         blocks, allows and rate limits pinned in {}",
         opts.load.flow_entries,
         opts.load.src_entries,
         opts.load.dst_entries,
         opts.load.export_ring_bytes / 1024,
-        opts.load.memory_estimate() >> 20
+        opts.load.memory_estimate() >> 20,
+        pin_dir.display()
     );
+    let mut tables = Tables::open(&pin_dir)?;
+    let allow = wanted_allowlist(cfg);
+    respond::sync_allowlist(&mut tables, &allow)?;
+    log::info!(
+        "allowlist: {} entries kept by the agent (configured prefixes, host addresses, gateways), {} in all",
+        allow.len(),
+        tables.allows()?.len()
+    );
+    let active_blocks = tables
+        .blocks()?
+        .iter()
+        .filter(|b| b.active(drain::mono_now_ns()))
+        .count();
+    if active_blocks > 0 {
+        log::info!("{active_blocks} blocks from before this start are in force");
+    }
+    let mode = cfg.agent.mode;
     for i in &ifaces {
-        let mode = dp.attach(i, opts.xdp_mode, opts.egress)?;
+        let xdp = dp.attach(i, opts.xdp_mode, opts.egress)?;
         let egress = if opts.egress { " + TC egress" } else { "" };
-        log::info!("attached to {i} in {mode} XDP mode{egress} (observe mode: nothing is dropped)");
+        let what = match mode {
+            Mode::Observe => "observe mode: nothing is dropped by the detector",
+            Mode::Mitigate => "mitigate mode: offenders are blocked in the kernel",
+        };
+        log::info!("attached to {i} in {xdp} XDP mode{egress} ({what})");
     }
     let reader = ExportReader::new(&mut dp)?;
     let metrics = Arc::new(Metrics::new(opts.load.flow_entries, Some(&bundle_info)));
@@ -185,29 +315,61 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let counters = Arc::new(MitigationCounters::default());
+    let label = bundle_label(&bundle_info);
+    let ctx = AlertContext {
+        in_iface: (ifaces.len() == 1).then(|| ifaces[0].clone()),
+        mode: alerts::Mode::Observe,
+        bundle: label,
+    };
+    let responder = Responder::new(mode, cfg.mitigation.clone(), tables, sink, ctx, counters.clone());
+    let detector = Detector::new(cfg.detection.clone(), scorer.model_names().len());
     let mut state = Drain {
         totals: SweepTotals::default(),
         clock: drain::Clock::now(),
         scores: Default::default(),
         metrics,
-        serving: server.is_some(),
+        counters,
+        effective: Arc::new(std::sync::atomic::AtomicU8::new(mode as u8)),
+        ifaces: ifaces.clone(),
+        down: Vec::new(),
+        started: alerts::now_ns() as f64 / 1e9,
+        bundle: bundle_info,
+        stats_to_stderr,
     };
-    let (tx, worker) = pipeline::start(
-        256,
-        consumer(
-            flows_out,
-            state.clock,
-            scorer,
-            state.scores.clone(),
-            state.metrics.clone(),
-        ),
-    );
-    // `watch` closes the queue and joins the consumer, so every vector is scored and written.
+    let stage = Stage {
+        sink: flows_out.map(|f| offline::CsvSink::new(BufWriter::new(f), clock_fn(state.clock))),
+        bundle_thresholds: scorer.thresholds().to_vec(),
+        scorer,
+        detector,
+        responder,
+        stats: state.scores.clone(),
+        metrics: state.metrics.clone(),
+        rows: Vec::new(),
+        failed_once: false,
+        recalibrate: cfg.detection.recalibrate,
+        effective: state.effective.clone(),
+        mode,
+    };
+    let (tx, worker) = pipeline::start(256, consumer(stage));
+    // `watch` closes the queue and joins the consumer, so every vector is scored, every
+    // decision taken and every alert written.
     let result = rt.block_on(watch(&mut dp, reader, tx, worker, &mut state, &opts));
     drop(server);
+    let mut final_state = agent_state(&dp, &state, &opts, None);
+    final_state.stopped = true;
+    let _ = final_state.write(&opts.config.agent.state_dir);
     drop(dp);
-    log::info!("detached from {}", ifaces.join(", "));
+    log::info!(
+        "detached from {}; blocks, allows and rate limits stay pinned in {}",
+        ifaces.join(", "),
+        pin_dir.display()
+    );
     result
+}
+
+fn bundle_label(b: &BundleInfo) -> String {
+    format!("{} ({})", b.origin, b.dataset)
 }
 
 struct Drain {
@@ -215,68 +377,201 @@ struct Drain {
     clock: drain::Clock,
     scores: Arc<ScoreStats>,
     metrics: Arc<Metrics>,
-    /// Whether the metrics endpoint is up (then the metrics are refreshed every second).
-    serving: bool,
+    counters: Arc<MitigationCounters>,
+    /// The mode in force (`Mode as u8`), as the scoring stage last saw it.
+    effective: Arc<std::sync::atomic::AtomicU8>,
+    ifaces: Vec<String>,
+    /// Interfaces that disappeared (reattached when they return).
+    down: Vec<String>,
+    started: f64,
+    bundle: BundleInfo,
+    stats_to_stderr: bool,
 }
 
-/// The consumer end (the scoring stage): scores every flow vector with the bundle and counts
-/// what each model flagged (and how long each batch took); writes flows to `--flows-out` if
-/// asked. A write error is logged once and writing stops there; scoring goes on.
-fn consumer(
-    out: Option<File>,
-    clock: drain::Clock,
-    mut scorer: Scorer,
+/// The scoring stage: model, detector, responder, and what they report.
+struct Stage {
+    sink: Option<offline::CsvSink<BufWriter<File>>>,
+    scorer: Scorer,
+    bundle_thresholds: Vec<f64>,
+    detector: Detector,
+    responder: Responder,
     stats: Arc<ScoreStats>,
     metrics: Arc<Metrics>,
-) -> impl FnMut(Batch) + Send + 'static {
-    let mut sink = out.map(|f| offline::CsvSink::new(BufWriter::new(f), clock_fn(clock)));
-    let mut rows: Vec<f32> = Vec::new();
-    let mut failed_once = false;
+    rows: Vec<f32>,
+    failed_once: bool,
+    recalibrate: bool,
+    effective: Arc<std::sync::atomic::AtomicU8>,
+    mode: Mode,
+}
+
+fn mode_of(v: u8) -> Mode {
+    if v == Mode::Mitigate as u8 {
+        Mode::Mitigate
+    } else {
+        Mode::Observe
+    }
+}
+
+/// The consumer end (the scoring stage): scores every flow vector with the bundle, counts
+/// what each model flagged, feeds flows and aggregates to the detector and findings to the
+/// responder (blocks, rate limits, alerts); writes flows to `--flows-out` if asked. A write
+/// error is logged once and writing stops there; scoring goes on.
+fn consumer(mut st: Stage) -> impl FnMut(Batch) + Send + 'static {
+    let names: Vec<&'static str> = features::FLOW_FEATURES.iter().map(|f| f.name).collect();
     move |batch| {
-        let Batch::Flows {
-            records,
-            features,
-            dim,
-        } = &batch
-        else {
-            return;
-        };
-        let started = Instant::now();
-        rows.clear();
-        rows.extend(features.iter().map(|&v| v as f32));
-        match scorer.score(&rows, records.len()) {
-            Ok(s) => {
-                metrics.observe_scoring(started.elapsed());
-                stats.scored.fetch_add(records.len() as u64, Ordering::Relaxed);
-                for (m, flags) in s.flagged.iter().enumerate().take(3) {
-                    let n = flags.iter().filter(|f| **f).count() as u64;
-                    stats.flagged[m].fetch_add(n, Ordering::Relaxed);
+        let now = Instant::now();
+        match batch {
+            Batch::Flows {
+                records,
+                features,
+                dim,
+            } => {
+                score_flows(&mut st, &records, &features, dim, &names, now);
+                if let Some(s) = st.sink.as_mut() {
+                    let written = records
+                        .iter()
+                        .try_for_each(|r| s.record(r))
+                        .and_then(|()| s.flush());
+                    if let Err(e) = written {
+                        log::error!("writing the flow output failed: {e}; no further flows are written");
+                        st.sink = None;
+                    }
                 }
-                let n = s.anomaly.iter().filter(|f| **f).count() as u64;
-                stats.ensemble.fetch_add(n, Ordering::Relaxed);
-                stats
-                    .rejected
-                    .fetch_add(s.rejected.len() as u64, Ordering::Relaxed);
             }
-            Err(e) if !failed_once => {
+            Batch::Aggregates { interval_s, src, dst } => {
+                let findings = st.detector.observe_aggregates(interval_s, &src, &dst, now);
+                st.responder.handle(findings, now);
+                if let Err(e) = st.responder.maintain(now) {
+                    log::error!("maintaining the pinned blocklist failed: {e}");
+                }
+                recalibrate(&mut st);
+                let eff = st.responder.effective_mode(now);
+                st.effective.store(eff as u8, Ordering::Relaxed);
+                st.responder.flush();
+            }
+            Batch::Reload(r) => {
+                let Reload {
+                    config,
+                    scorer,
+                    bundle_label,
+                    allow,
+                } = *r;
+                st.bundle_thresholds = scorer.thresholds().to_vec();
+                st.scorer = scorer;
+                st.detector.set_config(config.detection.clone());
+                st.recalibrate = config.detection.recalibrate;
+                st.mode = config.agent.mode;
+                st.responder
+                    .reconfigure(config.agent.mode, config.mitigation.clone(), bundle_label);
+                if let Err(e) = respond::sync_allowlist(st.responder.tables(), &allow) {
+                    log::error!("updating the allowlist failed: {e}");
+                }
+                recalibrate(&mut st);
+                log::info!(
+                    "configuration, allowlist and model bundle reloaded ({} mode)",
+                    st.mode.name()
+                );
+            }
+        }
+    }
+}
+
+/// Applies the online thresholds (or the bundle's, when recalibration is off or has not seen
+/// enough normal flows).
+fn recalibrate(st: &mut Stage) {
+    let learned = if st.recalibrate {
+        st.detector.recalibrated()
+    } else {
+        vec![None; st.bundle_thresholds.len()]
+    };
+    let wanted: Vec<f64> = st
+        .bundle_thresholds
+        .iter()
+        .zip(learned.iter().chain(std::iter::repeat(&None)))
+        .map(|(b, l)| l.unwrap_or(*b))
+        .collect();
+    let names = st.scorer.model_names();
+    for ((cur, new), name) in st.scorer.thresholds().iter().zip(&wanted).zip(&names) {
+        if (new / cur - 1.0).abs() > 0.1 {
+            log::info!(
+                "{name} threshold {cur:.6} -> {new:.6} ({})",
+                if learned.iter().any(Option::is_some) {
+                    "recalibrated on recent normal traffic"
+                } else {
+                    "the bundle's"
+                }
+            );
+        }
+    }
+    st.scorer.set_thresholds(&wanted);
+}
+
+fn score_flows(
+    st: &mut Stage,
+    records: &[FlowRecord],
+    features: &[f64],
+    dim: usize,
+    names: &[&str],
+    now: Instant,
+) {
+    let started = Instant::now();
+    st.rows.clear();
+    st.rows.extend(features.iter().map(|&v| v as f32));
+    let model_names = st.scorer.model_names();
+    let thresholds = st.scorer.thresholds().to_vec();
+    let limit = st.scorer.bundle().manifest().ensemble_threshold;
+    let s = match st.scorer.score(&st.rows, records.len()) {
+        Ok(s) => s,
+        Err(e) => {
+            if !st.failed_once {
                 log::error!(
                     "scoring {} flow vectors of width {dim} failed: {e}",
                     records.len()
                 );
-                failed_once = true;
+                st.failed_once = true;
             }
-            Err(_) => {}
+            return;
         }
-        if let Some(s) = sink.as_mut() {
-            let written = records
-                .iter()
-                .try_for_each(|r| s.record(r))
-                .and_then(|()| s.flush());
-            if let Err(e) = written {
-                log::error!("writing the flow output failed: {e}; no further flows are written");
-                sink = None;
-            }
+    };
+    st.metrics.observe_scoring(started.elapsed());
+    st.stats.scored.fetch_add(records.len() as u64, Ordering::Relaxed);
+    for (m, flags) in s.flagged.iter().enumerate().take(3) {
+        let n = flags.iter().filter(|f| **f).count() as u64;
+        st.stats.flagged[m].fetch_add(n, Ordering::Relaxed);
+    }
+    let n = s.anomaly.iter().filter(|f| **f).count() as u64;
+    st.stats.ensemble.fetch_add(n, Ordering::Relaxed);
+    st.stats
+        .rejected
+        .fetch_add(s.rejected.len() as u64, Ordering::Relaxed);
+    let mut flows = Vec::with_capacity(records.len());
+    for (i, r) in records.iter().enumerate() {
+        if !s.is_scored(i) {
+            continue;
         }
+        let id = FlowIdentity::new(&r.key, &r.value, None);
+        let mut scores: Vec<(String, f64, f64)> = model_names
+            .iter()
+            .enumerate()
+            .map(|(m, name)| (name.clone(), f64::from(s.model[m][i]), thresholds[m]))
+            .collect();
+        scores.push(("ensemble".into(), s.ensemble[i], limit));
+        flows.push(ScoredFlow {
+            src: id.src_ip,
+            src_port: id.src_port,
+            dst: id.dst_ip,
+            dst_port: id.dst_port,
+            proto: id.protocol,
+            features: &features[i * dim..(i + 1) * dim],
+            scores,
+            ensemble: s.ensemble[i],
+            anomaly: s.anomaly[i],
+        });
+    }
+    let findings = st.detector.observe_flows(&flows, names, now);
+    if !findings.is_empty() {
+        st.responder.handle(findings, now);
+        st.responder.flush();
     }
 }
 
@@ -294,6 +589,9 @@ async fn watch(
 ) -> anyhow::Result<()> {
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let mut iface_tick = tokio::time::interval(IFACE_CHECK);
+    iface_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // SAFETY: the reader owns the ring buffer's map fd, which stays open and unchanged for as
     // long as the AsyncFd (which owns the reader) lives.
     let mut ring = unsafe { AsyncFd::register_with_interest(reader, tokio::io::Interest::READABLE) }
@@ -306,6 +604,9 @@ async fn watch(
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     }
     let mut prev: Option<Snapshot> = None;
+    // The first tick of an interval fires at once; aggregates are first drained one interval
+    // after the start, so that their rates cover a whole interval.
+    agg_tick.tick().await;
     let mut last_agg = Instant::now();
     // Tells whoever started us (people, scripts, tests) that the program is attached.
     eprintln!("netanom: ready");
@@ -313,6 +614,18 @@ async fn watch(
         tokio::select! {
             _ = sigint.recv() => { log::info!("SIGINT: stopping"); break; }
             _ = sigterm.recv() => { log::info!("SIGTERM: stopping"); break; }
+            _ = sighup.recv() => {
+                log::info!("SIGHUP: reloading the configuration, the allowlist and the model bundle");
+                match reload(opts) {
+                    Ok(r) => tx.send(Batch::Reload(Box::new(r))).await,
+                    Err(e) => log::error!(
+                        "reload failed, the running configuration, allowlist and bundle stay in force: {e:#}"
+                    ),
+                }
+            }
+            _ = iface_tick.tick() => {
+                watch_interfaces(dp, st, opts);
+            }
             guard = ring.readable_mut() => {
                 let mut guard = guard.context("waiting on the flow export ring buffer")?;
                 let started = Instant::now();
@@ -339,11 +652,13 @@ async fn watch(
             _ = stats_tick.tick() => {
                 dp.flush_logs();
                 let s = snapshot(dp, st, &tx)?;
-                print_snapshot(&s, prev.as_ref(), opts.stats_format);
+                print_snapshot(&s, prev.as_ref(), opts.stats_format, st.stats_to_stderr);
+                write_state(dp, st, opts, Some(&s));
                 prev = Some(s);
             }
-            _ = metrics_tick.tick(), if st.serving => {
-                snapshot(dp, st, &tx)?;
+            _ = metrics_tick.tick() => {
+                let s = snapshot(dp, st, &tx)?;
+                write_state(dp, st, opts, Some(&s));
             }
         }
     }
@@ -366,7 +681,7 @@ async fn watch(
         s.queue.vectors_out = s.queue.vectors_in;
         s.scoring = st.scores.snapshot();
         st.metrics.update(&s, 0);
-        print_snapshot(&s, None, opts.stats_format);
+        print_snapshot(&s, None, opts.stats_format, st.stats_to_stderr);
     }
     Ok(())
 }
@@ -437,12 +752,156 @@ async fn send(tx: &mut pipeline::Sender, batch: Option<Batch>) {
     }
 }
 
-fn print_snapshot(s: &Snapshot, prev: Option<&Snapshot>, format: Format) {
+/// Prints the counters on stdout, or on stderr when stdout carries the alerts.
+fn print_snapshot(s: &Snapshot, prev: Option<&Snapshot>, format: Format, to_stderr: bool) {
     let text = match format {
         Format::Table => s.to_table(prev),
         Format::Json => s.to_json() + "\n",
     };
-    let mut out = std::io::stdout().lock();
     // A closed stdout (e.g. `| head`) must not kill the agent.
-    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+    if to_stderr {
+        let mut out = std::io::stderr().lock();
+        let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+    } else {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+    }
+}
+
+/// How often the agent checks that its interfaces still exist.
+const IFACE_CHECK: Duration = Duration::from_secs(1);
+
+/// Notices interfaces that disappeared (logged; blocks stay pinned and in force elsewhere)
+/// and reattaches to those that came back.
+fn watch_interfaces(dp: &mut Datapath, st: &mut Drain, opts: &RunOptions) {
+    let mut changed = false;
+    for i in st.ifaces.clone() {
+        let present = sys::check_interface(&i).is_ok();
+        let down = st.down.contains(&i);
+        if !present && !down {
+            log::warn!(
+                "interface {i} disappeared: its traffic is no longer watched; blocks stay pinned \
+                 and in force, and netanom reattaches when {i} returns"
+            );
+            dp.detach(&i);
+            st.down.push(i);
+            changed = true;
+        } else if present && down {
+            match dp.attach(&i, opts.xdp_mode, opts.egress) {
+                Ok(mode) => {
+                    log::info!("interface {i} is back: reattached in {mode} XDP mode");
+                    st.down.retain(|d| *d != i);
+                    changed = true;
+                }
+                Err(e) => log::warn!("interface {i} is back but reattaching failed (retrying): {e}"),
+            }
+        }
+    }
+    if changed {
+        st.metrics.set_attachments(dp.attachments());
+    }
+}
+
+/// Re-reads the configuration file (with the command line's flags over it) and the model
+/// bundle, and validates both; nothing changes unless everything is valid.
+fn reload(opts: &RunOptions) -> anyhow::Result<Reload> {
+    let Some(args) = &opts.args else {
+        anyhow::bail!("no configuration to reload");
+    };
+    let cfg = args.config()?;
+    let old = &opts.config;
+    for (what, same) in [
+        ("agent.interfaces", cfg.agent.interfaces == old.agent.interfaces),
+        ("agent.pin_dir", cfg.agent.pin_dir == old.agent.pin_dir),
+        ("agent.alerts", cfg.agent.alerts == old.agent.alerts),
+        ("agent.state_dir", cfg.agent.state_dir == old.agent.state_dir),
+        ("metrics", cfg.metrics == old.metrics),
+        ("datapath", cfg.datapath == old.datapath),
+    ] {
+        if !same {
+            log::warn!("{what} changed in the configuration: it takes effect at the next restart");
+        }
+    }
+    let new_opts = RunOptions::from_config(&cfg);
+    let (scorer, info) = load_scorer(&new_opts)?;
+    let allow = wanted_allowlist(&cfg);
+    Ok(Reload {
+        config: cfg,
+        scorer,
+        bundle_label: bundle_label(&info),
+        allow,
+    })
+}
+
+fn mitigation_json(c: &MitigationCounters) -> serde_json::Value {
+    let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    serde_json::json!({
+        "blocks_active": l(&c.blocks_active),
+        "blocks_added": l(&c.blocks_added),
+        "blocks_expired": l(&c.blocks_expired),
+        "would_block": l(&c.would_block),
+        "allowlisted": l(&c.allowlisted),
+        "rate_limits_active": l(&c.rate_limits_active),
+        "rate_limits_added": l(&c.rate_limits_added),
+        "breaker_trips": l(&c.breaker_trips),
+        "breaker_open": c.breaker_open.load(Ordering::Relaxed),
+        "findings": l(&c.findings),
+        "alerts": l(&c.alerts),
+    })
+}
+
+fn agent_state(dp: &Datapath, st: &Drain, opts: &RunOptions, s: Option<&Snapshot>) -> AgentState {
+    let mut interfaces: Vec<InterfaceState> = dp
+        .attachments()
+        .iter()
+        .map(|a| InterfaceState {
+            iface: a.iface.clone(),
+            xdp_mode: a.mode.to_string(),
+            egress: a.egress,
+        })
+        .collect();
+    interfaces.extend(st.down.iter().map(|i| InterfaceState {
+        iface: i.clone(),
+        xdp_mode: "down".into(),
+        egress: false,
+    }));
+    AgentState {
+        pid: std::process::id(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        started_unix: st.started,
+        updated_unix: alerts::now_ns() as f64 / 1e9,
+        mode: opts.config.agent.mode.name().into(),
+        effective_mode: mode_of(st.effective.load(Ordering::Relaxed)).name().into(),
+        config: opts
+            .args
+            .as_ref()
+            .and_then(|a| a.config.as_ref())
+            .map(|p| p.display().to_string()),
+        interfaces,
+        bundle: bundle_label(&st.bundle),
+        pin_dir: opts.config.agent.pin_dir.display().to_string(),
+        counters: s
+            .and_then(|s| serde_json::from_str(&s.to_json()).ok())
+            .unwrap_or_default(),
+        mitigation: mitigation_json(&st.counters),
+        stopped: false,
+    }
+}
+
+/// Writes the status file `netanom status` reads (errors are logged once).
+fn write_state(dp: &Datapath, st: &Drain, opts: &RunOptions, s: Option<&Snapshot>) {
+    static FAILED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let eff = mode_of(st.effective.load(Ordering::Relaxed));
+    st.metrics
+        .update_mitigation(&st.counters, opts.config.agent.mode, eff);
+    if let Err(e) = agent_state(dp, st, opts, s).write(&opts.config.agent.state_dir)
+        && !FAILED.swap(true, Ordering::Relaxed)
+    {
+        {
+            log::warn!(
+                "cannot write the status file in {}: {e}; `netanom status` will not see this agent",
+                opts.config.agent.state_dir.display()
+            );
+        }
+    }
 }

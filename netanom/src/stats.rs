@@ -10,7 +10,8 @@ use serde::Serialize;
 use crate::datapath::{Attachment, Datapath, DatapathError};
 
 /// How counters are printed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Format {
     /// An aligned table for people, with rates since the previous one.
     #[default]
@@ -99,7 +100,9 @@ pub struct Snapshot {
     pub timestamp: f64,
     pub interfaces: Vec<Attachment>,
     pub protocols: Vec<ProtoRow>,
-    /// Parser events by name (truncated frames, bad headers, VLAN-tagged frames, ...).
+    /// Every kernel event by name: parser events (truncated frames, bad headers, VLAN-tagged
+    /// frames, ...), flow accounting, and the response's drops (`dropped_blocked`,
+    /// `dropped_rate_limited`, `passed_allowlisted`).
     pub events: Vec<(&'static str, u64)>,
     pub total_packets: u64,
     pub total_bytes: u64,
@@ -144,6 +147,14 @@ impl Snapshot {
             queue: QueueCounters::default(),
             scoring: ScoreCounters::default(),
         }
+    }
+
+    /// The count of one kernel event (0 if the snapshot does not have it).
+    pub fn event(&self, e: Event) -> u64 {
+        self.events
+            .iter()
+            .find(|(n, _)| *n == e.name())
+            .map_or(0, |(_, v)| *v)
     }
 
     /// Fills in the flow counters from the kernel's events and the drain's own tallies.
@@ -233,6 +244,13 @@ impl Snapshot {
             .map(|(n, v)| format!("{n}={v}"))
             .collect();
         let _ = writeln!(out, "parser events: {}", events.join(" "));
+        let _ = writeln!(
+            out,
+            "dropped: blocklist={} rate_limit={} passed_allowlisted={}",
+            self.event(Event::DroppedBlocked),
+            self.event(Event::DroppedRateLimited),
+            self.event(Event::PassedAllowlisted)
+        );
         let f = &self.flows;
         let _ = writeln!(
             out,
@@ -307,7 +325,7 @@ mod tests {
                 egress: false,
             }],
             &protos,
-            &[(Event::Truncated, 3)],
+            &[(Event::Truncated, 3), (Event::DroppedBlocked, 4)],
         )
     }
 
@@ -320,6 +338,11 @@ mod tests {
         // 20 packets and 4000 bytes over 2 s: 10 pkt/s, 16 kbit/s.
         assert!(udp.contains("10.0") && udp.contains("16.0k"), "{udp}");
         assert!(t.contains("veth0 (xdp skb)") && t.contains("truncated=3"), "{t}");
+        assert!(
+            t.contains("dropped: blocklist=4 rate_limit=0 passed_allowlisted=0"),
+            "{t}"
+        );
+        assert!(!t.contains("dropped_blocked"), "not a parser event: {t}");
     }
 
     #[test]

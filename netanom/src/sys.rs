@@ -103,6 +103,87 @@ fn parse_route_v6(table: &str) -> Option<String> {
     })
 }
 
+/// The addresses of this host's interfaces (current network namespace), loopback excluded.
+pub fn host_addresses() -> Vec<std::net::IpAddr> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let mut out = Vec::new();
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills a linked list freed below with freeifaddrs.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        return out;
+    }
+    let mut p = list;
+    while !p.is_null() {
+        // SAFETY: p is a node of the list getifaddrs returned.
+        let ifa = unsafe { &*p };
+        if !ifa.ifa_addr.is_null() {
+            // SAFETY: ifa_addr points to a sockaddr whose family says its real type.
+            let family = i32::from(unsafe { (*ifa.ifa_addr).sa_family });
+            let ip = match family {
+                libc::AF_INET => {
+                    // SAFETY: AF_INET: a sockaddr_in.
+                    let sa = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
+                    Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr))))
+                }
+                libc::AF_INET6 => {
+                    // SAFETY: AF_INET6: a sockaddr_in6.
+                    let sa = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
+                    Some(IpAddr::V6(Ipv6Addr::from(sa.sin6_addr.s6_addr)))
+                }
+                _ => None,
+            };
+            if let Some(ip) = ip.filter(|ip| !ip.is_loopback() && !out.contains(ip)) {
+                out.push(ip);
+            }
+        }
+        p = ifa.ifa_next;
+    }
+    // SAFETY: the list from getifaddrs, freed once.
+    unsafe { libc::freeifaddrs(list) };
+    out
+}
+
+/// The next hops of the default routes (IPv4 and IPv6).
+pub fn default_gateways() -> Vec<std::net::IpAddr> {
+    let v4 = fs::read_to_string("/proc/net/route").unwrap_or_default();
+    let v6 = fs::read_to_string("/proc/net/ipv6_route").unwrap_or_default();
+    parse_gateways(&v4, &v6)
+}
+
+fn parse_gateways(v4: &str, v6: &str) -> Vec<std::net::IpAddr> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let mut out = Vec::new();
+    for l in v4.lines().skip(1) {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        // The gateway is the address's bytes in network order, printed as a host-order
+        // (little-endian) hex u32.
+        if f.len() > 7
+            && f[1] == "00000000"
+            && f[7] == "00000000"
+            && let Ok(g) = u32::from_str_radix(f[2], 16)
+        {
+            let ip = IpAddr::V4(Ipv4Addr::from(g.to_le_bytes()));
+            if g != 0 && !out.contains(&ip) {
+                out.push(ip);
+            }
+        }
+    }
+    for l in v6.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.len() == 10
+            && f[0].bytes().all(|b| b == b'0')
+            && f[1] == "00"
+            && let Ok(g) = u128::from_str_radix(f[4], 16)
+        {
+            let ip = IpAddr::V6(Ipv6Addr::from(g));
+            if g != 0 && !out.contains(&ip) {
+                out.push(ip);
+            }
+        }
+    }
+    out
+}
+
 /// Fails unless the effective capability set allows loading and attaching XDP programs.
 pub fn check_privileges() -> Result<(), SysError> {
     let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -180,5 +261,21 @@ mod tests {
     fn bpffs_check_rejects_a_plain_directory() {
         let e = check_bpffs(Path::new("/tmp")).unwrap_err();
         assert!(e.to_string().contains("mount -t bpf"), "{e}");
+    }
+
+    #[test]
+    fn gateways_are_parsed_from_the_route_tables() {
+        let v4 = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+                  eth0\t00000000\t010012C6\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
+                  eth0\t000012C6\t00000000\t0001\t0\t0\t0\t00FEFFFF\t0\t0\t0\n";
+        let v6 = "00000000000000000000000000000000 00 00000000000000000000000000000000 00 20010db8000000000000000000000001 00000400 00000001 00000000 00000003     eth0\n";
+        let g = parse_gateways(v4, v6);
+        assert_eq!(
+            g,
+            vec![
+                "198.18.0.1".parse::<std::net::IpAddr>().unwrap(),
+                "2001:db8::1".parse().unwrap()
+            ]
+        );
     }
 }

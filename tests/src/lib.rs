@@ -48,7 +48,7 @@ pub mod traffic;
 
 use std::path::PathBuf;
 
-pub use netns::{Endpoint, IfaceStats, Netns, Pair, Side, sweep_leftovers};
+pub use netns::{Endpoint, IfaceStats, Netns, Pair, Side, StateDirs, sweep_leftovers, sweep_state_leftovers};
 pub use traffic::{Pace, RawReceiver, RawSender};
 
 /// Endpoints with the lab's addresses (a: 198.18.0.1, 2001:db8::1; b: .2, ::2) and fixed

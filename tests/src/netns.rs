@@ -515,6 +515,78 @@ impl Pair {
     }
 }
 
+/// Where lab agents pin their maps (on bpffs) and write their status file.
+const PIN_ROOT: &str = "/sys/fs/bpf";
+const STATE_ROOT: &str = "/tmp";
+
+/// A lab agent's pin directory (`/sys/fs/bpf/nalab-<pid>-<n>`) and state directory
+/// (`/tmp/nalab-<pid>-<n>`): unique per test, removed on drop (pinned maps and links with
+/// them), and swept by [`sweep_state_leftovers`] after a crashed run.
+pub struct StateDirs {
+    /// The agent's `--pin-dir`, on bpffs.
+    pub pin_dir: PathBuf,
+    /// The agent's `--state-dir`.
+    pub state_dir: PathBuf,
+}
+
+impl StateDirs {
+    /// New (not yet created) directories named after this process and `tag`.
+    pub fn new(tag: &str) -> StateDirs {
+        let name = format!(
+            "{PREFIX}-{}-{}-{}",
+            std::process::id(),
+            next_serial(),
+            sanitize_tag(tag)
+        );
+        StateDirs {
+            pin_dir: Path::new(PIN_ROOT).join(&name),
+            state_dir: Path::new(STATE_ROOT).join(&name),
+        }
+    }
+
+    /// The pin directory as a command-line argument.
+    pub fn pin(&self) -> &str {
+        self.pin_dir.to_str().unwrap_or_default()
+    }
+
+    /// The state directory as a command-line argument.
+    pub fn state(&self) -> &str {
+        self.state_dir.to_str().unwrap_or_default()
+    }
+}
+
+impl Drop for StateDirs {
+    fn drop(&mut self) {
+        // bpffs directories hold only pins: unlinking them releases the maps and links.
+        let _ = fs::remove_dir_all(&self.pin_dir);
+        let _ = fs::remove_dir_all(&self.state_dir);
+    }
+}
+
+/// Removes the pin and state directories of crashed runs (dead `<pid>`). Returns how many.
+pub fn sweep_state_leftovers() -> usize {
+    let mut removed = 0;
+    for root in [PIN_ROOT, STATE_ROOT] {
+        let Ok(entries) = fs::read_dir(root) else { continue };
+        for e in entries.flatten() {
+            let Some(name) = e.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            let Some(pid) = leftover_pid(&name) else { continue };
+            if Path::new("/proc").join(pid.to_string()).exists() {
+                continue;
+            }
+            if fs::remove_dir_all(e.path())
+                .or_else(|_| fs::remove_file(e.path()))
+                .is_ok()
+            {
+                removed += 1;
+            }
+        }
+    }
+    removed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

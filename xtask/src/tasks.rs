@@ -164,12 +164,20 @@ fn check_leftovers() -> anyhow::Result<()> {
         .filter_map(|l| l.split(": ").nth(1))
         .filter(|n| n.starts_with("nalab"))
         .collect();
-    if !ours.is_empty() || !xdp.is_empty() || !veths.is_empty() {
+    // Pin directories (maps, XDP links) and state directories of lab agents.
+    let pins: Vec<String> = ["/sys/fs/bpf", "/tmp"]
+        .iter()
+        .flat_map(|root| std::fs::read_dir(root).into_iter().flatten().flatten())
+        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+        .filter(|n| n.starts_with("nalab-"))
+        .collect();
+    if !ours.is_empty() || !xdp.is_empty() || !veths.is_empty() || !pins.is_empty() {
         bail!(
-            "the tests left things behind: namespaces {ours:?}, XDP on {xdp:?}, veths {veths:?}. \
-             A test's teardown is broken; remove them with `ip netns del NAME` / `ip link set dev IF xdp off`."
+            "the tests left things behind: namespaces {ours:?}, XDP on {xdp:?}, veths {veths:?}, \
+             pin/state directories {pins:?}. A test's teardown is broken; remove them with \
+             `ip netns del NAME` / `ip link set dev IF xdp off` / `rm -r /sys/fs/bpf/NAME`."
         );
     }
-    println!("no namespaces, veths or XDP programs left behind");
+    println!("no namespaces, veths, XDP programs or pinned maps left behind");
     Ok(())
 }

@@ -18,7 +18,10 @@ use super::{
 use crate::onnx;
 
 /// Where the models run.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum ExecutionProvider {
     /// ONNX Runtime's CPU provider (always available).
     #[default]

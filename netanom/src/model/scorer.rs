@@ -271,6 +271,31 @@ impl Scorer {
         Ok(&self.out)
     }
 
+    /// The per-model thresholds in force (manifest order).
+    pub fn thresholds(&self) -> &[f64] {
+        &self.thresholds
+    }
+
+    /// Replaces the per-model thresholds (online recalibration); values that are not finite
+    /// and positive keep the current threshold.
+    pub fn set_thresholds(&mut self, t: &[f64]) {
+        for (cur, new) in self.thresholds.iter_mut().zip(t) {
+            if new.is_finite() && *new > 0.0 {
+                *cur = *new;
+            }
+        }
+    }
+
+    /// Model names in manifest order.
+    pub fn model_names(&self) -> Vec<String> {
+        self.bundle
+            .manifest()
+            .models
+            .iter()
+            .map(|m| m.name.clone())
+            .collect()
+    }
+
     /// The scores of the last [`Self::score`] call.
     pub fn last(&self) -> &Scores {
         &self.scores

@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use netanom_lab::Netns;
+use netanom_lab::{Netns, StateDirs};
 
 /// The agent binary: $NETANOM_BIN (set by `cargo xtask test`), else target/debug/netanom.
 pub fn agent_bin() -> PathBuf {
@@ -25,17 +25,28 @@ pub fn agent_bin() -> PathBuf {
 /// A running agent. Drop kills it if the test did not stop it.
 pub struct Agent {
     pub child: Child,
+    /// The pin and state directories the agent was given when the test named none.
+    pub dirs: Option<StateDirs>,
     pub stderr_lines: mpsc::Receiver<String>,
     pub stderr_seen: Vec<String>,
 }
 
 impl Agent {
     /// Starts `netanom run ARGS` inside `ns` and waits for its "ready" line.
+    ///
+    /// Unless `args` name them, the agent gets its own pin and state directories (removed with
+    /// it) and writes no alerts, so that counters stay on stdout.
     pub fn start(ns: &Netns, args: &[&str]) -> Result<Agent, String> {
         let mut cmd = ns.command(agent_bin());
-        cmd.arg("run")
-            .args(args)
-            .stdin(Stdio::null())
+        cmd.arg("run").args(args);
+        let dirs = (!args.contains(&"--pin-dir")).then(|| StateDirs::new("agent"));
+        if let Some(d) = &dirs {
+            cmd.args(["--pin-dir", d.pin(), "--state-dir", d.state()]);
+        }
+        if !args.contains(&"--alerts") {
+            cmd.args(["--alerts", ""]);
+        }
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .env("RUST_LOG", "info");
@@ -53,6 +64,7 @@ impl Agent {
         });
         let mut agent = Agent {
             child,
+            dirs,
             stderr_lines: rx,
             stderr_seen: Vec::new(),
         };
@@ -128,6 +140,7 @@ impl Drop for Agent {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        // `dirs` drops after this: its pins (a killed agent's XDP link included) go with it.
     }
 }
 
