@@ -263,31 +263,31 @@ mod prog {
         } else {
             NA_BLOCK6.get(Key::new(128, v6_bytes(&m.src)))
         };
-        if let Some(b) = block {
-            if b.active(now) {
-                if allowlisted(m) {
-                    return false;
-                }
-                // SAFETY: a map value (writable by programs); lost increments are documented.
-                unsafe {
-                    let b = b as *const BlockEntry as *mut BlockEntry;
-                    (*b).packets += 1;
-                    (*b).bytes += len;
-                }
-                bump(Event::DroppedBlocked);
-                return true;
+        if let Some(b) = block
+            && b.active(now)
+        {
+            if allowlisted(m) {
+                return false;
             }
+            // SAFETY: a map value (writable by programs); lost increments are documented.
+            unsafe {
+                let b = b as *const BlockEntry as *mut BlockEntry;
+                (*b).packets += 1;
+                (*b).bytes += len;
+            }
+            bump(Event::DroppedBlocked);
+            return true;
         }
         // The pattern lookup only runs while the agent has rate limits in force.
         let limits = NA_MCTL.get(Control::RateLimits as u32).copied().unwrap_or(0);
-        if limits != 0 {
-            if let Some(r) = NA_RATELIM.get_ptr_mut(&mitigate::pattern_of(m)) {
-                // SAFETY: map value pointer; racing CPUs may admit a packet too many.
-                let r = unsafe { &mut *r };
-                if r.active(now) && !allowlisted(m) && !r.admit(now) {
-                    bump(Event::DroppedRateLimited);
-                    return true;
-                }
+        if limits != 0
+            && let Some(r) = NA_RATELIM.get_ptr_mut(mitigate::pattern_of(m))
+        {
+            // SAFETY: map value pointer; racing CPUs may admit a packet too many.
+            let r = unsafe { &mut *r };
+            if r.active(now) && !allowlisted(m) && !r.admit(now) {
+                bump(Event::DroppedRateLimited);
+                return true;
             }
         }
         false
