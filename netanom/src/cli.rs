@@ -1,5 +1,10 @@
 //! The `netanom` command line.
-use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::Duration,
+};
 
 use clap::{Parser, Subcommand};
 
@@ -164,7 +169,13 @@ impl RunArgs {
         if self.ort_lib.is_some() {
             a.ort_lib = self.ort_lib.clone();
         }
-        set(&mut a.bpffs, self.bpffs.clone());
+        if let Some(b) = &self.bpffs {
+            // The default pin directory follows a moved BPF filesystem.
+            if a.pin_dir == Path::new(netanom_common::names::PIN_DIR) {
+                a.pin_dir = b.join("netanom");
+            }
+            a.bpffs = b.clone();
+        }
         set(&mut a.pin_dir, self.pin_dir.clone());
         set(&mut a.state_dir, self.state_dir.clone());
         if self.flows_out.is_some() {

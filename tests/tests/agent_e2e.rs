@@ -55,6 +55,7 @@ fn exact_counts(signal: i32, egress: bool) -> Option<(Value, Expected)> {
     let mode = agent
         .stderr_seen
         .iter()
+        .filter(|l| l.contains("attached to"))
         .find_map(|l| {
             l.split(" in ")
                 .nth(1)
