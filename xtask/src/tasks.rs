@@ -169,7 +169,12 @@ fn check_leftovers() -> anyhow::Result<()> {
         .iter()
         .flat_map(|root| std::fs::read_dir(root).into_iter().flatten().flatten())
         .filter_map(|e| e.file_name().to_str().map(str::to_owned))
-        .filter(|n| n.starts_with("nalab-"))
+        // `nalab-<pid>-<n>-<tag>`: what the lab's `StateDirs` creates.
+        .filter(|n| {
+            n.strip_prefix("nalab-")
+                .and_then(|r| r.split_once('-'))
+                .is_some_and(|(pid, _)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+        })
         .collect();
     if !ours.is_empty() || !xdp.is_empty() || !veths.is_empty() || !pins.is_empty() {
         bail!(
