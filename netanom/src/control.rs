@@ -3,7 +3,6 @@
 use std::{
     fs,
     io::Write as _,
-    net::IpAddr,
     path::{Path, PathBuf},
 };
 
@@ -179,12 +178,6 @@ fn pid_alive(pid: u32) -> bool {
         || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
-fn unix_of_mono(mono_ns: u64) -> f64 {
-    let now_mono = drain::mono_now_ns();
-    let now = alerts::now_ns() as f64 / 1e9;
-    now - (now_mono as f64 - mono_ns as f64) / 1e9
-}
-
 #[derive(Serialize)]
 struct BlockRow {
     prefix: String,
@@ -203,13 +196,14 @@ struct BlockRow {
 
 fn block_rows(tables: &Tables, all: bool) -> anyhow::Result<Vec<BlockRow>> {
     let now = drain::mono_now_ns();
+    let clock = drain::Clock::now();
     Ok(tables
         .blocks()?
         .into_iter()
         .filter(|b| all || b.active(now))
         .map(|b| {
             let e = &b.entry;
-            let ts = |mono: u64| alerts::format_timestamp((unix_of_mono(mono) * 1e9) as u64);
+            let ts = |mono: u64| alerts::format_timestamp(clock.unix_ns(mono));
             BlockRow {
                 prefix: b.prefix.to_string(),
                 active: b.active(now),
@@ -500,9 +494,4 @@ pub fn run_status(a: &StatusArgs) -> anyhow::Result<()> {
         println!("mitigation:   {}", line.join(" "));
     }
     Ok(())
-}
-
-/// `IpAddr` of a finding's subject, for tests.
-pub fn covers(c: &Cidr, ip: IpAddr) -> bool {
-    c.contains(ip)
 }

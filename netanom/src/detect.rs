@@ -264,8 +264,9 @@ pub struct ScoredFlow<'a> {
     pub dst_port: u16,
     pub proto: u8,
     pub features: &'a [f64],
-    /// Per model (score, threshold in force), then the ensemble's.
-    pub scores: Vec<(String, f64, f64)>,
+    /// Per model, then the ensemble: the scores, in the order of the `labels` handed to
+    /// [`Detector::observe_flows`] with them.
+    pub scores: Vec<f64>,
     pub ensemble: f64,
     pub anomaly: bool,
 }
@@ -355,8 +356,15 @@ impl Detector {
     }
 
     /// Counts scored flows per source; returns offenders whose window crossed the limits.
+    /// `labels` are (model name, threshold in force) for each entry of the flows' `scores`;
     /// `names` are the feature names of `features` (for the top contributing features).
-    pub fn observe_flows(&mut self, flows: &[ScoredFlow<'_>], names: &[&str], now: Instant) -> Vec<Finding> {
+    pub fn observe_flows(
+        &mut self,
+        flows: &[ScoredFlow<'_>],
+        labels: &[(String, f64)],
+        names: &[&str],
+        now: Instant,
+    ) -> Vec<Finding> {
         self.maybe_decay(now);
         let window = Duration::from_secs_f64(self.cfg.flow_window);
         let frozen = self.frozen(now);
@@ -384,7 +392,11 @@ impl Detector {
                             dst: f.dst,
                             dst_port: f.dst_port,
                             proto: f.proto,
-                            scores: f.scores.clone(),
+                            scores: labels
+                                .iter()
+                                .zip(&f.scores)
+                                .map(|((n, t), s)| (n.clone(), *s, *t))
+                                .collect(),
                             top_features: top,
                         },
                     ));
@@ -408,7 +420,7 @@ impl Detector {
             // Learn from flows judged normal: not from a source with anomalous flows in its
             // window, and not while an attack is in progress.
             if !frozen && w.anomalous == 0 {
-                for (l, (_, s, _)) in self.model_scores.iter_mut().zip(&f.scores) {
+                for (l, s) in self.model_scores.iter_mut().zip(&f.scores) {
                     l.observe(*s);
                 }
                 self.moments.observe(f.features);
@@ -694,6 +706,10 @@ mod tests {
         );
     }
 
+    fn labels() -> Vec<(String, f64)> {
+        vec![("autoencoder".into(), 1.0)]
+    }
+
     fn flow<'a>(src: &str, anomaly: bool, features: &'a [f64]) -> ScoredFlow<'a> {
         ScoredFlow {
             src: src.parse().unwrap(),
@@ -702,7 +718,7 @@ mod tests {
             dst_port: 80,
             proto: 6,
             features,
-            scores: vec![("autoencoder".into(), if anomaly { 9.0 } else { 0.1 }, 1.0)],
+            scores: vec![if anomaly { 9.0 } else { 0.1 }],
             ensemble: if anomaly { 9.0 } else { 0.1 },
             anomaly,
         }
@@ -715,14 +731,14 @@ mod tests {
         let x = [1.0, 2.0];
         // A benign source with an occasional false positive: 3 of 100.
         let benign: Vec<_> = (0..100).map(|i| flow("198.18.0.1", i % 33 == 0, &x)).collect();
-        assert!(d.observe_flows(&benign, &["a", "b"], now).is_empty());
+        assert!(d.observe_flows(&benign, &labels(), &["a", "b"], now).is_empty());
         // An attacker: 20 of 20 anomalous; reported once.
         let bad: Vec<_> = (0..20).map(|_| flow("198.18.0.9", true, &x)).collect();
-        let f = d.observe_flows(&bad, &["a", "b"], now);
+        let f = d.observe_flows(&bad, &labels(), &["a", "b"], now);
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].subject, Subject::Source("198.18.0.9".parse().unwrap()));
         assert!(f[0].flow.is_some());
-        assert!(d.observe_flows(&bad, &["a", "b"], now).is_empty());
+        assert!(d.observe_flows(&bad, &labels(), &["a", "b"], now).is_empty());
         assert!(d.frozen(now));
     }
 
@@ -734,16 +750,16 @@ mod tests {
         let t0 = Instant::now();
         let x = [1.0];
         let normal: Vec<_> = (0..99).map(|_| flow("198.18.0.1", false, &x)).collect();
-        d.observe_flows(&normal, &["a"], t0);
+        d.observe_flows(&normal, &labels(), &["a"], t0);
         assert_eq!(d.recalibrated(), vec![None]);
-        d.observe_flows(&normal[..1], &["a"], t0);
+        d.observe_flows(&normal[..1], &labels(), &["a"], t0);
         let t = d.recalibrated()[0].unwrap();
         assert!((0.1..0.2).contains(&t), "{t}");
         // During an attack nothing is learned.
         let bad: Vec<_> = (0..20).map(|_| flow("198.18.0.9", true, &x)).collect();
-        d.observe_flows(&bad, &["a"], t0);
+        d.observe_flows(&bad, &labels(), &["a"], t0);
         let before = d.normal_flow_samples();
-        d.observe_flows(&normal, &["a"], t0);
+        d.observe_flows(&normal, &labels(), &["a"], t0);
         assert_eq!(d.normal_flow_samples(), before);
     }
 }

@@ -465,12 +465,8 @@ impl Responder {
         self.counters.blocks_expired.fetch_add(expired, Ordering::Relaxed);
         let forget_ns = (self.cfg.forget_after * 1e9) as u64;
         self.tables.sweep(now_mono, forget_ns)?;
-        let active = self
-            .tables
-            .blocks()?
-            .iter()
-            .filter(|b| b.active(now_mono))
-            .count();
+        // The sweep removed only expired entries: count the active ones from the same listing.
+        let active = blocks.iter().filter(|b| b.active(now_mono)).count();
         self.counters
             .blocks_active
             .store(active as u64, Ordering::Relaxed);

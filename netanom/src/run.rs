@@ -517,9 +517,17 @@ fn score_flows(
     let started = Instant::now();
     st.rows.clear();
     st.rows.extend(features.iter().map(|&v| v as f32));
-    let model_names = st.scorer.model_names();
-    let thresholds = st.scorer.thresholds().to_vec();
-    let limit = st.scorer.bundle().manifest().ensemble_threshold;
+    // (name, threshold in force) per model, then the ensemble: once per batch.
+    let mut labels: Vec<(String, f64)> = st
+        .scorer
+        .model_names()
+        .into_iter()
+        .zip(st.scorer.thresholds().iter().copied())
+        .collect();
+    labels.push((
+        "ensemble".into(),
+        st.scorer.bundle().manifest().ensemble_threshold,
+    ));
     let s = match st.scorer.score(&st.rows, records.len()) {
         Ok(s) => s,
         Err(e) => {
@@ -550,12 +558,8 @@ fn score_flows(
             continue;
         }
         let id = FlowIdentity::new(&r.key, &r.value, None);
-        let mut scores: Vec<(String, f64, f64)> = model_names
-            .iter()
-            .enumerate()
-            .map(|(m, name)| (name.clone(), f64::from(s.model[m][i]), thresholds[m]))
-            .collect();
-        scores.push(("ensemble".into(), s.ensemble[i], limit));
+        let mut scores: Vec<f64> = s.model.iter().map(|m| f64::from(m[i])).collect();
+        scores.push(s.ensemble[i]);
         flows.push(ScoredFlow {
             src: id.src_ip,
             src_port: id.src_port,
@@ -568,7 +572,7 @@ fn score_flows(
             anomaly: s.anomaly[i],
         });
     }
-    let findings = st.detector.observe_flows(&flows, names, now);
+    let findings = st.detector.observe_flows(&flows, &labels, names, now);
     if !findings.is_empty() {
         st.responder.handle(findings, now);
         st.responder.flush();

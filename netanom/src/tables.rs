@@ -237,23 +237,10 @@ impl Tables {
 
     /// Every blocklist entry, active or expired, IPv4 first.
     pub fn blocks(&self) -> Result<Vec<Block>, TablesError> {
-        let mut out = Vec::new();
-        for r in self.block4.iter() {
-            let (k, entry) = r.map_err(map_err("listing", names::MAP_BLOCK4))?;
-            let prefix = Cidr::V4 {
-                addr: k.data().into(),
-                len: k.prefix_len() as u8,
-            };
-            out.push(Block { prefix, entry });
-        }
-        for r in self.block6.iter() {
-            let (k, entry) = r.map_err(map_err("listing", names::MAP_BLOCK6))?;
-            let prefix = Cidr::V6 {
-                addr: k.data().into(),
-                len: k.prefix_len() as u8,
-            };
-            out.push(Block { prefix, entry });
-        }
+        let mut out: Vec<Block> = entries(&self.block4, &self.block6, names::MAP_BLOCK4)?
+            .into_iter()
+            .map(|(prefix, entry)| Block { prefix, entry })
+            .collect();
         out.sort_by_key(|a| a.prefix);
         Ok(out)
     }
@@ -299,23 +286,10 @@ impl Tables {
 
     /// Every allowlist entry, IPv4 first.
     pub fn allows(&self) -> Result<Vec<Allow>, TablesError> {
-        let mut out = Vec::new();
-        for r in self.allow4.iter() {
-            let (k, entry) = r.map_err(map_err("listing", names::MAP_ALLOW4))?;
-            let prefix = Cidr::V4 {
-                addr: k.data().into(),
-                len: k.prefix_len() as u8,
-            };
-            out.push(Allow { prefix, entry });
-        }
-        for r in self.allow6.iter() {
-            let (k, entry) = r.map_err(map_err("listing", names::MAP_ALLOW6))?;
-            let prefix = Cidr::V6 {
-                addr: k.data().into(),
-                len: k.prefix_len() as u8,
-            };
-            out.push(Allow { prefix, entry });
-        }
+        let mut out: Vec<Allow> = entries(&self.allow4, &self.allow6, names::MAP_ALLOW4)?
+            .into_iter()
+            .map(|(prefix, entry)| Allow { prefix, entry })
+            .collect();
         out.sort_by_key(|a| a.prefix);
         Ok(out)
     }
@@ -417,6 +391,36 @@ impl Tables {
         }
         Ok((stale.len(), expired.len()))
     }
+}
+
+/// Every (prefix, value) of an IPv4 and an IPv6 trie holding the same kind of value.
+fn entries<V: aya::Pod>(
+    v4: &LpmTrie<MapData, [u8; 4], V>,
+    v6: &LpmTrie<MapData, [u8; 16], V>,
+    map: &'static str,
+) -> Result<Vec<(Cidr, V)>, TablesError> {
+    let mut out = Vec::new();
+    for r in v4.iter() {
+        let (k, v) = r.map_err(map_err("listing", map))?;
+        out.push((
+            Cidr::V4 {
+                addr: k.data().into(),
+                len: k.prefix_len() as u8,
+            },
+            v,
+        ));
+    }
+    for r in v6.iter() {
+        let (k, v) = r.map_err(map_err("listing", map))?;
+        out.push((
+            Cidr::V6 {
+                addr: k.data().into(),
+                len: k.prefix_len() as u8,
+            },
+            v,
+        ));
+    }
+    Ok(out)
 }
 
 fn not_found_is_false(r: Result<(), MapError>, map: &'static str) -> Result<bool, TablesError> {
