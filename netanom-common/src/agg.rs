@@ -5,7 +5,7 @@
 //! also keeps, per source address, what it started and how widely it reached ([`SrcStats`]),
 //! and per destination address and port, what arrived there ([`DstStats`]). Distinct counts
 //! use fixed-size bitmap sketches (linear counting), so an entry never grows.
-use crate::parse::PacketMeta;
+use crate::{flow::DirStats, parse::PacketMeta};
 
 /// Bits in a distinct-count sketch.
 pub const SKETCH_BITS: u32 = 512;
@@ -192,14 +192,46 @@ fn libm_ln(x: f64) -> f64 {
     2.0 * sum + f64::from(k) * core::f64::consts::LN_2
 }
 
-/// Accounts packet `m` in its sender's aggregate.
+/// Aggregate volume (packets, bytes, last-seen time) is credited per flow direction in
+/// chunks rather than per packet: the per-packet path then touches only the flow entry, and
+/// the two aggregate lookups run once per chunk. A direction's pending volume is credited at
+/// its first packet, when [`CREDIT_PACKETS`] packets are pending, when [`CREDIT_NS`] has
+/// passed since its last credit, and when the flow ends or restarts; what is still pending
+/// when the agent's sweep finds the flow idle is credited by the agent. Per-interval
+/// aggregates therefore lag the traffic by at most one chunk per flow direction, and no
+/// volume is lost.
+pub const CREDIT_PACKETS: u32 = 64;
+/// See [`CREDIT_PACKETS`].
+pub const CREDIT_NS: u64 = 50_000_000;
+
+/// Adds one packet of `frame_len` bytes to the direction's pending volume; returns whether
+/// the pending volume is due for crediting (see [`CREDIT_PACKETS`]).
 #[inline(always)]
-pub fn src_account(s: &mut SrcStats, m: &PacketMeta, now_ns: u64, ev: &FlowEvent) {
+pub fn pend(d: &mut DirStats, frame_len: u16, now_ns: u64) -> bool {
+    d.agg_pkts += 1;
+    d.agg_bytes += u32::from(frame_len);
+    d.agg_pkts >= CREDIT_PACKETS || now_ns.wrapping_sub(d.agg_ns) >= CREDIT_NS
+}
+
+/// Takes the direction's pending volume (packets, bytes), marking it credited at `now_ns`.
+#[inline(always)]
+pub fn take(d: &mut DirStats, now_ns: u64) -> (u64, u64) {
+    let v = (u64::from(d.agg_pkts), u64::from(d.agg_bytes));
+    d.agg_pkts = 0;
+    d.agg_bytes = 0;
+    d.agg_ns = now_ns;
+    v
+}
+
+/// Credits `packets` and `bytes` sent by the source at `now_ns`; when `ev.started`, the
+/// packet `m` started a flow, which is counted with its port and host.
+#[inline(always)]
+pub fn src_account(s: &mut SrcStats, m: &PacketMeta, packets: u64, bytes: u64, now_ns: u64, ev: &FlowEvent) {
     if s.packets == 0 {
         s.first_ns = now_ns;
     }
-    s.packets += 1;
-    s.bytes += u64::from(m.frame_len);
+    s.packets += packets;
+    s.bytes += bytes;
     s.last_ns = now_ns;
     if ev.started {
         s.flows += 1;
@@ -212,14 +244,15 @@ pub fn src_account(s: &mut SrcStats, m: &PacketMeta, now_ns: u64, ev: &FlowEvent
     }
 }
 
-/// Accounts a forward-direction packet `m` in its destination's aggregate.
+/// Credits forward-direction `packets` and `bytes` that reached the service at `now_ns`;
+/// when `ev.started`, the packet `m` started a flow to it.
 #[inline(always)]
-pub fn dst_account(d: &mut DstStats, m: &PacketMeta, now_ns: u64, ev: &FlowEvent) {
+pub fn dst_account(d: &mut DstStats, m: &PacketMeta, packets: u64, bytes: u64, now_ns: u64, ev: &FlowEvent) {
     if d.packets == 0 {
         d.first_ns = now_ns;
     }
-    d.packets += 1;
-    d.bytes += u64::from(m.frame_len);
+    d.packets += packets;
+    d.bytes += bytes;
     d.last_ns = now_ns;
     if ev.started {
         d.flows += 1;
@@ -278,7 +311,7 @@ mod tests {
                 syn_answered: false,
                 forward: true,
             };
-            src_account(&mut src, &m, u64::from(port), &ev);
+            src_account(&mut src, &m, 1, 60, u64::from(port), &ev);
         }
         assert_eq!((src.flows, src.syn_flows, src.bytes), (200, 200, 12_000));
         let ports = sketch_estimate(&src.port_sketch);
@@ -299,9 +332,41 @@ mod tests {
                 syn_answered: false,
                 forward: true,
             };
-            dst_account(&mut dst, &m, 1, &ev);
+            dst_account(&mut dst, &m, 1, 60, 1, &ev);
         }
         let srcs = sketch_estimate(&dst.src_sketch);
         assert!((255.0..345.0).contains(&srcs), "{srcs}");
+    }
+
+    #[test]
+    fn volume_is_credited_in_chunks_and_nothing_is_lost() {
+        let mut d = DirStats::default();
+        let t0 = 1_000_000_000u64;
+        // The first packet of a direction is due at once.
+        assert!(pend(&mut d, 100, t0));
+        assert_eq!(take(&mut d, t0), (1, 100));
+        // A fast flow: due every CREDIT_PACKETS packets.
+        let mut credited = (0, 0);
+        let mut dues = 0;
+        for i in 0..(3 * CREDIT_PACKETS as u64 + 5) {
+            let now = t0 + 1_000 * (i + 1);
+            if pend(&mut d, 60, now) {
+                dues += 1;
+                let (p, b) = take(&mut d, now);
+                assert_eq!(p, u64::from(CREDIT_PACKETS));
+                credited = (credited.0 + p, credited.1 + b);
+            }
+        }
+        assert_eq!(dues, 3);
+        assert_eq!((d.agg_pkts, d.agg_bytes), (5, 300), "the rest stays pending");
+        assert_eq!(
+            credited,
+            (3 * u64::from(CREDIT_PACKETS), 3 * 60 * u64::from(CREDIT_PACKETS))
+        );
+        // A slow flow: due once CREDIT_NS has passed since the last credit.
+        let last = d.agg_ns;
+        assert!(!pend(&mut d, 60, last + CREDIT_NS - 1));
+        assert!(pend(&mut d, 60, last + CREDIT_NS));
+        assert_eq!(take(&mut d, last + CREDIT_NS), (7, 420));
     }
 }

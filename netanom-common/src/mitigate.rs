@@ -198,6 +198,9 @@ pub const fn is_neighbor_discovery(m: &crate::parse::PacketMeta) -> bool {
 pub enum Control {
     /// Active rate-limit patterns; 0 lets the XDP program skip the pattern lookup.
     RateLimits = 0,
+    /// Blocklist entries (IPv4 and IPv6, active or expired); 0 lets the XDP program skip
+    /// the blocklist lookup.
+    Blocks = 1,
 }
 pub const CONTROL_SLOTS: u32 = 4;
 

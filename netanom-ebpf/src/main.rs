@@ -21,7 +21,9 @@ mod prog {
     use netanom_common::{
         Event, Proto, ProtoCounter,
         agg::{self, DstKey, DstStats, FlowEvent, HostKey, SrcStats},
-        flow::{self, EndReason, FlowKey, FlowRecord, FlowTimeouts, FlowValue, ST_SYN_PENDING, Verdict},
+        flow::{
+            self, EndReason, FlowKey, FlowRecord, FlowTimeouts, FlowValue, ST_CLOSED, ST_SYN_PENDING, Verdict,
+        },
         mitigate::{self, AllowEntry, BlockEntry, Control, RateLimit},
         parse::{self, FRAG_NONE, Packet, PacketMeta},
     };
@@ -103,7 +105,10 @@ mod prog {
         payload_max: 0,
         header_min: 0,
         init_window: 0,
+        agg_pkts: 0,
+        agg_bytes: 0,
         _pad: [0; 4],
+        agg_ns: 0,
     };
     static ZERO_SRC: SrcStats = SrcStats {
         packets: 0,
@@ -258,7 +263,11 @@ mod prog {
         if mitigate::is_neighbor_discovery(m) {
             return false;
         }
-        let block = if m.family == 4 {
+        // Each lookup only runs while the lists it reads are not empty.
+        let blocks = NA_MCTL.get(Control::Blocks as u32).copied().unwrap_or(1);
+        let block = if blocks == 0 {
+            None
+        } else if m.family == 4 {
             NA_BLOCK4.get(Key::new(32, m.src[0].to_be_bytes()))
         } else {
             NA_BLOCK6.get(Key::new(128, v6_bytes(&m.src)))
@@ -278,7 +287,6 @@ mod prog {
             bump(Event::DroppedBlocked);
             return true;
         }
-        // The pattern lookup only runs while the agent has rate limits in force.
         let limits = NA_MCTL.get(Control::RateLimits as u32).copied().unwrap_or(0);
         if limits != 0
             && let Some(r) = NA_RATELIM.get_ptr_mut(mitigate::pattern_of(m))
@@ -293,7 +301,57 @@ mod prog {
         false
     }
 
-    /// Accounts one IP packet: its flow, its sender, its destination service.
+    /// No flow event: for crediting volume only.
+    const NO_EVENT: FlowEvent = FlowEvent {
+        started: false,
+        syn: false,
+        syn_answered: false,
+        forward: false,
+    };
+
+    /// Credits `packets`/`bytes` to the aggregates: the sender's, and for the forward
+    /// direction the destination service's. `own`: sent by `m`'s sender (otherwise by its
+    /// receiver, the flow's other direction).
+    #[inline(always)]
+    fn credit(m: &PacketMeta, own: bool, forward: bool, packets: u64, bytes: u64, now: u64, ev: &FlowEvent) {
+        let sender = if own {
+            HostKey::src_of(m)
+        } else {
+            HostKey::dst_of(m)
+        };
+        match entry(&NA_SRC, &sender, &ZERO_SRC) {
+            // SAFETY: map value pointer.
+            Some(s) => agg::src_account(unsafe { &mut *s }, m, packets, bytes, now, ev),
+            None => bump(Event::AggInsertFailed),
+        }
+        if forward {
+            let service = if own { DstKey::to(m) } else { DstKey::from(m) };
+            match entry(&NA_DST, &service, &ZERO_DST) {
+                // SAFETY: map value pointer.
+                Some(d) => agg::dst_account(unsafe { &mut *d }, m, packets, bytes, now, ev),
+                None => bump(Event::AggInsertFailed),
+            }
+        }
+    }
+
+    /// Credits a flow direction's pending volume (see [`agg::CREDIT_PACKETS`]).
+    #[inline(always)]
+    fn credit_pending(
+        m: &PacketMeta,
+        d: &mut flow::DirStats,
+        own: bool,
+        forward: bool,
+        now: u64,
+        ev: &FlowEvent,
+    ) {
+        if d.agg_pkts != 0 || ev.started {
+            let (packets, bytes) = agg::take(d, now);
+            credit(m, own, forward, packets, bytes, now, ev);
+        }
+    }
+
+    /// Accounts one IP packet: its flow, and (in chunks, see [`agg::CREDIT_PACKETS`]) its
+    /// sender and its destination service.
     #[inline(always)]
     fn account(m: &PacketMeta, now: u64) {
         // SAFETY: a plain read of our own .rodata global (volatile: the loader patches it).
@@ -305,7 +363,8 @@ mod prog {
             syn_answered: false,
             forward: true,
         };
-        match NA_FLOWS.get_ptr_mut(key) {
+        let mut ended = None;
+        let v = match NA_FLOWS.get_ptr_mut(key) {
             Some(v) => {
                 // SAFETY: map value pointer; concurrent updates of one flow from two CPUs may
                 // lose an increment (documented), never corrupt memory.
@@ -313,8 +372,12 @@ mod prog {
                 let pending = v.state & ST_SYN_PENDING != 0;
                 match flow::account(v, m, now, lo, &t) {
                     Verdict::Continue => {}
-                    Verdict::Ended(r) => export(&key, v, r),
+                    Verdict::Ended(r) => ended = Some(r),
                     Verdict::Restart => {
+                        // The old flow ends before this packet: credit and export it whole.
+                        let own_fwd = (v.fwd_is_lo != 0) == lo;
+                        credit_pending(m, &mut v.fwd, own_fwd, true, now, &NO_EVENT);
+                        credit_pending(m, &mut v.bwd, !own_fwd, false, now, &NO_EVENT);
                         export(&key, v, EndReason::ActiveTimeout);
                         flow::start(v, m, now, lo);
                         ev.started = true;
@@ -324,6 +387,7 @@ mod prog {
                 ev.forward = (v.fwd_is_lo != 0) == lo;
                 ev.syn = ev.started && v.state & ST_SYN_PENDING != 0;
                 ev.syn_answered = pending && !ev.started && v.state & ST_SYN_PENDING == 0;
+                v
             }
             None => match entry(&NA_FLOWS, &key, &ZERO_FLOW) {
                 Some(v) => {
@@ -333,21 +397,32 @@ mod prog {
                     bump(Event::FlowCreated);
                     ev.started = true;
                     ev.syn = v.state & ST_SYN_PENDING != 0;
+                    v
                 }
-                None => bump(Event::FlowInsertFailed),
+                None => {
+                    // No flow to hold the pending volume: credit the packet at once.
+                    bump(Event::FlowInsertFailed);
+                    credit(m, true, true, 1, u64::from(m.frame_len), now, &ev);
+                    return;
+                }
             },
+        };
+        // A closed flow's stragglers, and the last packets of one that just ended, are
+        // credited at once: nothing stays pending in a flow that will not be exported again.
+        let closed = v.state & ST_CLOSED != 0;
+        let (own, other) = if ev.forward {
+            (&mut v.fwd, &mut v.bwd)
+        } else {
+            (&mut v.bwd, &mut v.fwd)
+        };
+        if agg::pend(own, m.frame_len, now) || ev.started || closed {
+            credit_pending(m, own, true, ev.forward, now, &ev);
         }
-        match entry(&NA_SRC, &HostKey::src_of(m), &ZERO_SRC) {
-            // SAFETY: map value pointer.
-            Some(s) => agg::src_account(unsafe { &mut *s }, m, now, &ev),
-            None => bump(Event::AggInsertFailed),
+        if closed {
+            credit_pending(m, other, false, !ev.forward, now, &NO_EVENT);
         }
-        if ev.forward {
-            match entry(&NA_DST, &DstKey::to(m), &ZERO_DST) {
-                // SAFETY: map value pointer.
-                Some(d) => agg::dst_account(unsafe { &mut *d }, m, now, &ev),
-                None => bump(Event::AggInsertFailed),
-            }
+        if let Some(r) = ended {
+            export(&key, v, r);
         }
         if ev.syn_answered {
             // The responder answered a bare SYN: credit the service and the initiator.

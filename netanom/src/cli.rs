@@ -100,7 +100,7 @@ pub struct RunArgs {
     /// Per-destination aggregate entries (LRU). About 196 bytes each. [default: 65536]
     #[arg(long, value_name = "N")]
     pub dst_table_size: Option<u32>,
-    /// Size of the ring buffer carrying ended flows to the agent (power of two; 376 bytes a
+    /// Size of the ring buffer carrying ended flows to the agent (power of two; 408 bytes a
     /// record). [default: 4194304]
     #[arg(long, value_name = "BYTES")]
     pub export_ring_bytes: Option<u32>,

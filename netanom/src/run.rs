@@ -326,6 +326,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     let detector = Detector::new(cfg.detection.clone(), scorer.model_names().len());
     let mut state = Drain {
         totals: SweepTotals::default(),
+        uncredited: drain::Uncredited::default(),
         clock: drain::Clock::now(),
         scores: Default::default(),
         metrics,
@@ -374,6 +375,8 @@ fn bundle_label(b: &BundleInfo) -> String {
 
 struct Drain {
     totals: SweepTotals,
+    /// Aggregate volume of idle-swept flows, credited with the next aggregate drain.
+    uncredited: drain::Uncredited,
     clock: drain::Clock,
     scores: Arc<ScoreStats>,
     metrics: Arc<Metrics>,
@@ -648,6 +651,7 @@ async fn watch(
                 let started = Instant::now();
                 let (mut src, mut dst) = (Vec::new(), Vec::new());
                 drain::drain_aggregates(dp, &mut src, &mut dst)?;
+                st.uncredited.credit(&mut src, &mut dst);
                 let interval_s = last_agg.elapsed().as_secs_f64();
                 last_agg = Instant::now();
                 st.metrics.observe_drain(DrainStage::Aggregates, started.elapsed());
@@ -717,6 +721,9 @@ fn sweep(
     let mut recs = Vec::new();
     let s = drain::sweep_flows_into(dp, drain::mono_now_ns(), timeouts, flush, &mut recs)?;
     s.add_to(&mut st.totals, flush);
+    if !flush {
+        recs.iter().for_each(|r| st.uncredited.add(r));
+    }
     st.totals.created_at_sweep = created;
     let batch = flow_batch(recs);
     st.metrics.observe_drain(DrainStage::Sweep, started.elapsed());

@@ -202,7 +202,7 @@ impl Tables {
             });
         }
         let lpm = |name| -> Result<Map, TablesError> { Ok(Map::LpmTrie(open_pin(dir, name)?)) };
-        Ok(Tables {
+        let mut t = Tables {
             dir: dir.to_owned(),
             block4: LpmTrie::try_from(lpm(names::MAP_BLOCK4)?)
                 .map_err(map_err("opening", names::MAP_BLOCK4))?,
@@ -216,7 +216,10 @@ impl Tables {
                 .map_err(map_err("opening", names::MAP_RATE_LIMITS))?,
             control: Array::try_from(Map::Array(open_pin(dir, names::MAP_CONTROL)?))
                 .map_err(map_err("opening", names::MAP_CONTROL))?,
-        })
+        };
+        // Lists pinned by an older agent may lack the counts: store them now.
+        t.sync_counts()?;
+        Ok(t)
     }
 
     /// Opens the maps pinned in `dir`, creating and pinning them first if they are missing.
@@ -272,11 +275,18 @@ impl Tables {
                 }
             }
             _ => map_err("adding to", names::MAP_BLOCK4)(e),
-        })
+        })?;
+        self.sync_counts()
     }
 
     /// Removes the block on exactly `prefix`; returns whether there was one.
     pub fn del_block(&mut self, prefix: &Cidr) -> Result<bool, TablesError> {
+        let r = self.remove_block(prefix)?;
+        self.sync_counts()?;
+        Ok(r)
+    }
+
+    fn remove_block(&mut self, prefix: &Cidr) -> Result<bool, TablesError> {
         let r = match prefix {
             Cidr::V4 { addr, len } => self.block4.remove(&Key::new(u32::from(*len), addr.octets())),
             Cidr::V6 { addr, len } => self.block6.remove(&Key::new(u32::from(*len), addr.octets())),
@@ -346,22 +356,28 @@ impl Tables {
         self.rate
             .insert(key, limit, 0)
             .map_err(map_err("adding to", names::MAP_RATE_LIMITS))?;
-        self.sync_rate_limit_count()
+        self.sync_counts()
     }
 
     pub fn del_rate_limit(&mut self, key: &PatternKey) -> Result<bool, TablesError> {
         let r = not_found_is_false(self.rate.remove(key), names::MAP_RATE_LIMITS)?;
-        self.sync_rate_limit_count()?;
+        self.sync_counts()?;
         Ok(r)
     }
 
-    /// Stores the number of rate limits in the control array (0 lets the XDP program skip
-    /// the pattern lookup).
-    fn sync_rate_limit_count(&mut self) -> Result<(), TablesError> {
-        let n = self.rate.keys().count() as u64;
-        self.control
-            .set(Control::RateLimits as u32, n, 0)
-            .map_err(map_err("updating", names::MAP_CONTROL))
+    /// Stores the number of blocklist entries and of rate limits in the control array; a
+    /// zero lets the XDP program skip that lookup. Every writer stores the counts after its
+    /// change, and the agent again on every maintenance pass, so that a count two writers
+    /// raced on is corrected within a pass.
+    pub fn sync_counts(&mut self) -> Result<(), TablesError> {
+        let blocks = (self.block4.keys().count() + self.block6.keys().count()) as u64;
+        let limits = self.rate.keys().count() as u64;
+        for (slot, n) in [(Control::Blocks, blocks), (Control::RateLimits, limits)] {
+            self.control
+                .set(slot as u32, n, 0)
+                .map_err(map_err("updating", names::MAP_CONTROL))?;
+        }
+        Ok(())
     }
 
     /// Removes what has expired: rate limits at once, block entries `keep_ns` after their
@@ -375,7 +391,7 @@ impl Tables {
             .map(|b| b.prefix)
             .collect();
         for p in &stale {
-            self.del_block(p)?;
+            self.remove_block(p)?;
         }
         let expired: Vec<PatternKey> = self
             .rate_limits()?
@@ -386,9 +402,7 @@ impl Tables {
         for k in &expired {
             let _ = not_found_is_false(self.rate.remove(k), names::MAP_RATE_LIMITS)?;
         }
-        if !expired.is_empty() {
-            self.sync_rate_limit_count()?;
-        }
+        self.sync_counts()?;
         Ok((stale.len(), expired.len()))
     }
 }

@@ -1,11 +1,13 @@
 //! Flow accounting checked exactly with BPF_PROG_TEST_RUN: per-flow counters in both
 //! directions, export through the ring buffer, IPv6, fragments, LRU eviction.
 use netanom::{
+    aggregates,
     datapath::{Datapath, LoadOptions},
     drain::{self, ExportReader},
 };
 use netanom_common::{
     Event,
+    agg::{DstKey, DstStats, HostKey, SrcStats},
     flow::{EndReason, FlowRecord, FlowTimeouts},
 };
 use netanom_lab::{
@@ -196,4 +198,82 @@ fn full_lru_table_evicts_and_counts_without_failing() {
     // Evicted = created - exported - still in the table: what the agent reports.
     let evicted = created - event(&dp, Event::FlowExported) - entries;
     assert!(evicted >= u64::from(n) - 64, "evictions are accounted: {evicted}");
+}
+
+/// Aggregate volume is credited in chunks (`agg::CREDIT_PACKETS`); what is pending when the
+/// sweep finds a flow idle is credited by the agent. Together: exact per-source and
+/// per-service totals, for a long flow in both directions and a conversation that ends.
+#[test]
+fn aggregate_volume_is_exact_kernel_chunks_plus_agent_credit() {
+    if !require_root() {
+        eprintln!("skipped: needs root (BPF_PROG_TEST_RUN)");
+        return;
+    }
+    let mut dp = Datapath::load().unwrap();
+    let (c, s) = (client(), server());
+    let up = frames::udp(&c, &s, false, 5000, 53, &[1; 30]);
+    let down = frames::udp(&s, &c, false, 53, 5000, &[2; 300]);
+    let (n_up, n_down) = (200u64, 70u64);
+    dp.test_run(&up, n_up as u32).unwrap();
+    dp.test_run(&down, n_down as u32).unwrap();
+    // A TCP conversation that ends (FIN both ways): credited in the kernel at its end.
+    let conv = conversation(false, 120, 900);
+    for (f, _) in &conv {
+        dp.test_run(f, 1).unwrap();
+    }
+    let conv_bytes = |dir: bool| {
+        conv.iter()
+            .filter(|(_, u)| *u == dir)
+            .map(|(f, _)| f.len() as u64)
+            .sum::<u64>()
+    };
+    let conv_count = |dir: bool| conv.iter().filter(|(_, u)| *u == dir).count() as u64;
+
+    let (mut src, mut dst) = (Vec::new(), Vec::new());
+    drain::drain_aggregates(&dp, &mut src, &mut dst).unwrap();
+    let src_of = |v: &[(HostKey, SrcStats)], ip: std::net::IpAddr| {
+        v.iter()
+            .find(|(k, _)| aggregates::src_addr(k) == ip)
+            .map_or((0, 0), |(_, s)| (s.packets, s.bytes))
+    };
+    let dst_of = |v: &[(DstKey, DstStats)], ip: std::net::IpAddr, port: u16| {
+        v.iter()
+            .find(|(k, _)| aggregates::dst_addr(k) == ip && k.port == port)
+            .map_or((0, 0), |(_, d)| (d.packets, d.bytes))
+    };
+    let kernel_client = src_of(&src, c.ipv4.into()).0;
+    let want_client = n_up + conv_count(true);
+    assert!(kernel_client <= want_client);
+
+    // The sweep finds the UDP flow idle (the conversation is closed: nothing pending there).
+    let later = drain::mono_now_ns() + FlowTimeouts::DEFAULT.idle_ns + 1;
+    let mut recs = Vec::new();
+    drain::sweep_flows_into(&dp, later, &FlowTimeouts::DEFAULT, false, &mut recs).unwrap();
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    let mut pending = drain::Uncredited::default();
+    recs.iter().for_each(|r| pending.add(r));
+    assert!(!pending.is_empty());
+    pending.credit(&mut src, &mut dst);
+    assert!(pending.is_empty());
+    eprintln!(
+        "client packets credited by the kernel: {kernel_client} of {want_client}, the rest by the agent"
+    );
+
+    assert_eq!(
+        src_of(&src, c.ipv4.into()),
+        (want_client, n_up * up.len() as u64 + conv_bytes(true))
+    );
+    assert_eq!(
+        src_of(&src, s.ipv4.into()),
+        (
+            n_down + conv_count(false),
+            n_down * down.len() as u64 + conv_bytes(false)
+        )
+    );
+    // Services see forward-direction volume only.
+    assert_eq!(dst_of(&dst, s.ipv4.into(), 53), (n_up, n_up * up.len() as u64));
+    assert_eq!(
+        dst_of(&dst, s.ipv4.into(), 80),
+        (conv_count(true), conv_bytes(true))
+    );
 }
