@@ -205,7 +205,13 @@ pub fn load_scorer(opts: &RunOptions) -> anyhow::Result<(Scorer, BundleInfo)> {
         None => model::embedded::load(&bopts)?,
     };
     let names: Vec<&str> = features::FLOW_FEATURES.iter().map(|f| f.name).collect();
-    let binding = bundle.bind(&names)?;
+    let binding = bundle.bind(&names).map_err(|e| {
+        anyhow::anyhow!(
+            "{e}. The live agent produces only the flow features listed in netanom/FEATURES.md, \
+             so `netanom run` needs a bundle trained on them: the embedded default (omit \
+             --bundle), or one made by `cargo xtask train -- --dataset cic-ids2017`"
+        )
+    })?;
     let m = bundle.manifest();
     log::info!(
         "model bundle: {} ({} dataset, {} of the {} flow features, {} execution provider)",

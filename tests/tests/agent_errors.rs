@@ -121,3 +121,61 @@ fn another_xdp_program_already_attached() {
     let (code, _, _) = first.stop(libc::SIGTERM);
     assert_eq!(code, Some(0), "the first agent was not disturbed");
 }
+
+/// A bundle that does not fit the live feature schema, a missing bundle, an unknown config
+/// key and an invalid allowlist CIDR: each refused before anything is attached or pinned.
+#[test]
+fn bad_bundle_config_and_cidr_fail_before_attaching() {
+    if !require_root() {
+        eprintln!("skipped: needs root (namespaces, XDP)");
+        return;
+    }
+    sweep_leftovers().unwrap();
+    netanom_lab::sweep_state_leftovers();
+    let lab = Pair::new("badin").unwrap();
+    let dirs = netanom_lab::StateDirs::new("badin");
+    std::fs::create_dir_all(&dirs.state_dir).unwrap();
+    let iface = lab.a_side.iface.clone();
+    let kdd = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/bundles/kdd99");
+    let unknown_key = dirs.state_dir.join("unknown-key.toml");
+    std::fs::write(&unknown_key, "[agent]\nmode = \"mitigate\"\nbogus = 1\n").unwrap();
+    let bad_cidr = dirs.state_dir.join("bad-cidr.toml");
+    std::fs::write(&bad_cidr, "[allowlist]\nprefixes = [\"198.18.0.0/33\"]\n").unwrap();
+    let cases: Vec<(Vec<String>, Vec<&str>)> = vec![
+        (
+            vec!["--bundle".into(), kdd.display().to_string()],
+            vec!["kdd99", "missing: [duration", "omit --bundle", "cic-ids2017"],
+        ),
+        (
+            vec!["--bundle".into(), "/nonexistent/bundle".into()],
+            vec!["/nonexistent/bundle"],
+        ),
+        (
+            vec!["--config".into(), unknown_key.display().to_string()],
+            vec!["unknown-key.toml:3:1", "unknown field `bogus`"],
+        ),
+        (
+            vec!["--config".into(), bad_cidr.display().to_string()],
+            vec![
+                "bad-cidr.toml:2:13",
+                "198.18.0.0/33",
+                "prefix length must be 0 to 32",
+            ],
+        ),
+    ];
+    for (extra, needles) in cases {
+        let mut c = lab.a.command(agent_bin());
+        c.args(["run", "--iface", &iface, "--no-metrics"])
+            .args(["--pin-dir", dirs.pin(), "--state-dir", dirs.state()])
+            .args(&extra);
+        assert_clean_failure(run_to_end(c), &needles);
+        assert!(
+            !common::xdp_attached(&lab.a, &iface),
+            "{extra:?}: nothing attached"
+        );
+        assert!(
+            !dirs.pin_dir.join("NA_BLOCK4").exists(),
+            "{extra:?}: nothing pinned"
+        );
+    }
+}
