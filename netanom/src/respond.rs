@@ -237,6 +237,8 @@ impl Responder {
         {
             self.trip(&why, now);
             mode = Mode::Observe;
+            // This finding's alert too: the breaker just put the agent in observe mode.
+            self.ctx.mode = alerts::Mode::Observe;
         }
         if mode == Mode::Observe {
             self.counters.would_block.fetch_add(1, Ordering::Relaxed);

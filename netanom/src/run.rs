@@ -340,6 +340,10 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
         effective: Arc::new(std::sync::atomic::AtomicU8::new(mode as u8)),
         ifaces: ifaces.clone(),
         down: Vec::new(),
+        ifindex: ifaces
+            .iter()
+            .filter_map(|i| Some((i.clone(), sys::check_interface(i).ok()?)))
+            .collect(),
         started: alerts::now_ns() as f64 / 1e9,
         bundle: bundle_info,
         stats_to_stderr,
@@ -392,6 +396,9 @@ struct Drain {
     ifaces: Vec<String>,
     /// Interfaces that disappeared (reattached when they return).
     down: Vec<String>,
+    /// The index of each interface the program is attached to: an interface deleted and
+    /// recreated under the same name between two checks has a new one.
+    ifindex: Vec<(String, u32)>,
     started: f64,
     bundle: BundleInfo,
     stats_to_stderr: bool,
@@ -789,25 +796,37 @@ fn print_snapshot(s: &Snapshot, prev: Option<&Snapshot>, format: Format, to_stde
 const IFACE_CHECK: Duration = Duration::from_secs(1);
 
 /// Notices interfaces that disappeared (logged; blocks stay pinned and in force elsewhere)
-/// and reattaches to those that came back.
+/// and reattaches to those that came back. An interface deleted and recreated under the same
+/// name between two checks is a new interface (a new index) without the program: it is
+/// treated as gone and back at once.
 fn watch_interfaces(dp: &mut Datapath, st: &mut Drain, opts: &RunOptions) {
     let mut changed = false;
     for i in st.ifaces.clone() {
-        let present = sys::check_interface(&i).is_ok();
-        let down = st.down.contains(&i);
-        if !present && !down {
-            log::warn!(
-                "interface {i} disappeared: its traffic is no longer watched; blocks stay pinned \
-                 and in force, and netanom reattaches when {i} returns"
-            );
+        let index = sys::check_interface(&i).ok();
+        let known = st.ifindex.iter().find(|(n, _)| *n == i).map(|(_, k)| *k);
+        if !st.down.contains(&i) {
+            match (index, known) {
+                (None, _) => log::warn!(
+                    "interface {i} disappeared: its traffic is no longer watched; blocks stay pinned \
+                     and in force, and netanom reattaches when {i} returns"
+                ),
+                (Some(new), Some(old)) if new != old => log::warn!(
+                    "interface {i} was replaced by a new interface of the same name (index {old}, now \
+                     {new}), which has no XDP program: reattaching"
+                ),
+                _ => continue,
+            }
             dp.detach(&i);
-            st.down.push(i);
+            st.down.push(i.clone());
             changed = true;
-        } else if present && down {
+        }
+        if let Some(new) = index {
             match dp.attach(&i, opts.xdp_mode, opts.egress) {
                 Ok(mode) => {
                     log::info!("interface {i} is back: reattached in {mode} XDP mode");
                     st.down.retain(|d| *d != i);
+                    st.ifindex.retain(|(n, _)| *n != i);
+                    st.ifindex.push((i, new));
                     changed = true;
                 }
                 Err(e) => log::warn!("interface {i} is back but reattaching failed (retrying): {e}"),

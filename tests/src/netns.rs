@@ -423,6 +423,52 @@ impl Pair {
         Ok(pair)
     }
 
+    /// Deletes the veth (`ip -n a link del`; both ends go), as when a gateway's interface
+    /// disappears at run time. The namespaces stay; [`Pair::recreate_link`] brings it back.
+    pub fn delete_link(&self) -> Result<()> {
+        self.a.ip(&["link", "del", "dev", &self.a_side.iface])?;
+        // Bounded: the peer end goes with it, normally at once.
+        let deadline = Instant::now() + SETUP_TIMEOUT;
+        while self.b.ip(&["link", "show", "dev", &self.b_side.iface]).is_ok() {
+            if Instant::now() >= deadline {
+                bail!(
+                    "veth end {} still exists after deleting its peer",
+                    self.b_side.iface
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
+    }
+
+    /// Recreates the veth after [`Pair::delete_link`] with the same names, MACs, addresses,
+    /// neighbours and silence settings as [`Pair::new`] (a new interface index), and waits
+    /// until both ends are up.
+    pub fn recreate_link(&self) -> Result<()> {
+        self.a.ip(&[
+            "link",
+            "add",
+            &self.a_side.iface,
+            "address",
+            &mac_string(&self.a_side.ep.mac),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &self.b_side.iface,
+            "address",
+            &mac_string(&self.b_side.ep.mac),
+            "netns",
+            self.b.name(),
+        ])?;
+        self.configure(&self.a, &self.a_side, &self.b_side.ep)?;
+        self.configure(&self.b, &self.b_side, &self.a_side.ep)?;
+        for (ns, side) in [(&self.b, &self.b_side), (&self.a, &self.a_side)] {
+            ns.ip(&["link", "set", "dev", &side.iface, "up"])?;
+        }
+        self.wait_lower_up()
+    }
+
     /// Configures one end (still down): silence, addresses, permanent neighbours.
     fn configure(&self, ns: &Netns, side: &Side, peer: &Endpoint) -> Result<()> {
         let iface = side.iface.as_str();

@@ -7,15 +7,18 @@ mod common;
 
 use std::{
     fs,
-    io::{Read as _, Write as _},
-    net::{SocketAddr, TcpListener, TcpStream},
+    io::Write as _,
+    net::TcpListener,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
-use common::{Agent, agent_bin, run_to_end, xdp_attached};
-use netanom_lab::{Netns, Pace, Pair, RawSender, frames, require_root, sweep_leftovers, traffic};
+use common::{Agent, agent_bin, attacker, block_of, http_get, netanom_in, run_to_end, sample, xdp_attached};
+use netanom_lab::{
+    Netns, Pace, Pair, RawSender, StateDirs, frames, require_root, sweep_leftovers, sweep_state_leftovers,
+    traffic,
+};
 use serde_json::Value;
 
 /// UDP datagrams sent from b to a.
@@ -67,50 +70,6 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// `GET target` over HTTP/1.0 to 127.0.0.1:port inside `ns` (the socket is made on a thread
-/// that entered the namespace). Returns (status, head, body).
-fn http_get(
-    ns: &Netns,
-    port: u16,
-    target: &str,
-    accept: Option<&str>,
-) -> Result<(u16, String, String), String> {
-    let request = format!(
-        "GET {target} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n{}\r\n",
-        accept.map(|a| format!("Accept: {a}\r\n")).unwrap_or_default()
-    );
-    ns.run(move || -> Result<(u16, String, String), String> {
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
-            .map_err(|e| format!("connect {addr}: {e}"))?;
-        s.set_read_timeout(Some(Duration::from_secs(5)))
-            .map_err(|e| e.to_string())?;
-        s.set_write_timeout(Some(Duration::from_secs(5)))
-            .map_err(|e| e.to_string())?;
-        s.write_all(request.as_bytes())
-            .map_err(|e| format!("send: {e}"))?;
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).map_err(|e| format!("receive: {e}"))?;
-        let raw = String::from_utf8_lossy(&raw).into_owned();
-        let (head, body) = raw
-            .split_once("\r\n\r\n")
-            .ok_or_else(|| format!("no HTTP head in {raw:?}"))?;
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| format!("no status in {head:?}"))?;
-        Ok((status, head.to_owned(), body.to_owned()))
-    })
-    .map_err(|e| format!("{e:#}"))?
-}
-
-/// The value of the sample `series` (name with labels, as exposed) in a text exposition.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
-}
-
 /// Percent-encodes a query-string value.
 fn urlencode(s: &str) -> String {
     s.bytes()
@@ -122,10 +81,10 @@ fn urlencode(s: &str) -> String {
 }
 
 /// The value of an instant query's single result, if it has one.
-fn query(ns: &Netns, promql: &str) -> Result<Option<f64>, String> {
+fn query(ns: &Netns, port: u16, promql: &str) -> Result<Option<f64>, String> {
     let (status, _, body) = http_get(
         ns,
-        PROMETHEUS_PORT,
+        port,
         &format!("/api/v1/query?query={}", urlencode(promql)),
         None,
     )?;
@@ -154,6 +113,57 @@ fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// A real Prometheus server in `ns`, listening on 127.0.0.1:`port`, scraping `target` every
+/// second, its data and log in `dir`; killed on drop.
+fn start_prometheus(ns: &Netns, prometheus: &Path, dir: &TempDir, target: &str, port: u16) -> KillOnDrop {
+    let config = dir.0.join("prometheus.yml");
+    fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+             scrape_configs:\n  - job_name: netanom\n    static_configs:\n      \
+             - targets: ['{target}']\n"
+        ),
+    )
+    .unwrap();
+    let log = fs::File::create(dir.0.join("prometheus.log")).unwrap();
+    KillOnDrop(
+        ns.command(prometheus)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.0.join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--log.level=warn")
+            .current_dir(&dir.0)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Runs `promtool check metrics` on `text`; panics with its report unless it is clean.
+fn promtool_check(promtool: &Path, text: &str) {
+    let mut check = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    check.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = check.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && report.trim().is_empty(),
+        "promtool check metrics: {report}"
+    );
 }
 
 #[test]
@@ -250,24 +260,7 @@ fn promtool_accepts_and_prometheus_scrapes_exact_counts() {
     ] {
         assert!(text.contains(needle), "`{needle}` missing:\n{text}");
     }
-    let mut check = Command::new(&promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    check.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let out = check.wait_with_output().unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && report.trim().is_empty(),
-        "promtool check metrics: {report}"
-    );
+    promtool_check(&promtool, &text);
     let excerpt: Vec<&str> = text
         .lines()
         .filter(|l| l.starts_with("netanom_packets_total{family=\"ipv4\"") || l.contains("_info{"))
@@ -298,37 +291,15 @@ fn promtool_accepts_and_prometheus_scrapes_exact_counts() {
 
     // (b) A real Prometheus server in the same namespace, scraping every second.
     let dir = TempDir::new("prometheus");
-    let config = dir.0.join("prometheus.yml");
-    fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
-             scrape_configs:\n  - job_name: netanom\n    static_configs:\n      \
-             - targets: ['{metrics_addr}']\n"
-        ),
-    )
-    .unwrap();
-    let log = fs::File::create(dir.0.join("prometheus.log")).unwrap();
-    let server = KillOnDrop(
-        lab.a
-            .command(&prometheus)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.0.join("data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{PROMETHEUS_PORT}"))
-            .arg("--log.level=warn")
-            .current_dir(&dir.0)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
+    let server = start_prometheus(&lab.a, &prometheus, &dir, &metrics_addr, PROMETHEUS_PORT);
     let mut seen = String::new();
-    let got = wait_for(Duration::from_secs(60), || match query(&lab.a, udp) {
-        Ok(Some(v)) if v == N as f64 => Some(v),
-        other => {
-            seen = format!("{other:?}");
-            None
+    let got = wait_for(Duration::from_secs(60), || {
+        match query(&lab.a, PROMETHEUS_PORT, udp) {
+            Ok(Some(v)) if v == N as f64 => Some(v),
+            other => {
+                seen = format!("{other:?}");
+                None
+            }
         }
     });
     let prom_log = fs::read_to_string(dir.0.join("prometheus.log")).unwrap_or_default();
@@ -337,16 +308,148 @@ fn promtool_accepts_and_prometheus_scrapes_exact_counts() {
         Some(N as f64),
         "Prometheus never reported {N} for {udp}; last answer {seen}; its log:\n{prom_log}"
     );
-    assert_eq!(query(&lab.a, r#"up{job="netanom"}"#).unwrap(), Some(1.0));
+    assert_eq!(
+        query(&lab.a, PROMETHEUS_PORT, r#"up{job="netanom"}"#).unwrap(),
+        Some(1.0)
+    );
     assert_eq!(
         query(
             &lab.a,
+            PROMETHEUS_PORT,
             &format!(r#"netanom_xdp_attached_info{{iface="{iface}"}}"#)
         )
         .unwrap(),
         Some(1.0)
     );
     eprintln!("Prometheus reports {udp} = {N}");
+    drop(server);
+    drop(dir);
+
+    let (code, _, stderr) = agent.stop(libc::SIGTERM);
+    assert_eq!(code, Some(0), "clean exit: {stderr:?}");
+    assert!(!xdp_attached(&lab.a, &iface));
+}
+
+/// Frames sent from a blocked source in the mitigation scenario.
+const N_DROPPED: u64 = 73;
+
+#[test]
+fn prometheus_reports_blocklist_drops_and_active_blocks_in_mitigate_mode() {
+    if !require_root() {
+        eprintln!("skipped: needs root (namespaces, XDP, bpffs)");
+        return;
+    }
+    let (Some(promtool), Some(prometheus)) = (tool("promtool"), tool("prometheus")) else {
+        eprintln!("skipped: promtool or prometheus not installed (Debian package `prometheus`)");
+        return;
+    };
+    sweep_leftovers().unwrap();
+    sweep_state_leftovers();
+    let lab = Pair::new("prommit").unwrap();
+    let dirs = StateDirs::new("prommit");
+    fs::create_dir_all(&dirs.state_dir).unwrap();
+    let iface = lab.a_side.iface.clone();
+    let metrics_addr = format!("127.0.0.1:{METRICS_PORT}");
+    let agent = Agent::start(
+        &lab.a,
+        &[
+            "--iface",
+            &iface,
+            "--no-egress",
+            "--mode",
+            "mitigate",
+            "--pin-dir",
+            dirs.pin(),
+            "--state-dir",
+            dirs.state(),
+            "--metrics-addr",
+            &metrics_addr,
+            "--stats-interval",
+            "60",
+        ],
+    )
+    .unwrap();
+    let (code, out, err) = netanom_in(
+        &lab,
+        &[
+            "block",
+            "add",
+            "198.18.0.66",
+            "--ttl",
+            "600",
+            "--pin-dir",
+            dirs.pin(),
+        ],
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+
+    // Exactly N frames from the blocked source, nothing else on the wire.
+    let bad = attacker(&lab, 66);
+    let tx = RawSender::open(&lab.b, &lab.b_side.iface).unwrap();
+    let pace = Pace::rate(5_000, Duration::from_secs(5));
+    assert_eq!(
+        traffic::udp_burst(&tx, &bad, &lab.a_side.ep, false, N_DROPPED, PAYLOAD, &pace).unwrap(),
+        N_DROPPED
+    );
+    let entry = block_of(&lab, &dirs, "198.18.0.66/32", false).expect("block listed");
+    assert_eq!(entry["dropped_packets"], N_DROPPED, "{entry}");
+
+    // The exposition: the drops and the one active block, and promtool still agrees.
+    let dropped = r#"netanom_packets_dropped_total{reason="blocklist"}"#;
+    let mut last = String::new();
+    let text = wait_for(Duration::from_secs(10), || {
+        let (status, _, body) = http_get(&lab.a, METRICS_PORT, "/metrics", None).ok()?;
+        assert_eq!(status, 200);
+        let done = sample(&body, dropped) == Some(N_DROPPED as f64)
+            && sample(&body, "netanom_blocks_active") == Some(1.0);
+        last = body;
+        done.then(|| last.clone())
+    })
+    .unwrap_or_else(|| panic!("{dropped} != {N_DROPPED} or netanom_blocks_active != 1:\n{last}"));
+    for (series, v) in [
+        (r#"netanom_packets_dropped_total{reason="rate_limit"}"#, 0.0),
+        (
+            r#"netanom_mode_info{configured="mitigate",effective="mitigate"}"#,
+            1.0,
+        ),
+        ("netanom_circuit_breaker_open", 0.0),
+        // A manual block is not one the agent added.
+        ("netanom_blocks_added_total", 0.0),
+    ] {
+        assert_eq!(sample(&text, series), Some(v), "{series}:\n{text}");
+    }
+    promtool_check(&promtool, &text);
+
+    // A real Prometheus server scraping the agent reports the same values.
+    let dir = TempDir::new("prometheus-mitigation");
+    let server = start_prometheus(&lab.a, &prometheus, &dir, &metrics_addr, PROMETHEUS_PORT);
+    let mut seen = String::new();
+    let got = wait_for(Duration::from_secs(60), || {
+        let d = query(&lab.a, PROMETHEUS_PORT, dropped);
+        let b = query(&lab.a, PROMETHEUS_PORT, "netanom_blocks_active");
+        match (&d, &b) {
+            (Ok(Some(d)), Ok(Some(b))) if *d == N_DROPPED as f64 && *b == 1.0 => Some(()),
+            _ => {
+                seen = format!("{dropped} = {d:?}, netanom_blocks_active = {b:?}");
+                None
+            }
+        }
+    });
+    let prom_log = fs::read_to_string(dir.0.join("prometheus.log")).unwrap_or_default();
+    assert!(
+        got.is_some(),
+        "Prometheus never reported {N_DROPPED} drops and 1 active block; last answer {seen}; its log:\n{prom_log}"
+    );
+    assert_eq!(
+        query(
+            &lab.a,
+            PROMETHEUS_PORT,
+            r#"netanom_mode_info{configured="mitigate",effective="mitigate"}"#
+        )
+        .unwrap(),
+        Some(1.0)
+    );
+    eprintln!("Prometheus reports {dropped} = {N_DROPPED} and netanom_blocks_active = 1");
     drop(server);
     drop(dir);
 

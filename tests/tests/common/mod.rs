@@ -2,14 +2,16 @@
 #![allow(dead_code)] // Each test binary uses a different subset.
 
 use std::{
-    io::{BufRead as _, BufReader},
-    path::PathBuf,
+    io::{BufRead as _, BufReader, Read as _, Write as _},
+    net::{Ipv4Addr, SocketAddr, TcpStream},
+    path::{Path, PathBuf},
     process::{Child, ChildStderr, Command, Stdio},
     sync::mpsc,
     time::{Duration, Instant},
 };
 
-use netanom_lab::{Netns, StateDirs};
+use netanom_lab::{Endpoint, Netns, Pace, Pair, RawReceiver, RawSender, StateDirs, traffic};
+use serde_json::Value;
 
 /// The agent binary: $NETANOM_BIN (set by `cargo xtask test`), else target/debug/netanom.
 pub fn agent_bin() -> PathBuf {
@@ -174,4 +176,161 @@ pub fn xdp_attached(ns: &Netns, iface: &str) -> bool {
     ns.ip(&["-d", "link", "show", "dev", iface])
         .map(|s| s.contains("xdp") || s.contains("prog/xdp"))
         .unwrap_or(false)
+}
+
+/// Polls `f` every 100 ms until it returns `Some`, for at most `limit`.
+pub fn wait_until<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// An attacker on b's side of the lab: b's interface and MAC, address 198.18.0.`last_octet`.
+pub fn attacker(lab: &Pair, last_octet: u8) -> Endpoint {
+    let mut e = lab.b_side.ep;
+    e.ipv4 = Ipv4Addr::new(198, 18, 0, last_octet);
+    e
+}
+
+/// `netanom ARGS` in `lab.a`; returns (exit code, stdout, stderr).
+pub fn netanom_in(lab: &Pair, args: &[&str]) -> (Option<i32>, String, String) {
+    let mut cmd = lab.a.command(agent_bin());
+    cmd.args(args);
+    run_to_end(cmd)
+}
+
+/// `netanom ARGS` in `lab.a`, which must succeed and print JSON.
+pub fn netanom_json(lab: &Pair, args: &[&str]) -> Value {
+    let (code, out, err) = netanom_in(lab, args);
+    assert_eq!(code, Some(0), "netanom {args:?}: {err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("netanom {args:?} printed no JSON ({e}): {out}"))
+}
+
+/// `netanom block list --json [--all]`: the entries.
+pub fn block_list(lab: &Pair, dirs: &StateDirs, all: bool) -> Vec<Value> {
+    let mut args = vec!["block", "list", "--json", "--pin-dir", dirs.pin()];
+    if all {
+        args.push("--all");
+    }
+    netanom_json(lab, &args).as_array().cloned().unwrap_or_default()
+}
+
+/// The `block list --json [--all]` entry of exactly `prefix`, if any.
+pub fn block_of(lab: &Pair, dirs: &StateDirs, prefix: &str, all: bool) -> Option<Value> {
+    block_list(lab, dirs, all)
+        .into_iter()
+        .find(|b| b["prefix"] == prefix)
+}
+
+/// `netanom status --json` for the agent using `dirs`.
+pub fn status_json(lab: &Pair, dirs: &StateDirs) -> Value {
+    netanom_json(
+        lab,
+        &[
+            "status",
+            "--json",
+            "--pin-dir",
+            dirs.pin(),
+            "--state-dir",
+            dirs.state(),
+        ],
+    )
+}
+
+/// Sends `count` UDP datagrams from `src` (on b's side) to a's address; returns how many
+/// a's interface received from `src` (after XDP: dropped frames never reach a packet socket).
+pub fn udp_through(lab: &Pair, src: &Endpoint, count: u64) -> u64 {
+    let rx = RawReceiver::open(&lab.a, &lab.a_side.iface).unwrap();
+    rx.drain().unwrap();
+    let tx = RawSender::open(&lab.b, &lab.b_side.iface).unwrap();
+    let pace = Pace::rate(2_000, Duration::from_secs(5));
+    traffic::udp_burst(&tx, src, &lab.a_side.ep, false, count, 32, &pace).unwrap();
+    let frames = rx
+        .collect(
+            count as usize * 4 + 64,
+            Duration::from_millis(300),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+    let want = src.ipv4.octets();
+    frames
+        .iter()
+        .filter(|f| f.len() > 34 && f[12..14] == [0x08, 0x00] && f[26..30] == want)
+        .count() as u64
+}
+
+/// A UDP flood from every source in `srcs` at once (frames interleaved), `pps_each` frames
+/// per second from each, for `duration`. Returns how many frames were sent.
+pub fn udp_flood(lab: &Pair, srcs: &[Endpoint], pps_each: u32, duration: Duration) -> u64 {
+    let tx = RawSender::open(&lab.b, &lab.b_side.iface).unwrap();
+    let n = srcs.len() as u64;
+    let total = (u64::from(pps_each) * n) as f64 * duration.as_secs_f64();
+    let pace = Pace::rate(pps_each * n as u32, duration + Duration::from_millis(500));
+    let payload = traffic::pattern(64);
+    let dst = lab.a_side.ep;
+    tx.send_generated(total as u64, &pace, |i| {
+        let src = &srcs[(i % n) as usize];
+        netanom_lab::frames::udp(src, &dst, false, 40_000, 9, &payload)
+    })
+    .unwrap()
+}
+
+/// The EVE alerts written to `path` so far (one JSON object per line).
+pub fn read_alerts(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("alert line is not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// `GET target` over HTTP/1.0 to 127.0.0.1:port inside `ns` (the socket is made on a thread
+/// that entered the namespace). Returns (status, head, body).
+pub fn http_get(
+    ns: &Netns,
+    port: u16,
+    target: &str,
+    accept: Option<&str>,
+) -> Result<(u16, String, String), String> {
+    let request = format!(
+        "GET {target} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n{}\r\n",
+        accept.map(|a| format!("Accept: {a}\r\n")).unwrap_or_default()
+    );
+    ns.run(move || -> Result<(u16, String, String), String> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+            .map_err(|e| format!("connect {addr}: {e}"))?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .map_err(|e| e.to_string())?;
+        s.set_write_timeout(Some(Duration::from_secs(5)))
+            .map_err(|e| e.to_string())?;
+        s.write_all(request.as_bytes())
+            .map_err(|e| format!("send: {e}"))?;
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).map_err(|e| format!("receive: {e}"))?;
+        let raw = String::from_utf8_lossy(&raw).into_owned();
+        let (head, body) = raw
+            .split_once("\r\n\r\n")
+            .ok_or_else(|| format!("no HTTP head in {raw:?}"))?;
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("no status in {head:?}"))?;
+        Ok((status, head.to_owned(), body.to_owned()))
+    })
+    .map_err(|e| format!("{e:#}"))?
+}
+
+/// The value of the sample `series` (name with labels, as exposed) in a text exposition.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
 }
