@@ -54,8 +54,8 @@ pub struct Responder {
     sink: AlertSink,
     ctx: AlertContext,
     counters: Arc<MitigationCounters>,
-    /// Allowlist prefixes known to the agent (config, host, gateways), checked before the
-    /// kernel's allowlist (which also holds manual entries).
+    /// The circuit breaker: `None` closed; `Some(Some(t))` open until `t`; `Some(None)` open
+    /// until the configuration is reloaded (`mitigation.breaker_cooldown = 0`).
     breaker_until: Option<Option<Instant>>,
     recent_blocks: VecDeque<Instant>,
     /// Entities reported without a block (observe mode, allowlisted, breaker): not reported
