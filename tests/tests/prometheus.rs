@@ -11,10 +11,12 @@ use std::{
     net::TcpListener,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use common::{Agent, agent_bin, attacker, block_of, http_get, netanom_in, run_to_end, sample, xdp_attached};
+use common::{
+    Agent, agent_bin, attacker, block_of, http_get, netanom_in, run_to_end, sample, wait_until, xdp_attached,
+};
 use netanom_lab::{
     Netns, Pace, Pair, RawSender, StateDirs, frames, require_root, sweep_leftovers, sweep_state_leftovers,
     traffic,
@@ -99,20 +101,6 @@ fn query(ns: &Netns, port: u16, promql: &str) -> Result<Option<f64>, String> {
         .first()
         .and_then(|r| r["value"][1].as_str())
         .and_then(|s| s.parse().ok()))
-}
-
-/// Polls `f` every 200 ms until it returns `Some`, for at most `limit`.
-fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// A real Prometheus server in `ns`, listening on 127.0.0.1:`port`, scraping `target` every
@@ -224,7 +212,7 @@ fn promtool_accepts_and_prometheus_scrapes_exact_counts() {
     // about.
     let udp = r#"netanom_packets_total{family="ipv4",transport="udp"}"#;
     let mut last = String::new();
-    let text = wait_for(Duration::from_secs(15), || {
+    let text = wait_until(Duration::from_secs(15), || {
         let (status, head, body) = http_get(&lab.a, METRICS_PORT, "/metrics", None).ok()?;
         assert_eq!(status, 200, "{head}");
         assert!(head.contains("Content-Type: text/plain; version=0.0.4"), "{head}");
@@ -293,7 +281,7 @@ fn promtool_accepts_and_prometheus_scrapes_exact_counts() {
     let dir = TempDir::new("prometheus");
     let server = start_prometheus(&lab.a, &prometheus, &dir, &metrics_addr, PROMETHEUS_PORT);
     let mut seen = String::new();
-    let got = wait_for(Duration::from_secs(60), || {
+    let got = wait_until(Duration::from_secs(60), || {
         match query(&lab.a, PROMETHEUS_PORT, udp) {
             Ok(Some(v)) if v == N as f64 => Some(v),
             other => {
@@ -397,7 +385,7 @@ fn prometheus_reports_blocklist_drops_and_active_blocks_in_mitigate_mode() {
     // The exposition: the drops and the one active block, and promtool still agrees.
     let dropped = r#"netanom_packets_dropped_total{reason="blocklist"}"#;
     let mut last = String::new();
-    let text = wait_for(Duration::from_secs(10), || {
+    let text = wait_until(Duration::from_secs(10), || {
         let (status, _, body) = http_get(&lab.a, METRICS_PORT, "/metrics", None).ok()?;
         assert_eq!(status, 200);
         let done = sample(&body, dropped) == Some(N_DROPPED as f64)
@@ -424,7 +412,7 @@ fn prometheus_reports_blocklist_drops_and_active_blocks_in_mitigate_mode() {
     let dir = TempDir::new("prometheus-mitigation");
     let server = start_prometheus(&lab.a, &prometheus, &dir, &metrics_addr, PROMETHEUS_PORT);
     let mut seen = String::new();
-    let got = wait_for(Duration::from_secs(60), || {
+    let got = wait_until(Duration::from_secs(60), || {
         let d = query(&lab.a, PROMETHEUS_PORT, dropped);
         let b = query(&lab.a, PROMETHEUS_PORT, "netanom_blocks_active");
         match (&d, &b) {
