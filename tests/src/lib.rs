@@ -3,7 +3,9 @@
 //! The lab creates network namespaces joined by veth pairs, configures them so that no
 //! unsolicited traffic appears on the wire, and generates traffic inside them: hand-built
 //! Ethernet frames sent through `AF_PACKET` sockets ([`traffic`]), real kernel TCP connections
-//! ([`traffic::tcp_exchange`]) and rewritten real captures ([`replay`]).
+//! ([`traffic::tcp_exchange`]) and rewritten real captures ([`replay`]). Two topologies:
+//! [`Pair`] (two namespaces, one veth) and [`Gateway`] (client, attacker and server routed
+//! through a gateway namespace, see [`gateway`]).
 //!
 //! ## Rules the lab follows
 //!
@@ -41,6 +43,7 @@
 #![warn(missing_docs)]
 
 pub mod frames;
+pub mod gateway;
 mod netns;
 pub mod replay;
 mod sys;
@@ -48,6 +51,7 @@ pub mod traffic;
 
 use std::path::PathBuf;
 
+pub use gateway::{Gateway, Link};
 pub use netns::{Endpoint, IfaceStats, Netns, Pair, Side, StateDirs, sweep_leftovers, sweep_state_leftovers};
 pub use traffic::{Pace, RawReceiver, RawSender};
 

@@ -92,7 +92,7 @@ pub fn sweep_leftovers() -> Result<usize> {
 }
 
 /// Keeps only characters that are safe in namespace names.
-fn sanitize_tag(tag: &str) -> String {
+pub(crate) fn sanitize_tag(tag: &str) -> String {
     let tag: String = tag
         .chars()
         .map(|c| {
@@ -353,11 +353,156 @@ pub(crate) fn veth_names(pid: u32, serial: u32) -> (String, String) {
     names
 }
 
-fn mac_string(mac: &[u8; 6]) -> String {
+pub(crate) fn mac_string(mac: &[u8; 6]) -> String {
     mac.iter()
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
         .join(":")
+}
+
+/// Locally administered unicast MAC for veth number `serial`, end `side`:
+/// 02:6e:61 ("na") + serial + side.
+pub(crate) fn lab_mac(serial: u32, side: u8) -> [u8; 6] {
+    [0x02, 0x6e, 0x61, (serial >> 8) as u8, serial as u8, side]
+}
+
+/// A fresh veth serial and the names of its two ends (see [`veth_names`]).
+pub(crate) fn new_veth_names() -> Result<(u32, String, String)> {
+    let serial = next_serial();
+    let (iface_a, iface_b) = veth_names(std::process::id(), serial);
+    if iface_a.len() > IFNAME_MAX || iface_b.len() > IFNAME_MAX {
+        bail!("interface names {iface_a}/{iface_b} are longer than {IFNAME_MAX} characters");
+    }
+    Ok((serial, iface_a, iface_b))
+}
+
+/// Creates the veth `a_side.iface` (in `a`) / `b_side.iface` (in `b`) with the sides' MACs,
+/// directly inside the two namespaces, configures both ends for silence with the sides'
+/// addresses (`/v4_len`, `/v6_len`) and permanent neighbour entries for each other, brings
+/// both up and waits (bounded) for carrier. See [`Pair`] for what "silence" means.
+pub(crate) fn veth_link(
+    a: &Netns,
+    a_side: &Side,
+    b: &Netns,
+    b_side: &Side,
+    v4_len: u8,
+    v6_len: u8,
+) -> Result<()> {
+    // `ip -n a link add ... peer ... netns b`: both ends are created inside the lab.
+    a.ip(&[
+        "link",
+        "add",
+        &a_side.iface,
+        "address",
+        &mac_string(&a_side.ep.mac),
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &b_side.iface,
+        "address",
+        &mac_string(&b_side.ep.mac),
+        "netns",
+        b.name(),
+    ])?;
+    configure_end(a, a_side, &b_side.ep, v4_len, v6_len)?;
+    configure_end(b, b_side, &a_side.ep, v4_len, v6_len)?;
+    for (ns, side) in [(b, b_side), (a, a_side)] {
+        ns.ip(&["link", "set", "dev", &side.iface, "up"])?;
+    }
+    wait_lower_up(&[(a, &a_side.iface), (b, &b_side.iface)])
+}
+
+/// Configures one veth end (still down): silence, addresses, permanent neighbours.
+fn configure_end(ns: &Netns, side: &Side, peer: &Endpoint, v4_len: u8, v6_len: u8) -> Result<()> {
+    let iface = side.iface.as_str();
+    ns.ip(&["link", "set", "dev", iface, "arp", "off", "addrgenmode", "none"])?;
+    let settings: Vec<(String, &str)> = [
+        ("addr_gen_mode", "1"),
+        ("accept_ra", "0"),
+        ("accept_dad", "0"),
+        ("dad_transmits", "0"),
+        ("router_solicitations", "0"),
+    ]
+    .iter()
+    .map(|(k, v)| (format!("net.ipv6.conf.{iface}.{k}"), *v))
+    .collect();
+    ns.sysctls(settings.iter().map(|(k, v)| (k.as_str(), *v)))?;
+    ns.ip(&["addr", "add", &format!("{}/{v4_len}", side.ep.ipv4), "dev", iface])?;
+    ns.ip(&[
+        "addr",
+        "add",
+        &format!("{}/{v6_len}", side.ep.ipv6),
+        "dev",
+        iface,
+        "nodad",
+    ])?;
+    let lladdr = mac_string(&peer.mac);
+    for addr in [peer.ipv4.to_string(), peer.ipv6.to_string()] {
+        ns.ip(&[
+            "neigh",
+            "replace",
+            &addr,
+            "lladdr",
+            &lladdr,
+            "dev",
+            iface,
+            "nud",
+            "permanent",
+        ])?;
+    }
+    Ok(())
+}
+
+/// Waits (bounded) until every listed interface reports carrier.
+fn wait_lower_up(ifaces: &[(&Netns, &str)]) -> Result<()> {
+    let deadline = Instant::now() + SETUP_TIMEOUT;
+    for attempt in 0..1000 {
+        let mut up = true;
+        for (ns, iface) in ifaces {
+            let out = ns.ip(&["-o", "link", "show", "dev", iface])?;
+            up &= out.contains("LOWER_UP") && out.contains("state UP");
+        }
+        if up {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("veth {} did not come up after {attempt} checks", ifaces[0].1);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    bail!("veth {} did not come up", ifaces[0].1)
+}
+
+/// Waits until none of `ifaces` has received a frame for 200 ms, bounded by 3 s, so that
+/// whatever is attached afterwards sees only its own traffic. Fails if they keep carrying
+/// frames.
+pub(crate) fn settle_ifaces(ifaces: &[(&Netns, &str)]) -> Result<()> {
+    let quiet = Duration::from_millis(200);
+    let limit = Duration::from_secs(3);
+    let rxs = ifaces
+        .iter()
+        .map(|(ns, iface)| crate::traffic::RawReceiver::open(ns, iface))
+        .collect::<Result<Vec<_>>>()?;
+    let start = Instant::now();
+    let mut last_frame = start;
+    // Bounded by `limit`; each pass waits at most 20 ms.
+    while start.elapsed() < limit {
+        let mut got = 0;
+        for rx in &rxs {
+            got += rx.drain()?;
+        }
+        if got > 0 {
+            last_frame = Instant::now();
+        } else if last_frame.elapsed() >= quiet {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bail!(
+        "{} still carries unsolicited frames after {limit:?}",
+        ifaces.iter().map(|(_, i)| *i).collect::<Vec<_>>().join("/")
+    )
 }
 
 impl Pair {
@@ -368,59 +513,25 @@ impl Pair {
         let tag = sanitize_tag(tag);
         let a = Netns::new(&format!("{tag}-a"))?;
         let b = Netns::new(&format!("{tag}-b"))?;
-        let serial = next_serial();
-        let (iface_a, iface_b) = veth_names(std::process::id(), serial);
-        if iface_a.len() > IFNAME_MAX || iface_b.len() > IFNAME_MAX {
-            bail!("interface names {iface_a}/{iface_b} are longer than {IFNAME_MAX} characters");
-        }
-        // Locally administered unicast addresses: 02:6e:61 ("na") + serial + side.
-        let mac = |side: u8| [0x02, 0x6e, 0x61, (serial >> 8) as u8, serial as u8, side];
-        let ep_a = Endpoint {
-            mac: mac(0x0a),
-            ipv4: Ipv4Addr::new(198, 18, 0, 1),
-            ipv6: Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1),
-        };
-        let ep_b = Endpoint {
-            mac: mac(0x0b),
-            ipv4: Ipv4Addr::new(198, 18, 0, 2),
-            ipv6: Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2),
-        };
-        // `ip -n a link add ... peer ... netns b`: both ends are created inside the lab.
-        a.ip(&[
-            "link",
-            "add",
-            &iface_a,
-            "address",
-            &mac_string(&ep_a.mac),
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &iface_b,
-            "address",
-            &mac_string(&ep_b.mac),
-            "netns",
-            b.name(),
-        ])?;
-        let pair = Pair {
-            a,
-            b,
-            a_side: Side {
-                iface: iface_a,
-                ep: ep_a,
-            },
-            b_side: Side {
-                iface: iface_b,
-                ep: ep_b,
+        let (serial, iface_a, iface_b) = new_veth_names()?;
+        let a_side = Side {
+            iface: iface_a,
+            ep: Endpoint {
+                mac: lab_mac(serial, 0x0a),
+                ipv4: Ipv4Addr::new(198, 18, 0, 1),
+                ipv6: Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1),
             },
         };
-        pair.configure(&pair.a, &pair.a_side, &pair.b_side.ep)?;
-        pair.configure(&pair.b, &pair.b_side, &pair.a_side.ep)?;
-        for (ns, side) in [(&pair.b, &pair.b_side), (&pair.a, &pair.a_side)] {
-            ns.ip(&["link", "set", "dev", &side.iface, "up"])?;
-        }
-        pair.wait_lower_up()?;
-        Ok(pair)
+        let b_side = Side {
+            iface: iface_b,
+            ep: Endpoint {
+                mac: lab_mac(serial, 0x0b),
+                ipv4: Ipv4Addr::new(198, 18, 0, 2),
+                ipv6: Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2),
+            },
+        };
+        veth_link(&a, &a_side, &b, &b_side, 24, 64)?;
+        Ok(Pair { a, b, a_side, b_side })
     }
 
     /// Deletes the veth (`ip -n a link del`; both ends go), as when a gateway's interface
@@ -445,92 +556,7 @@ impl Pair {
     /// neighbours and silence settings as [`Pair::new`] (a new interface index), and waits
     /// until both ends are up.
     pub fn recreate_link(&self) -> Result<()> {
-        self.a.ip(&[
-            "link",
-            "add",
-            &self.a_side.iface,
-            "address",
-            &mac_string(&self.a_side.ep.mac),
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &self.b_side.iface,
-            "address",
-            &mac_string(&self.b_side.ep.mac),
-            "netns",
-            self.b.name(),
-        ])?;
-        self.configure(&self.a, &self.a_side, &self.b_side.ep)?;
-        self.configure(&self.b, &self.b_side, &self.a_side.ep)?;
-        for (ns, side) in [(&self.b, &self.b_side), (&self.a, &self.a_side)] {
-            ns.ip(&["link", "set", "dev", &side.iface, "up"])?;
-        }
-        self.wait_lower_up()
-    }
-
-    /// Configures one end (still down): silence, addresses, permanent neighbours.
-    fn configure(&self, ns: &Netns, side: &Side, peer: &Endpoint) -> Result<()> {
-        let iface = side.iface.as_str();
-        ns.ip(&["link", "set", "dev", iface, "arp", "off", "addrgenmode", "none"])?;
-        let settings: Vec<(String, &str)> = [
-            ("addr_gen_mode", "1"),
-            ("accept_ra", "0"),
-            ("accept_dad", "0"),
-            ("dad_transmits", "0"),
-            ("router_solicitations", "0"),
-        ]
-        .iter()
-        .map(|(k, v)| (format!("net.ipv6.conf.{iface}.{k}"), *v))
-        .collect();
-        ns.sysctls(settings.iter().map(|(k, v)| (k.as_str(), *v)))?;
-        ns.ip(&["addr", "add", &format!("{}/24", side.ep.ipv4), "dev", iface])?;
-        ns.ip(&[
-            "addr",
-            "add",
-            &format!("{}/64", side.ep.ipv6),
-            "dev",
-            iface,
-            "nodad",
-        ])?;
-        let lladdr = mac_string(&peer.mac);
-        for addr in [peer.ipv4.to_string(), peer.ipv6.to_string()] {
-            ns.ip(&[
-                "neigh",
-                "replace",
-                &addr,
-                "lladdr",
-                &lladdr,
-                "dev",
-                iface,
-                "nud",
-                "permanent",
-            ])?;
-        }
-        Ok(())
-    }
-
-    /// Waits (bounded) until both ends report carrier.
-    fn wait_lower_up(&self) -> Result<()> {
-        let deadline = Instant::now() + SETUP_TIMEOUT;
-        for attempt in 0..1000 {
-            let mut up = true;
-            for (ns, side) in [(&self.a, &self.a_side), (&self.b, &self.b_side)] {
-                let out = ns.ip(&["-o", "link", "show", "dev", &side.iface])?;
-                up &= out.contains("LOWER_UP") && out.contains("state UP");
-            }
-            if up {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                bail!(
-                    "veth {} did not come up after {attempt} checks",
-                    self.a_side.iface
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        bail!("veth {} did not come up", self.a_side.iface)
+        veth_link(&self.a, &self.a_side, &self.b, &self.b_side, 24, 64)
     }
 
     /// Waits until the veth has been quiet (no frame received on either end) for 200 ms,
@@ -538,26 +564,7 @@ impl Pair {
     /// With the pair's configuration nothing unsolicited is sent, so this normally returns
     /// after 200 ms; it fails if the veth keeps carrying frames.
     pub fn settle(&self) -> Result<()> {
-        let quiet = Duration::from_millis(200);
-        let limit = Duration::from_secs(3);
-        let rx_a = crate::traffic::RawReceiver::open(&self.a, &self.a_side.iface)?;
-        let rx_b = crate::traffic::RawReceiver::open(&self.b, &self.b_side.iface)?;
-        let start = Instant::now();
-        let mut last_frame = start;
-        // Bounded by `limit`; each pass waits at most 20 ms.
-        while start.elapsed() < limit {
-            let got = rx_a.drain()? + rx_b.drain()?;
-            if got > 0 {
-                last_frame = Instant::now();
-            } else if last_frame.elapsed() >= quiet {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        bail!(
-            "veth {} still carries unsolicited frames after {limit:?}",
-            self.a_side.iface
-        )
+        settle_ifaces(&[(&self.a, &self.a_side.iface), (&self.b, &self.b_side.iface)])
     }
 }
 
