@@ -6,7 +6,8 @@ use std::{
     net::{Ipv4Addr, SocketAddr, TcpStream},
     path::{Path, PathBuf},
     process::{Child, ChildStderr, Command, Stdio},
-    sync::mpsc,
+    sync::{Arc, Mutex, mpsc},
+    thread::JoinHandle,
     time::{Duration, Instant},
 };
 
@@ -31,6 +32,11 @@ pub struct Agent {
     pub dirs: Option<StateDirs>,
     pub stderr_lines: mpsc::Receiver<String>,
     pub stderr_seen: Vec<String>,
+    /// Everything the agent printed on stdout so far. A thread reads the pipe all along: an
+    /// unread pipe fills up (64 KiB, about 20 s of JSON counters at 0.5 s) and then blocks
+    /// the agent.
+    pub stdout: Arc<Mutex<String>>,
+    stdout_reader: Option<JoinHandle<()>>,
 }
 
 impl Agent {
@@ -64,11 +70,26 @@ impl Agent {
                 }
             }
         });
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let stdout_reader = child.stdout.take().map(|mut pipe| {
+            let buf = Arc::clone(&stdout);
+            std::thread::spawn(move || {
+                let mut chunk = [0u8; 8192];
+                // Ends at EOF (the agent exited) or on a read error.
+                while let Ok(n @ 1..) = pipe.read(&mut chunk) {
+                    buf.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push_str(&String::from_utf8_lossy(&chunk[..n]));
+                }
+            })
+        });
         let mut agent = Agent {
             child,
             dirs,
             stderr_lines: rx,
             stderr_seen: Vec::new(),
+            stdout,
+            stdout_reader,
         };
         agent.wait_for_stderr("netanom: ready", Duration::from_secs(20))?;
         Ok(agent)
@@ -117,19 +138,22 @@ impl Agent {
         unsafe { libc::kill(self.child.id() as i32, signal) };
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut code = None;
+        let mut exited = false;
         while Instant::now() < deadline {
             if let Ok(Some(st)) = self.child.try_wait() {
                 code = st.code();
+                exited = true;
                 break;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        let mut out = String::new();
-        if let Some(mut o) = self.child.stdout.take() {
-            use std::io::Read as _;
-            let _ = o.read_to_string(&mut out);
+        // The reader reaches EOF once the agent has exited (it has no children holding the
+        // pipe); otherwise take what was read so far.
+        if exited && let Some(reader) = self.stdout_reader.take() {
+            let _ = reader.join();
         }
-        // Give the reader thread a moment to deliver the last lines.
+        let out = std::mem::take(&mut *self.stdout.lock().unwrap_or_else(|e| e.into_inner()));
+        // Give the stderr reader thread a moment to deliver the last lines.
         std::thread::sleep(Duration::from_millis(50));
         self.drain();
         (code, out, std::mem::take(&mut self.stderr_seen))
