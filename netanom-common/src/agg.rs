@@ -39,6 +39,11 @@ pub struct SrcStats {
     /// Packets and frame bytes it sent (any direction of any flow).
     pub packets: u64,
     pub bytes: u64,
+    /// Of `packets`, those it sent in the forward direction of their flow, i.e. in flows it
+    /// started: what it sent on its own initiative. The rest are answers (a server's
+    /// SYN-ACKs, RSTs or replies to whoever contacted it), which say nothing about the
+    /// sender flooding anyone.
+    pub fwd_packets: u64,
     /// Flows it started.
     pub flows: u64,
     /// Flows it started with a bare SYN ...
@@ -52,7 +57,7 @@ pub struct SrcStats {
     /// Sketch of the destination hosts of the flows it started.
     pub host_sketch: [u64; SKETCH_WORDS],
 }
-const _: () = assert!(core::mem::size_of::<SrcStats>() == 184);
+const _: () = assert!(core::mem::size_of::<SrcStats>() == 192);
 
 /// What arrived at one destination service since its entry was last drained, counting the
 /// forward direction of flows (initiator to responder).
@@ -223,15 +228,27 @@ pub fn take(d: &mut DirStats, now_ns: u64) -> (u64, u64) {
     v
 }
 
-/// Credits `packets` and `bytes` sent by the source at `now_ns`; when `ev.started`, the
-/// packet `m` started a flow, which is counted with its port and host.
+/// Credits `packets` and `bytes` sent by the source at `now_ns`, in the forward direction of
+/// their flow when `forward` (see [`SrcStats::fwd_packets`]); when `ev.started`, the packet
+/// `m` started a flow, which is counted with its port and host.
 #[inline(always)]
-pub fn src_account(s: &mut SrcStats, m: &PacketMeta, packets: u64, bytes: u64, now_ns: u64, ev: &FlowEvent) {
+pub fn src_account(
+    s: &mut SrcStats,
+    m: &PacketMeta,
+    packets: u64,
+    bytes: u64,
+    forward: bool,
+    now_ns: u64,
+    ev: &FlowEvent,
+) {
     if s.packets == 0 {
         s.first_ns = now_ns;
     }
     s.packets += packets;
     s.bytes += bytes;
+    if forward {
+        s.fwd_packets += packets;
+    }
     s.last_ns = now_ns;
     if ev.started {
         s.flows += 1;
@@ -311,9 +328,20 @@ mod tests {
                 syn_answered: false,
                 forward: true,
             };
-            src_account(&mut src, &m, 1, 60, u64::from(port), &ev);
+            src_account(&mut src, &m, 1, 60, true, u64::from(port), &ev);
         }
         assert_eq!((src.flows, src.syn_flows, src.bytes), (200, 200, 12_000));
+        assert_eq!(src.fwd_packets, 200);
+        // An answer (the reverse direction of a flow someone else started) is not counted
+        // as the source's own initiative.
+        let answer = FlowEvent {
+            started: false,
+            syn: false,
+            syn_answered: true,
+            forward: false,
+        };
+        src_account(&mut src, &PacketMeta::default(), 1, 60, false, 1, &answer);
+        assert_eq!((src.packets, src.fwd_packets), (201, 200));
         let ports = sketch_estimate(&src.port_sketch);
         assert!((170.0..230.0).contains(&ports), "{ports}");
         assert!(sketch_estimate(&src.host_sketch) < 1.5);

@@ -113,6 +113,7 @@ mod prog {
     static ZERO_SRC: SrcStats = SrcStats {
         packets: 0,
         bytes: 0,
+        fwd_packets: 0,
         flows: 0,
         syn_flows: 0,
         syn_answered: 0,
@@ -321,7 +322,7 @@ mod prog {
         };
         match entry(&NA_SRC, &sender, &ZERO_SRC) {
             // SAFETY: map value pointer.
-            Some(s) => agg::src_account(unsafe { &mut *s }, m, packets, bytes, now, ev),
+            Some(s) => agg::src_account(unsafe { &mut *s }, m, packets, bytes, forward, now, ev),
             None => bump(Event::AggInsertFailed),
         }
         if forward {

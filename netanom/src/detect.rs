@@ -6,21 +6,27 @@
 //!   least `min_anomalous_ratio` of its flows.
 //! - Aggregates: each rate below has a learned normal level (a decaying running quantile,
 //!   p99.9, of what normal entities did) and a floor; an entity exceeds it when its rate is
-//!   above both the floor and `learned_margin` × the learned level. Sources: packets/s,
-//!   unanswered SYNs/s, distinct destination ports/s. Destination services: distinct sources/s
-//!   and packets/s (floods from many, possibly spoofed, sources that each send little).
+//!   above both the floor and `learned_margin` × the learned level. Sources: packets/s sent in
+//!   flows they started (answers to others do not count: a server replying to a flood is not
+//!   flooding), unanswered SYNs/s, distinct destination ports/s. Destination services: distinct
+//!   sources/s and packets/s (floods from many, possibly spoofed, sources that each send
+//!   little). Destination hosts: the same two rates over all the services of one address and
+//!   protocol that were not victims themselves, for floods spread over many ports (UDP
+//!   amplification: reflectors answer from one service port to random ports of the victim, so
+//!   no single destination port stands out). Such a victim has no port pattern the kernel can
+//!   rate-limit: it is reported, not limited.
 //! - Model thresholds can be recalibrated online: per model, the same running quantile of the
 //!   scores of flows judged normal replaces the bundle's threshold once enough flows were seen.
 //!
 //! While any finding is recent (an attack is in progress), nothing is learned, so an attacker
 //! cannot teach the detector that the attack is normal.
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     net::IpAddr,
     time::{Duration, Instant},
 };
 
-use netanom_common::agg::{DstKey, DstStats, HostKey, SrcStats, sketch_estimate};
+use netanom_common::agg::{DstKey, DstStats, HostKey, SKETCH_WORDS, SrcStats, sketch_estimate};
 
 use crate::{aggregates, alerts::Kind, config::DetectionConfig};
 
@@ -249,6 +255,9 @@ pub struct Detector {
     pub src_ports: Rate,
     pub dst_sources: Rate,
     pub dst_pps: Rate,
+    /// The destination rates summed over a host's services (floods spread over many ports).
+    pub host_sources: Rate,
+    pub host_pps: Rate,
     /// Per model: scores of normal flows, for online recalibration.
     model_scores: Vec<Learned>,
     moments: Moments,
@@ -269,17 +278,35 @@ pub struct ScoredFlow<'a> {
     pub scores: Vec<f64>,
     pub ensemble: f64,
     pub anomaly: bool,
+    /// The flow is an ICMP or ICMPv6 error message (see [`is_icmp_error`]): an answer to
+    /// someone else's packet, not its sender's initiative. It never counts towards the
+    /// sender's window (a host answering a flood to closed ports with unreachables is not an
+    /// offender), nor is it learned as normal.
+    pub icmp_error: bool,
+}
+
+/// Whether a flow of protocol `proto` whose first packet has ICMP type `icmp_type` is an
+/// error message: destination unreachable, source quench, redirect, time exceeded, parameter
+/// problem (ICMP); types below 128 (ICMPv6).
+pub fn is_icmp_error(proto: u8, icmp_type: u8) -> bool {
+    match proto {
+        1 => matches!(icmp_type, 3 | 4 | 5 | 11 | 12),
+        58 => icmp_type < 128,
+        _ => false,
+    }
 }
 
 impl Detector {
     pub fn new(cfg: DetectionConfig, models: usize) -> Detector {
         let mut d = Detector {
             windows: HashMap::new(),
-            src_pps: Rate::new("src_packets_per_s", 0.0),
+            src_pps: Rate::new("src_initiated_packets_per_s", 0.0),
             src_syn: Rate::new("src_syn_unanswered_per_s", 0.0),
             src_ports: Rate::new("src_distinct_dst_ports_per_s", 0.0),
             dst_sources: Rate::new("dst_distinct_srcs_per_s", 0.0),
             dst_pps: Rate::new("dst_packets_per_s", 0.0),
+            host_sources: Rate::new("dst_host_distinct_srcs_per_s", 0.0),
+            host_pps: Rate::new("dst_host_packets_per_s", 0.0),
             model_scores: vec![Learned::default(); models],
             moments: Moments::default(),
             last_finding: None,
@@ -297,6 +324,8 @@ impl Detector {
         self.src_ports.floor = cfg.src_port_rate;
         self.dst_sources.floor = cfg.dst_sources;
         self.dst_pps.floor = cfg.dst_pps;
+        self.host_sources.floor = cfg.dst_sources;
+        self.host_pps.floor = cfg.dst_pps;
         self.cfg = cfg;
     }
 
@@ -323,6 +352,8 @@ impl Detector {
             &mut self.src_ports,
             &mut self.dst_sources,
             &mut self.dst_pps,
+            &mut self.host_sources,
+            &mut self.host_pps,
         ] {
             r.learned.decay(f);
         }
@@ -369,7 +400,7 @@ impl Detector {
         let window = Duration::from_secs_f64(self.cfg.flow_window);
         let frozen = self.frozen(now);
         let mut out = Vec::new();
-        for f in flows {
+        for f in flows.iter().filter(|f| !f.icmp_error) {
             let w = self.windows.entry(f.src).or_default();
             if w.start.is_none_or(|s| now.duration_since(s) >= window) {
                 *w = Window {
@@ -461,7 +492,9 @@ impl Detector {
                 s.syn_flows.saturating_sub(s.syn_answered) as f64,
                 sketch_estimate(&s.port_sketch),
             );
-            let pps = s.packets as f64 / iv;
+            // What it sent on its own initiative: answers (a victim's SYN-ACKs or RSTs to a
+            // flood, a server's replies to its clients) are no flood from it.
+            let pps = s.fwd_packets as f64 / iv;
             let syn = n_syn / iv;
             let ports = n_ports / iv;
             let rates = vec![
@@ -485,7 +518,7 @@ impl Detector {
             } else if pps > t_pps {
                 Some((
                     Kind::SourceFlood,
-                    format!("{pps:.0} packets/s from {ip} (threshold {t_pps:.0})"),
+                    format!("{pps:.0} packets/s from {ip} in flows it started (threshold {t_pps:.0})"),
                 ))
             } else {
                 None
@@ -546,6 +579,7 @@ impl Detector {
                 flow: None,
             });
         }
+        let normal_hosts = self.spread_victims(iv, dst, &mut out);
         if !out.is_empty() {
             self.mark(now);
         } else if !frozen {
@@ -558,8 +592,103 @@ impl Detector {
                 self.dst_sources.learned.observe(srcs);
                 self.dst_pps.learned.observe(pps);
             }
+            for (srcs, pps) in normal_hosts {
+                self.host_sources.learned.observe(srcs);
+                self.host_pps.learned.observe(pps);
+            }
         }
         out
+    }
+
+    /// Floods spread over many ports of one host: sums, per destination address and protocol,
+    /// the services of at least two ports that were not found victims themselves (in `out`),
+    /// and adds a victim finding (port 0, not limitable) where the sum is over the host
+    /// thresholds. Returns the (sources/s, packets/s) of the hosts judged normal.
+    fn spread_victims(&self, iv: f64, dst: &[(DstKey, DstStats)], out: &mut Vec<Finding>) -> Vec<(f64, f64)> {
+        #[derive(Default)]
+        struct Host {
+            packets: u64,
+            flows: u64,
+            syn_flows: u64,
+            services: u32,
+            sketch: [u64; SKETCH_WORDS],
+        }
+        let found: HashSet<(IpAddr, u16, u8)> = out
+            .iter()
+            .filter_map(|f| match f.subject {
+                Subject::Victim { dst, port, proto, .. } => Some((dst, port, proto)),
+                Subject::Source(_) => None,
+            })
+            .collect();
+        // Keyed by (address, protocol); findings come in the order of `dst`.
+        let mut order = Vec::new();
+        let mut hosts: HashMap<(IpAddr, u8), Host> = HashMap::new();
+        for (k, d) in dst {
+            let ip = aggregates::dst_addr(k);
+            if found.contains(&(ip, k.port, k.proto)) {
+                continue;
+            }
+            let h = hosts.entry((ip, k.proto)).or_insert_with(|| {
+                order.push((ip, k.proto));
+                Host::default()
+            });
+            h.packets += d.packets;
+            h.flows += d.flows;
+            h.syn_flows += d.syn_flows;
+            h.services += 1;
+            for (a, b) in h.sketch.iter_mut().zip(&d.src_sketch) {
+                *a |= *b;
+            }
+        }
+        let margin = self.cfg.learned_margin;
+        let (t_srcs, t_pps) = (
+            self.host_sources.threshold(margin),
+            self.host_pps.threshold(margin),
+        );
+        let mut normal = Vec::new();
+        for (ip, proto) in order {
+            let Some(h) = hosts.get(&(ip, proto)) else {
+                continue;
+            };
+            if h.services < 2 {
+                continue; // the same as its one service, already judged
+            }
+            let n_srcs = sketch_estimate(&h.sketch);
+            let (srcs, pps) = (n_srcs / iv, h.packets as f64 / iv);
+            let victim =
+                h.packets as f64 > MIN_EVENTS && n_srcs > MIN_EVENTS && (srcs > t_srcs || pps > t_pps);
+            if !victim {
+                normal.push((srcs, pps));
+                continue;
+            }
+            let syn_share = if h.flows > 0 {
+                h.syn_flows as f64 / h.flows as f64
+            } else {
+                0.0
+            };
+            out.push(Finding {
+                kind: Kind::VictimFlood,
+                subject: Subject::Victim {
+                    dst: ip,
+                    port: 0,
+                    proto,
+                    tcp_flags: if proto == 6 && syn_share >= 0.5 { 0x02 } else { 0 },
+                    // The kernel's patterns name one destination port: none fits.
+                    limitable: false,
+                },
+                reason: format!(
+                    "{srcs:.0} distinct sources/s and {pps:.0} packets/s to {ip} spread over {} {} ports (thresholds {t_srcs:.0} and {t_pps:.0})",
+                    h.services,
+                    crate::alerts::proto_name(proto)
+                ),
+                rates: vec![
+                    (self.host_sources.name.to_owned(), srcs, t_srcs),
+                    (self.host_pps.name.to_owned(), pps, t_pps),
+                ],
+                flow: None,
+            });
+        }
+        normal
     }
 }
 
@@ -583,6 +712,7 @@ mod tests {
     fn src_stats(packets: u64, syn: u64, answered: u64, ports: u16) -> SrcStats {
         let mut s = SrcStats {
             packets,
+            fwd_packets: packets,
             syn_flows: syn,
             syn_answered: answered,
             ..SrcStats::default()
@@ -706,6 +836,102 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_server_answering_a_flood_is_not_a_flooder() {
+        let mut d = Detector::new(cfg(), 3);
+        // 50,000 packets/s, all answers (RSTs to a SYN flood, replies to clients).
+        let mut answering = src_stats(50_000, 0, 0, 0);
+        answering.fwd_packets = 0;
+        let f = d.observe_aggregates(1.0, &[(host([198, 18, 3, 2]), answering)], &[], Instant::now());
+        assert!(f.is_empty(), "{f:?}");
+        // The same volume on its own initiative is a flood.
+        let f = d.observe_aggregates(
+            1.0,
+            &[(host([198, 18, 3, 2]), src_stats(50_000, 0, 0, 0))],
+            &[],
+            Instant::now(),
+        );
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].kind, Kind::SourceFlood);
+    }
+
+    fn service(addr: [u8; 4], port: u16, proto: u8) -> DstKey {
+        DstKey {
+            addr: [u32::from_be_bytes(addr), 0, 0, 0],
+            port,
+            proto,
+            family: FAMILY_V4,
+        }
+    }
+
+    /// `packets` packets from `sources` distinct sources (numbered from `first`).
+    fn service_stats(packets: u64, first: u32, sources: u32) -> DstStats {
+        let mut s = DstStats {
+            packets,
+            flows: u64::from(sources),
+            ..DstStats::default()
+        };
+        for i in first..first + sources {
+            agg::sketch_add(&mut s.src_sketch, i.wrapping_mul(2_654_435_761));
+        }
+        s
+    }
+
+    #[test]
+    fn a_flood_spread_over_many_ports_is_a_victim_without_a_pattern() {
+        let mut d = Detector::new(cfg(), 3);
+        let victim = [198, 18, 3, 2];
+        // UDP amplification: 3,000 reflectors, one or two packets each, to 2,000 random ports.
+        let mut dst: Vec<_> = (0..2_000u32)
+            .map(|i| (service(victim, 1024 + i as u16, 17), service_stats(2, i * 3, 2)))
+            .collect();
+        // A benign service of another host, and the victim's own busy but normal TCP service.
+        dst.push((service([198, 18, 1, 2], 53, 17), service_stats(40, 900_000, 10)));
+        dst.push((service(victim, 8080, 6), service_stats(100, 800_000, 3)));
+        let f = d.observe_aggregates(1.0, &[], &dst, Instant::now());
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].kind, Kind::VictimFlood);
+        assert_eq!(
+            f[0].subject,
+            Subject::Victim {
+                dst: "198.18.3.2".parse().unwrap(),
+                port: 0,
+                proto: 17,
+                tcp_flags: 0,
+                limitable: false
+            }
+        );
+        assert!(
+            f[0].reason.contains("spread over 2000 UDP ports"),
+            "{}",
+            f[0].reason
+        );
+        assert_eq!(f[0].rates[0].0, "dst_host_distinct_srcs_per_s");
+
+        // A flood on one port is that service's finding (rate-limitable), not the host's
+        // too; the host's other services are judged without it.
+        let mut d = Detector::new(cfg(), 3);
+        let dst = [
+            (service(victim, 25565, 6), {
+                let mut s = service_stats(20_000, 0, 5_000);
+                s.syn_flows = 5_000;
+                s
+            }),
+            (service(victim, 8080, 6), service_stats(100, 800_000, 3)),
+            (service(victim, 8081, 6), service_stats(100, 800_100, 3)),
+        ];
+        let f = d.observe_aggregates(1.0, &[], &dst, Instant::now());
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(matches!(
+            f[0].subject,
+            Subject::Victim {
+                port: 25565,
+                limitable: true,
+                ..
+            }
+        ));
+    }
+
     fn labels() -> Vec<(String, f64)> {
         vec![("autoencoder".into(), 1.0)]
     }
@@ -721,6 +947,7 @@ mod tests {
             scores: vec![if anomaly { 9.0 } else { 0.1 }],
             ensemble: if anomaly { 9.0 } else { 0.1 },
             anomaly,
+            icmp_error: false,
         }
     }
 
@@ -740,6 +967,29 @@ mod tests {
         assert!(f[0].flow.is_some());
         assert!(d.observe_flows(&bad, &labels(), &["a", "b"], now).is_empty());
         assert!(d.frozen(now));
+    }
+
+    #[test]
+    fn icmp_errors_are_answers_not_offences() {
+        let mut d = Detector::new(cfg(), 1);
+        let now = Instant::now();
+        let x = [1.0, 2.0];
+        // A server answering UDP to closed ports from 50 spoofed sources: 50 unreachables,
+        // each its own (anomalous-looking) flow.
+        let unreachables: Vec<_> = (0..50)
+            .map(|_| ScoredFlow {
+                proto: 1,
+                icmp_error: true,
+                ..flow("198.18.3.2", true, &x)
+            })
+            .collect();
+        assert!(
+            d.observe_flows(&unreachables, &labels(), &["a", "b"], now)
+                .is_empty()
+        );
+        assert!(!d.frozen(now));
+        assert!(is_icmp_error(1, 3) && is_icmp_error(1, 11) && is_icmp_error(58, 1));
+        assert!(!is_icmp_error(1, 8) && !is_icmp_error(58, 128) && !is_icmp_error(17, 3));
     }
 
     #[test]

@@ -257,6 +257,9 @@ struct Volume {
     packets: u64,
     bytes: u64,
     last_ns: u64,
+    /// Of `packets`, those sent in the flow's forward direction (sources only, see
+    /// `SrcStats::fwd_packets`).
+    fwd_packets: u64,
 }
 
 impl Volume {
@@ -284,7 +287,11 @@ impl Uncredited {
                 family: k.family,
                 _pad: [0; 3],
             };
-            self.src.entry(host).or_default().add(packets, bytes, d.last_ns);
+            let vol = self.src.entry(host).or_default();
+            vol.add(packets, bytes, d.last_ns);
+            if forward {
+                vol.fwd_packets += packets;
+            }
             if forward {
                 let service = DstKey {
                     addr: responder.0,
@@ -309,7 +316,8 @@ impl Uncredited {
     /// no entry for gets one), and forgets it.
     pub fn credit(&mut self, src: &mut Vec<(HostKey, SrcStats)>, dst: &mut Vec<(DstKey, DstStats)>) {
         merge(&mut self.src, src, |s, v| {
-            add_volume(&mut s.packets, &mut s.bytes, &mut s.first_ns, &mut s.last_ns, v)
+            add_volume(&mut s.packets, &mut s.bytes, &mut s.first_ns, &mut s.last_ns, v);
+            s.fwd_packets += v.fwd_packets;
         });
         merge(&mut self.dst, dst, |d, v| {
             add_volume(&mut d.packets, &mut d.bytes, &mut d.first_ns, &mut d.last_ns, v)

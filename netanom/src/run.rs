@@ -31,7 +31,7 @@ use crate::{
     config::{self, Config, Mode},
     control::{AgentState, InterfaceState},
     datapath::{Datapath, LoadOptions, ModePreference},
-    detect::{Detector, ScoredFlow},
+    detect::{self, Detector, ScoredFlow},
     drain::{self, ExportReader},
     features::{self, FlowIdentity},
     metrics::{self, BundleInfo, DrainStage, Metrics},
@@ -586,6 +586,7 @@ fn score_flows(
             scores,
             ensemble: s.ensemble[i],
             anomaly: s.anomaly[i],
+            icmp_error: detect::is_icmp_error(id.protocol, r.value.icmp_type),
         });
     }
     let findings = st.detector.observe_flows(&flows, &labels, names, now);

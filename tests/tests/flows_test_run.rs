@@ -270,6 +270,15 @@ fn aggregate_volume_is_exact_kernel_chunks_plus_agent_credit() {
             n_down * down.len() as u64 + conv_bytes(false)
         )
     );
+    // Of a source's packets, those in flows it started (all of the client's; none of the
+    // server's, which only answered) are counted apart, kernel chunks and agent credit alike.
+    let fwd_of = |v: &[(HostKey, SrcStats)], ip: std::net::IpAddr| {
+        v.iter()
+            .find(|(k, _)| aggregates::src_addr(k) == ip)
+            .map_or(0, |(_, s)| s.fwd_packets)
+    };
+    assert_eq!(fwd_of(&src, c.ipv4.into()), want_client);
+    assert_eq!(fwd_of(&src, s.ipv4.into()), 0);
     // Services see forward-direction volume only.
     assert_eq!(dst_of(&dst, s.ipv4.into(), 53), (n_up, n_up * up.len() as u64));
     assert_eq!(
