@@ -2,8 +2,9 @@
 //! lists driven by `netanom block|allow|status` with and without an agent; floods and scans
 //! blocked within 2 seconds in mitigate mode while the benign host keeps its traffic; observe
 //! mode drops nothing; allowlisted sources are never blocked; blocks expire in the kernel
-//! with the agent dead and survive restarts; a flood from thousands of spoofed sources gets a
-//! victim alert and a pattern rate limit instead of thousands of blocks.
+//! with the agent dead and survive restarts; a flood from thousands of spoofed sources (a
+//! replay of a real capture when the shared captures are present) gets a victim alert and a
+//! pattern rate limit instead of thousands of blocks.
 //!
 //! Side `a` runs the agent (its veth is the "gateway" interface); side `b` is the outside:
 //! the benign host is b's own address 198.18.0.2, attackers are other addresses of
@@ -12,7 +13,6 @@ mod common;
 
 use std::{
     net::Ipv4Addr,
-    process::Command,
     sync::Mutex,
     time::{Duration, Instant},
 };
@@ -509,26 +509,46 @@ fn spoofed_syn_flood_gets_a_victim_alert_and_a_rate_limit_not_thousands_of_block
     let agent = start(&lab, &dirs, &["--mode", "mitigate", "--alerts", &af]);
     let tx = RawSender::open(&lab.b, &lab.b_side.iface).unwrap();
     let dst = lab.a_side.ep;
-    // 12,000 SYNs to port 80 from 4,000 spoofed sources in 198.19.0.0/16, 3 each.
-    let base = lab.b_side.ep;
     let pace = Pace::rate(8_000, Duration::from_secs(4));
-    tx.send_generated(12_000, &pace, |n| {
-        let mut src = base;
-        let i = (n % 4_000) as u16;
-        src.ipv4 = Ipv4Addr::new(198, 19, (i >> 8) as u8, (i & 0xff) as u8);
-        netanom_lab::frames::tcp(
-            &src,
-            &dst,
-            false,
-            1024 + (n / 4_000) as u16,
-            80,
-            0x02,
-            n as u32,
-            0,
-            &[],
-        )
-    })
-    .unwrap();
+    // The real thing when the shared captures are there: a prefix of a spoofed SYN flood
+    // (37,841 SYNs to port 25565 from 37,623 sources), its victim rewritten to a's address and
+    // its sources to 198.19.0.0/16. Otherwise a generated one: 12,000 SYNs to port 80 from
+    // 4,000 spoofed sources in 198.19.0.0/16, 3 each.
+    let port = match netanom_lab::pcap_path("attacks/ddos-stopddos/pkt.TCP.synflood.spoofed.pcap") {
+        Some(capture) => {
+            let opts = netanom_lab::replay::ReplayOptions {
+                pace,
+                max_packets: Some(12_000),
+                original_timing: false,
+            };
+            let st = netanom_lab::replay::replay(&capture, &tx, &lab.b_side.ep, &dst, &opts).unwrap();
+            eprintln!("replayed {st:?} from {}", capture.display());
+            assert!(st.sent >= 10_000, "{st:?}");
+            25565
+        }
+        None => {
+            eprintln!("shared captures not found (NETANOM_SHARED): generating the spoofed flood");
+            let base = lab.b_side.ep;
+            tx.send_generated(12_000, &pace, |n| {
+                let mut src = base;
+                let i = (n % 4_000) as u16;
+                src.ipv4 = Ipv4Addr::new(198, 19, (i >> 8) as u8, (i & 0xff) as u8);
+                netanom_lab::frames::tcp(
+                    &src,
+                    &dst,
+                    false,
+                    1024 + (n / 4_000) as u16,
+                    80,
+                    0x02,
+                    n as u32,
+                    0,
+                    &[],
+                )
+            })
+            .unwrap();
+            80
+        }
+    };
     std::thread::sleep(Duration::from_millis(1500));
     let st = json_of(
         &lab,
@@ -553,9 +573,8 @@ fn spoofed_syn_flood_gets_a_victim_alert_and_a_rate_limit_not_thousands_of_block
         .find(|x| x["netanom"]["kind"] == "victim_flood")
         .unwrap_or_else(|| panic!("no victim alert: {a:?}"));
     assert_eq!(victim["dest_ip"], "198.18.0.1");
-    assert_eq!(victim["dest_port"], 80);
+    assert_eq!(victim["dest_port"], port);
     assert_eq!(victim["alert"]["action"], "blocked");
     assert_eq!(victim["netanom"]["rate_limit"]["tcp_flags"], "S");
     let _ = std::fs::remove_file(&alerts_file);
-    let _ = Command::new("true").status();
 }
