@@ -51,7 +51,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Agent, agent_bin, run_to_end};
+use common::{Agent, agent_bin, run_to_end, time_until};
 use netanom_lab::{
     Endpoint, Gateway, Pace, RawReceiver, RawSender, StateDirs, frames,
     replay::{self, ReplayOptions},
@@ -133,28 +133,18 @@ fn assert_innocent_not_blocked(lab: &Gateway, list: &[Value]) {
     }
 }
 
-/// Runs `attack` on a thread while polling the blocklist (every 50 ms, at most 5 s); returns
-/// how long after the attack's start `prefix` was blocked. Checks at every poll that neither
-/// the client nor the server is blocked.
+/// How long after `attack` starts `prefix` is in the blocklist; checks at every poll that
+/// neither the client nor the server is blocked.
 fn time_to_block(
     lab: &Gateway,
     dirs: &StateDirs,
     prefix: &str,
     attack: impl FnOnce() + Send,
 ) -> Option<Duration> {
-    std::thread::scope(|s| {
-        let t0 = Instant::now();
-        s.spawn(attack);
-        let deadline = t0 + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            let list = blocks(lab, dirs);
-            assert_innocent_not_blocked(lab, &list);
-            if list.iter().any(|b| b["prefix"] == prefix) {
-                return Some(t0.elapsed());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
+    time_until(attack, || {
+        let list = blocks(lab, dirs);
+        assert_innocent_not_blocked(lab, &list);
+        list.iter().any(|b| b["prefix"] == prefix)
     })
 }
 

@@ -17,123 +17,38 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Agent, agent_bin, run_to_end, xdp_attached};
-use netanom_lab::{
-    Endpoint, Pace, Pair, RawReceiver, RawSender, StateDirs, require_root, sweep_leftovers,
-    sweep_state_leftovers, traffic,
+use common::{
+    Agent, attacker, block_list, block_of, lab_setup, netanom_in, netanom_json, read_alerts, start_lab_agent,
+    time_until, udp_through, xdp_attached,
 };
+use netanom_lab::{Pace, Pair, RawReceiver, RawSender, StateDirs, traffic};
 use serde_json::Value;
 
 /// The scenarios share two cores: run them one at a time so timings mean something.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn setup(tag: &str) -> Option<(Pair, StateDirs)> {
-    if !require_root() {
-        eprintln!("skipped: needs root (namespaces, XDP, bpffs)");
-        return None;
-    }
-    sweep_leftovers().unwrap();
-    sweep_state_leftovers();
-    let dirs = StateDirs::new(tag);
-    std::fs::create_dir_all(&dirs.state_dir).unwrap();
-    Some((Pair::new(tag).unwrap(), dirs))
-}
-
-fn attacker(lab: &Pair, last_octet: u8) -> Endpoint {
-    let mut e = lab.b_side.ep;
-    e.ipv4 = Ipv4Addr::new(198, 18, 0, last_octet);
-    e
-}
-
-/// `netanom ARGS` in `lab.a`; returns (exit code, stdout, stderr).
-fn netanom(lab: &Pair, args: &[&str]) -> (Option<i32>, String, String) {
-    let mut cmd = lab.a.command(agent_bin());
-    cmd.args(args);
-    run_to_end(cmd)
-}
-
-fn json_of(lab: &Pair, args: &[&str]) -> Value {
-    let (code, out, err) = netanom(lab, args);
-    assert_eq!(code, Some(0), "netanom {args:?}: {err}");
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("netanom {args:?} printed no JSON ({e}): {out}"))
-}
-
-fn blocks(lab: &Pair, dirs: &StateDirs) -> Vec<Value> {
-    json_of(lab, &["block", "list", "--json", "--pin-dir", dirs.pin()])
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
-fn blocked(lab: &Pair, dirs: &StateDirs, prefix: &str) -> Option<Value> {
-    blocks(lab, dirs).into_iter().find(|b| b["prefix"] == prefix)
-}
-
-/// Sends `count` UDP datagrams from `src` to a's address; returns how many a's interface
-/// received from `src` (after XDP: dropped frames never reach a packet socket).
-fn udp_through(lab: &Pair, src: &Endpoint, count: u64) -> u64 {
-    let rx = RawReceiver::open(&lab.a, &lab.a_side.iface).unwrap();
-    rx.drain().unwrap();
-    let tx = RawSender::open(&lab.b, &lab.b_side.iface).unwrap();
-    let pace = Pace::rate(2_000, Duration::from_secs(5));
-    traffic::udp_burst(&tx, src, &lab.a_side.ep, false, count, 32, &pace).unwrap();
-    let frames = rx
-        .collect(
-            count as usize * 4 + 64,
-            Duration::from_millis(300),
-            Duration::from_secs(5),
-        )
-        .unwrap();
-    let want = src.ipv4.octets();
-    frames
-        .iter()
-        .filter(|f| f.len() > 34 && f[12..14] == [0x08, 0x00] && f[26..30] == want)
-        .count() as u64
-}
-
-fn alerts(path: &std::path::Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("alert line is not JSON ({e}): {l}")))
-        .collect()
-}
-
 fn start(lab: &Pair, dirs: &StateDirs, extra: &[&str]) -> Agent {
-    let iface = lab.a_side.iface.clone();
-    let mut args = vec![
-        "--iface",
-        &iface,
-        "--pin-dir",
-        dirs.pin(),
-        "--state-dir",
-        dirs.state(),
-        "--stats-format",
-        "json",
-        "--stats-interval",
-        "0.5",
-        "--no-metrics",
-    ];
-    args.extend_from_slice(extra);
-    Agent::start(&lab.a, &args).unwrap()
+    start_lab_agent(lab, dirs, extra)
 }
 
 #[test]
 fn blocklist_commands_ttl_in_the_kernel_and_restarts() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let Some((lab, dirs)) = setup("blk") else { return };
+    let Some((lab, dirs)) = lab_setup("blk") else {
+        return;
+    };
     let pin = dirs.pin();
     let bad = attacker(&lab, 66);
     let good = lab.b_side.ep;
 
     // Bad input: clear errors, nothing created.
-    let (code, _, err) = netanom(&lab, &["block", "add", "198.18.0.66/33", "--pin-dir", pin]);
+    let (code, _, err) = netanom_in(&lab, &["block", "add", "198.18.0.66/33", "--pin-dir", pin]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("prefix length must be 0 to 32"), "{err}");
-    let (code, _, err) = netanom(&lab, &["block", "list", "--pin-dir", pin]);
+    let (code, _, err) = netanom_in(&lab, &["block", "list", "--pin-dir", pin]);
     assert_eq!(code, Some(1));
     assert!(err.contains("no netanom maps are pinned"), "{err}");
-    let (code, _, err) = netanom(&lab, &["block", "add", "198.18.0.0/24", "--pin-dir", pin]);
+    let (code, _, err) = netanom_in(&lab, &["block", "add", "198.18.0.0/24", "--pin-dir", pin]);
     assert_eq!(code, Some(1), "{err}");
     assert!(
         err.contains("lock you out"),
@@ -141,7 +56,7 @@ fn blocklist_commands_ttl_in_the_kernel_and_restarts() {
     );
 
     // Without an agent: the command creates and pins the maps.
-    let (code, out, err) = netanom(
+    let (code, out, err) = netanom_in(
         &lab,
         &[
             "block",
@@ -157,7 +72,7 @@ fn blocklist_commands_ttl_in_the_kernel_and_restarts() {
     );
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("blocked 198.18.0.66/32 for 4 s"), "{out}");
-    let b = blocked(&lab, &dirs, "198.18.0.66/32").expect("listed");
+    let b = block_of(&lab, &dirs, "198.18.0.66/32", false).expect("listed");
     assert_eq!(b["reason"], "lab test");
     assert_eq!(b["origin"], "manual");
     assert!(b["active"].as_bool().unwrap());
@@ -166,7 +81,7 @@ fn blocklist_commands_ttl_in_the_kernel_and_restarts() {
     let agent = start(&lab, &dirs, &[]);
     assert_eq!(udp_through(&lab, &bad, 50), 0, "blocked source dropped");
     assert_eq!(udp_through(&lab, &good, 50), 50, "benign host passes");
-    let b = blocked(&lab, &dirs, "198.18.0.66/32").unwrap();
+    let b = block_of(&lab, &dirs, "198.18.0.66/32", false).unwrap();
     assert_eq!(b["dropped_packets"], 50, "per-entry drop count: {b}");
 
     // The agent dies: the pinned XDP link keeps the program attached and the block enforced...
@@ -175,7 +90,7 @@ fn blocklist_commands_ttl_in_the_kernel_and_restarts() {
         xdp_attached(&lab.a, &lab.a_side.iface),
         "still attached without an agent"
     );
-    let st = json_of(
+    let st = netanom_json(
         &lab,
         &["status", "--json", "--pin-dir", pin, "--state-dir", dirs.state()],
     );
@@ -188,16 +103,19 @@ fn blocklist_commands_ttl_in_the_kernel_and_restarts() {
     );
     // ...until its TTL lapses, which the kernel enforces by itself.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while blocked(&lab, &dirs, "198.18.0.66/32").is_some() && Instant::now() < deadline {
+    while block_of(&lab, &dirs, "198.18.0.66/32", false).is_some() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert!(blocked(&lab, &dirs, "198.18.0.66/32").is_none(), "expired");
+    assert!(
+        block_of(&lab, &dirs, "198.18.0.66/32", false).is_none(),
+        "expired"
+    );
     assert_eq!(
         udp_through(&lab, &bad, 20),
         20,
         "expired block no longer drops (no agent)"
     );
-    let all = json_of(&lab, &["block", "list", "--json", "--all", "--pin-dir", pin]);
+    let all = netanom_json(&lab, &["block", "list", "--json", "--all", "--pin-dir", pin]);
     assert_eq!(all[0]["active"], false, "remembered for escalation: {all}");
 
     // A new agent replaces the orphaned program; blocks added while it runs survive a
@@ -209,7 +127,7 @@ fn blocklist_commands_ttl_in_the_kernel_and_restarts() {
             .iter()
             .any(|l| l.contains("left attached by a previous agent"))
     );
-    let (code, _, err) = netanom(
+    let (code, _, err) = netanom_in(
         &lab,
         &["block", "add", "198.18.0.77/32", "--ttl", "600", "--pin-dir", pin],
     );
@@ -217,53 +135,43 @@ fn blocklist_commands_ttl_in_the_kernel_and_restarts() {
     let (code, _, _) = agent.stop(libc::SIGTERM);
     assert_eq!(code, Some(0));
     assert!(!xdp_attached(&lab.a, &lab.a_side.iface), "a clean stop detaches");
-    let st = json_of(
+    let st = netanom_json(
         &lab,
         &["status", "--json", "--pin-dir", pin, "--state-dir", dirs.state()],
     );
     assert_eq!(st["agent"], "stopped", "{st}");
     assert_eq!(st["blocks_active"], 1, "{st}");
     let _agent = start(&lab, &dirs, &[]);
-    assert!(blocked(&lab, &dirs, "198.18.0.77/32").is_some());
+    assert!(block_of(&lab, &dirs, "198.18.0.77/32", false).is_some());
     assert_eq!(
         udp_through(&lab, &attacker(&lab, 77), 20),
         0,
         "kept across the restart"
     );
-    let (code, out, _) = netanom(&lab, &["block", "del", "198.18.0.77/32", "--pin-dir", pin]);
+    let (code, out, _) = netanom_in(&lab, &["block", "del", "198.18.0.77/32", "--pin-dir", pin]);
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(udp_through(&lab, &attacker(&lab, 77), 20), 20);
-    let (code, _, err) = netanom(&lab, &["block", "del", "198.18.0.77/32", "--pin-dir", pin]);
+    let (code, _, err) = netanom_in(&lab, &["block", "del", "198.18.0.77/32", "--pin-dir", pin]);
     assert_eq!(code, Some(1));
     assert!(err.contains("not in the blocklist"), "{err}");
 }
 
-/// Runs `attack` on a thread while polling the blocklist; returns how long after the
-/// attack's start the prefix was blocked.
+/// How long after `attack` starts `prefix` is in the blocklist.
 fn time_to_block(
     lab: &Pair,
     dirs: &StateDirs,
     prefix: &str,
     attack: impl FnOnce() + Send,
 ) -> Option<Duration> {
-    std::thread::scope(|s| {
-        let t0 = Instant::now();
-        s.spawn(attack);
-        let deadline = t0 + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if blocked(lab, dirs, prefix).is_some() {
-                return Some(t0.elapsed());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
-    })
+    time_until(attack, || block_of(lab, dirs, prefix, false).is_some())
 }
 
 #[test]
 fn mitigate_mode_blocks_floods_and_scans_fast_and_never_the_benign_host() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let Some((lab, dirs)) = setup("mit") else { return };
+    let Some((lab, dirs)) = lab_setup("mit") else {
+        return;
+    };
     let alerts_file = dirs.state_dir.join("alerts.json");
     let af = alerts_file.to_str().unwrap().to_owned();
     let agent = start(&lab, &dirs, &["--mode", "mitigate", "--alerts", &af]);
@@ -273,8 +181,8 @@ fn mitigate_mode_blocks_floods_and_scans_fast_and_never_the_benign_host() {
         n,
         100,
         "blocks {:?} alerts {:?}",
-        blocks(&lab, &dirs),
-        alerts(&alerts_file)
+        block_list(&lab, &dirs, false),
+        read_alerts(&alerts_file)
     );
     let tx = RawSender::open(&lab.b, &lab.b_side.iface).unwrap();
     let dst = lab.a_side.ep;
@@ -322,7 +230,7 @@ fn mitigate_mode_blocks_floods_and_scans_fast_and_never_the_benign_host() {
     assert!(t < Duration::from_secs(2), "{t:?}");
 
     // The benign host was never blocked and its traffic still flows; attackers' does not.
-    assert!(blocked(&lab, &dirs, "198.18.0.2/32").is_none());
+    assert!(block_of(&lab, &dirs, "198.18.0.2/32", false).is_none());
     assert_eq!(udp_through(&lab, &good, 100), 100);
     assert_eq!(udp_through(&lab, &udp, 20), 0);
     let (code, out, _) = agent.stop(libc::SIGTERM);
@@ -335,7 +243,7 @@ fn mitigate_mode_blocks_floods_and_scans_fast_and_never_the_benign_host() {
     eprintln!("kernel drops by the blocklist: {dropped:?}");
 
     // One EVE alert per decision, flushed before exit.
-    let a = alerts(&alerts_file);
+    let a = read_alerts(&alerts_file);
     for ip in ["198.18.0.66", "198.18.0.67", "198.18.0.68"] {
         let hit = a
             .iter()
@@ -385,7 +293,9 @@ fn mitigate_mode_blocks_floods_and_scans_fast_and_never_the_benign_host() {
 #[test]
 fn observe_mode_drops_nothing_and_allowlisted_attackers_are_never_blocked() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let Some((lab, dirs)) = setup("obs") else { return };
+    let Some((lab, dirs)) = lab_setup("obs") else {
+        return;
+    };
     let alerts_file = dirs.state_dir.join("alerts.json");
     let af = alerts_file.to_str().unwrap().to_owned();
     let tx = RawSender::open(&lab.b, &lab.b_side.iface).unwrap();
@@ -406,8 +316,11 @@ fn observe_mode_drops_nothing_and_allowlisted_attackers_are_never_blocked() {
     )
     .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
-    assert!(blocks(&lab, &dirs).is_empty(), "observe mode blocks nothing");
-    let st = json_of(
+    assert!(
+        block_list(&lab, &dirs, false).is_empty(),
+        "observe mode blocks nothing"
+    );
+    let st = netanom_json(
         &lab,
         &[
             "status",
@@ -426,7 +339,7 @@ fn observe_mode_drops_nothing_and_allowlisted_attackers_are_never_blocked() {
         .unwrap();
     assert!(got >= sent, "every frame passed XDP ({got} of {sent})");
     agent.stop(libc::SIGTERM);
-    let a = alerts(&alerts_file);
+    let a = read_alerts(&alerts_file);
     assert!(
         a.iter()
             .any(|x| x["src_ip"] == "198.18.0.66" && x["alert"]["action"] == "would-block"),
@@ -442,7 +355,7 @@ fn observe_mode_drops_nothing_and_allowlisted_attackers_are_never_blocked() {
     .unwrap();
     let c = cfg.to_str().unwrap().to_owned();
     let agent = start(&lab, &dirs, &["--config", &c, "--alerts", &af]);
-    let al = json_of(&lab, &["allow", "list", "--json", "--pin-dir", dirs.pin()]);
+    let al = netanom_json(&lab, &["allow", "list", "--json", "--pin-dir", dirs.pin()]);
     let has = |v: &Value, p: &str| v.as_array().unwrap().iter().any(|x| x["prefix"] == p);
     assert!(has(&al, "198.18.0.64/26"), "{al}");
     assert!(has(&al, "198.18.0.1/32"), "the host's own address: {al}");
@@ -457,16 +370,19 @@ fn observe_mode_drops_nothing_and_allowlisted_attackers_are_never_blocked() {
     )
     .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
-    assert!(blocks(&lab, &dirs).is_empty(), "allowlisted source not blocked");
+    assert!(
+        block_list(&lab, &dirs, false).is_empty(),
+        "allowlisted source not blocked"
+    );
     assert_eq!(udp_through(&lab, &bad, 50), 50);
-    let a = alerts(&alerts_file);
+    let a = read_alerts(&alerts_file);
     assert!(
         a.iter()
             .any(|x| x["src_ip"] == "198.18.0.66" && x["alert"]["action"] == "allowed"),
         "{a:?}"
     );
     // A manual block cannot override the allowlist either.
-    let (code, _, err) = netanom(&lab, &["block", "add", "198.18.0.66", "--pin-dir", dirs.pin()]);
+    let (code, _, err) = netanom_in(&lab, &["block", "add", "198.18.0.66", "--pin-dir", dirs.pin()]);
     assert_eq!(code, Some(0));
     assert!(err.contains("allowlist entry 198.18.0.64/26"), "{err}");
     assert_eq!(udp_through(&lab, &bad, 50), 50);
@@ -482,7 +398,7 @@ fn observe_mode_drops_nothing_and_allowlisted_attackers_are_never_blocked() {
     agent
         .wait_for_stderr("reload failed", Duration::from_secs(10))
         .unwrap();
-    let al = json_of(&lab, &["allow", "list", "--json", "--pin-dir", dirs.pin()]);
+    let al = netanom_json(&lab, &["allow", "list", "--json", "--pin-dir", dirs.pin()]);
     assert!(has(&al, "198.18.0.64/26"), "old allowlist kept: {al}");
     std::fs::write(
         &cfg,
@@ -493,7 +409,7 @@ fn observe_mode_drops_nothing_and_allowlisted_attackers_are_never_blocked() {
     agent
         .wait_for_stderr("reloaded", Duration::from_secs(20))
         .unwrap();
-    let al = json_of(&lab, &["allow", "list", "--json", "--pin-dir", dirs.pin()]);
+    let al = netanom_json(&lab, &["allow", "list", "--json", "--pin-dir", dirs.pin()]);
     assert!(has(&al, "198.18.0.96/27") && !has(&al, "198.18.0.64/26"), "{al}");
     agent.stop(libc::SIGTERM);
     let _ = std::fs::remove_file(&alerts_file);
@@ -503,7 +419,9 @@ fn observe_mode_drops_nothing_and_allowlisted_attackers_are_never_blocked() {
 #[test]
 fn spoofed_syn_flood_gets_a_victim_alert_and_a_rate_limit_not_thousands_of_blocks() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let Some((lab, dirs)) = setup("spf") else { return };
+    let Some((lab, dirs)) = lab_setup("spf") else {
+        return;
+    };
     let alerts_file = dirs.state_dir.join("alerts.json");
     let af = alerts_file.to_str().unwrap().to_owned();
     let agent = start(&lab, &dirs, &["--mode", "mitigate", "--alerts", &af]);
@@ -550,7 +468,7 @@ fn spoofed_syn_flood_gets_a_victim_alert_and_a_rate_limit_not_thousands_of_block
         }
     };
     std::thread::sleep(Duration::from_millis(1500));
-    let st = json_of(
+    let st = netanom_json(
         &lab,
         &[
             "status",
@@ -567,7 +485,7 @@ fn spoofed_syn_flood_gets_a_victim_alert_and_a_rate_limit_not_thousands_of_block
         "not thousands of source blocks: {st}"
     );
     agent.stop(libc::SIGTERM);
-    let a = alerts(&alerts_file);
+    let a = read_alerts(&alerts_file);
     let victim = a
         .iter()
         .find(|x| x["netanom"]["kind"] == "victim_flood")

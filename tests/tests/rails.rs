@@ -20,8 +20,8 @@ use std::{
 };
 
 use common::{
-    Agent, attacker, block_list, block_of, http_get, netanom_in, read_alerts, sample, status_json, udp_flood,
-    udp_through, wait_until, xdp_attached,
+    Agent, attacker, block_list, block_of, http_get, lab_setup, netanom_in, read_alerts, sample,
+    start_lab_agent, status_json, udp_flood, udp_through, wait_until, xdp_attached,
 };
 use netanom::{
     alerts::{self, AlertContext, AlertSink, Kind},
@@ -31,7 +31,7 @@ use netanom::{
     respond::{MitigationCounters, Responder},
     tables::Tables,
 };
-use netanom_lab::{Endpoint, Pair, StateDirs, require_root, sweep_leftovers, sweep_state_leftovers};
+use netanom_lab::{Endpoint, Pair, StateDirs, require_root, sweep_state_leftovers};
 use serde_json::Value;
 
 /// The lab scenarios share two cores: one at a time, so that timings mean something.
@@ -437,18 +437,6 @@ fn responder_forgets_strikes_after_forget_after() {
 
 const METRICS_PORT: u16 = 19755;
 
-fn setup(tag: &str) -> Option<(Pair, StateDirs)> {
-    if !require_root() {
-        eprintln!("skipped: needs root (namespaces, XDP, bpffs)");
-        return None;
-    }
-    sweep_leftovers().unwrap();
-    sweep_state_leftovers();
-    let dirs = StateDirs::new(tag);
-    std::fs::create_dir_all(&dirs.state_dir).unwrap();
-    Some((Pair::new(tag).unwrap(), dirs))
-}
-
 /// Mitigate mode; destination-side detection out of the way (several sources flooding one
 /// address would otherwise also make a victim finding and a rate limit); then `mitigation`.
 fn config(dirs: &StateDirs, mitigation: &str) -> String {
@@ -465,28 +453,10 @@ fn config(dirs: &StateDirs, mitigation: &str) -> String {
 }
 
 fn start(lab: &Pair, dirs: &StateDirs, extra: &[&str]) -> Agent {
-    let iface = lab.a_side.iface.clone();
     let alerts = dirs.state_dir.join("alerts.json");
-    let alerts = alerts.to_str().unwrap();
-    let mut args = vec![
-        "--iface",
-        &iface,
-        "--pin-dir",
-        dirs.pin(),
-        "--state-dir",
-        dirs.state(),
-        "--stats-format",
-        "json",
-        "--stats-interval",
-        "0.5",
-        "--alerts",
-        alerts,
-    ];
+    let mut args = vec!["--alerts", alerts.to_str().unwrap()];
     args.extend_from_slice(extra);
-    if !extra.contains(&"--metrics-addr") {
-        args.push("--no-metrics");
-    }
-    Agent::start(&lab.a, &args).unwrap()
+    start_lab_agent(lab, dirs, &args)
 }
 
 fn lab_alerts(dirs: &StateDirs) -> Vec<Value> {
@@ -513,7 +483,9 @@ fn host(e: &Endpoint) -> String {
 #[test]
 fn agent_breaker_trips_at_the_new_block_cap_shows_everywhere_and_closes_after_cooldown() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let Some((lab, dirs)) = setup("rrate") else { return };
+    let Some((lab, dirs)) = lab_setup("rrate") else {
+        return;
+    };
     let cfg = config(
         &dirs,
         "block_ttl = 120.0\nmax_new_blocks_per_minute = 3\nbreaker_cooldown = 6.0\n",
@@ -645,7 +617,9 @@ fn agent_breaker_trips_at_the_new_block_cap_shows_everywhere_and_closes_after_co
 #[test]
 fn agent_breaker_trips_at_max_blocks_and_blocking_resumes_after_cooldown() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let Some((lab, dirs)) = setup("rmax") else { return };
+    let Some((lab, dirs)) = lab_setup("rmax") else {
+        return;
+    };
     let cfg = config(
         &dirs,
         "block_ttl = 3.0\nmax_blocks = 2\nmax_new_blocks_per_minute = 100\nbreaker_cooldown = 5.0\n",
@@ -706,7 +680,9 @@ fn agent_breaker_trips_at_max_blocks_and_blocking_resumes_after_cooldown() {
 #[test]
 fn agent_repeat_offender_gets_strike_two_and_a_longer_ttl() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let Some((lab, dirs)) = setup("resc") else { return };
+    let Some((lab, dirs)) = lab_setup("resc") else {
+        return;
+    };
     let cfg = config(
         &dirs,
         "block_ttl = 2.0\nttl_escalation = 3.0\nmax_block_ttl = 60.0\nforget_after = 120.0\n",
@@ -763,7 +739,9 @@ fn agent_repeat_offender_gets_strike_two_and_a_longer_ttl() {
 #[test]
 fn agent_survives_its_interface_disappearing_and_reattaches_when_it_returns() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let Some((lab, dirs)) = setup("rifc") else { return };
+    let Some((lab, dirs)) = lab_setup("rifc") else {
+        return;
+    };
     let iface = lab.a_side.iface.clone();
     let mut agent = start(&lab, &dirs, &["--mode", "mitigate"]);
     let bad = attacker(&lab, 66);

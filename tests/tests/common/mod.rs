@@ -195,6 +195,63 @@ pub fn run_to_end(mut cmd: Command) -> (Option<i32>, String, String) {
     )
 }
 
+/// A lab pair and its agent's state directories (created), after sweeping what crashed runs
+/// left; `None` (test skipped) without root.
+#[allow(dead_code)]
+pub fn lab_setup(tag: &str) -> Option<(Pair, StateDirs)> {
+    if !netanom_lab::require_root() {
+        eprintln!("skipped: needs root (namespaces, XDP, bpffs)");
+        return None;
+    }
+    netanom_lab::sweep_leftovers().unwrap();
+    netanom_lab::sweep_state_leftovers();
+    let dirs = StateDirs::new(tag);
+    std::fs::create_dir_all(&dirs.state_dir).unwrap();
+    Some((Pair::new(tag).unwrap(), dirs))
+}
+
+/// The agent on a's interface with `dirs`, JSON stats every 0.5 s, no metrics endpoint
+/// unless `extra` names one; then `extra`.
+#[allow(dead_code)]
+pub fn start_lab_agent(lab: &Pair, dirs: &StateDirs, extra: &[&str]) -> Agent {
+    let iface = lab.a_side.iface.clone();
+    let mut args = vec![
+        "--iface",
+        &iface,
+        "--pin-dir",
+        dirs.pin(),
+        "--state-dir",
+        dirs.state(),
+        "--stats-format",
+        "json",
+        "--stats-interval",
+        "0.5",
+    ];
+    args.extend_from_slice(extra);
+    if !extra.contains(&"--metrics-addr") {
+        args.push("--no-metrics");
+    }
+    Agent::start(&lab.a, &args).unwrap()
+}
+
+/// Runs `attack` on a thread while polling `done` every 50 ms (for at most 5 s); returns how
+/// long after the attack's start `done` first held.
+#[allow(dead_code)]
+pub fn time_until(attack: impl FnOnce() + Send, mut done: impl FnMut() -> bool) -> Option<Duration> {
+    std::thread::scope(|s| {
+        let t0 = Instant::now();
+        s.spawn(attack);
+        let deadline = t0 + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if done() {
+                return Some(t0.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    })
+}
+
 /// Whether any XDP program is attached to `iface` in `ns`.
 pub fn xdp_attached(ns: &Netns, iface: &str) -> bool {
     ns.ip(&["-d", "link", "show", "dev", iface])
