@@ -247,7 +247,6 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     sys::check_bpffs(&opts.bpffs)?;
     let cfg = &opts.config;
     let pin_dir = cfg.agent.pin_dir.clone();
-    tables::ensure_dir(&pin_dir)?;
     tables::check_pins(&pin_dir)?;
     let (scorer, bundle_info) = load_scorer(&opts)?;
     // Open the outputs before touching the kernel: a bad path fails fast.
@@ -263,6 +262,8 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     // Likewise the metrics endpoint: a busy port or a foreign address fails before attaching.
     let listener = opts.metrics_addr.map(metrics::bind).transpose()?;
 
+    // Nothing is created on bpffs before every check above has passed.
+    tables::ensure_dir(&pin_dir)?;
     let mut dp = Datapath::load_pinned(&opts.load, Some(&pin_dir))?;
     log::info!(
         "kernel maps: {} flows, {} sources, {} destinations, {} KiB export ring (about {} MiB); \

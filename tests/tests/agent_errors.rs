@@ -43,6 +43,7 @@ fn onnx_runtime_library_not_found() {
         eprintln!("skipped: needs root");
         return;
     }
+    let dirs = netanom_lab::StateDirs::new("noort");
     assert_clean_failure(
         run_to_end(netanom(&[
             "run",
@@ -50,6 +51,10 @@ fn onnx_runtime_library_not_found() {
             "lo",
             "--ort-lib",
             "/nonexistent/libonnxruntime.so",
+            "--pin-dir",
+            dirs.pin(),
+            "--state-dir",
+            dirs.state(),
         ])),
         &[
             "ONNX Runtime was not found",
@@ -57,6 +62,7 @@ fn onnx_runtime_library_not_found() {
             "cargo xtask setup",
         ],
     );
+    assert!(!dirs.pin_dir.exists(), "nothing created on bpffs");
 }
 
 #[test]
@@ -110,9 +116,15 @@ fn another_xdp_program_already_attached() {
     // The first program: another agent instance, attached in skb mode. Without a metrics
     // endpoint: the second agent's default one would otherwise fail first (port in use).
     let first = Agent::start(&lab.a, &["--iface", &iface, "--xdp-mode", "skb", "--no-metrics"]).unwrap();
+    let dirs = netanom_lab::StateDirs::new("busy2");
     for mode in ["auto", "skb", "native"] {
         let mut c = lab.a.command(agent_bin());
-        c.args(["run", "--iface", &iface, "--xdp-mode", mode]);
+        c.args(["run", "--iface", &iface, "--xdp-mode", mode]).args([
+            "--pin-dir",
+            dirs.pin(),
+            "--state-dir",
+            dirs.state(),
+        ]);
         assert_clean_failure(
             run_to_end(c),
             &["another XDP program is already attached", &iface, "xdp off"],
