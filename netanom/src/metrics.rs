@@ -165,6 +165,7 @@ pub struct Metrics {
     drain_duration: [Histogram; 3],
     scoring_duration: Histogram,
     xdp_attached: Family<IfaceLabels, Gauge>,
+    model_bundle: Family<IfaceLabels, Gauge>,
     /// By [`DROP_REASONS`].
     packets_dropped: [Counter; 2],
     packets_passed_allowlisted: Counter,
@@ -198,17 +199,13 @@ impl Metrics {
             "The netanom agent's version; always 1",
             Info::new(vec![("version", env!("CARGO_PKG_VERSION").to_owned())]),
         );
-        if let Some(b) = bundle {
-            r.register(
-                "model_bundle",
-                "The model bundle scoring the flows (origin, training dataset, execution provider); always 1",
-                Info::new(vec![
-                    ("origin", b.origin.clone()),
-                    ("dataset", b.dataset.clone()),
-                    ("provider", b.provider.clone()),
-                ]),
-            );
-        }
+        // A gauge family, so that a reload (SIGHUP) can replace the bundle's labels.
+        let model_bundle = Family::<IfaceLabels, Gauge>::default();
+        r.register(
+            "model_bundle_info",
+            "The model bundle scoring the flows (origin, training dataset, execution provider); always 1",
+            model_bundle.clone(),
+        );
         // A gauge family rather than an info family: prometheus-client encodes an info metric
         // inside a family with a stray comma.
         let xdp_attached = Family::<IfaceLabels, Gauge>::default();
@@ -465,7 +462,7 @@ impl Metrics {
             last_update.clone(),
         );
 
-        Self {
+        let m = Self {
             registry: r,
             packets,
             bytes,
@@ -509,7 +506,23 @@ impl Metrics {
             mode_shown: Mutex::new(None),
             last_update,
             flow_capacity: u64::from(flow_entries),
+            model_bundle,
+        };
+        if let Some(b) = bundle {
+            m.set_bundle(b);
         }
+        m
+    }
+
+    /// Shows `bundle` in `netanom_model_bundle_info` (replacing the one shown before).
+    pub fn set_bundle(&self, bundle: &BundleInfo) {
+        self.model_bundle.clear();
+        let labels = [
+            ("origin", bundle.origin.clone()),
+            ("dataset", bundle.dataset.clone()),
+            ("provider", bundle.provider.clone()),
+        ];
+        self.model_bundle.get_or_create(&labels).set(1);
     }
 
     /// Records the interfaces the program is attached to (`netanom_xdp_attached_info`).
@@ -1032,6 +1045,27 @@ mod tests {
     fn sample(text: &str, series: &str) -> Option<f64> {
         text.lines()
             .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    #[test]
+    fn a_reloaded_bundle_replaces_the_bundle_info() {
+        let m = metrics();
+        m.set_bundle(&BundleInfo {
+            origin: "/srv/bundles/new".into(),
+            dataset: "cic-ids2017".into(),
+            provider: "cpu".into(),
+        });
+        let text = m.text();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("netanom_model_bundle_info{"))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                r#"netanom_model_bundle_info{origin="/srv/bundles/new",dataset="cic-ids2017",provider="cpu"} 1"#
+            ]
+        );
     }
 
     #[test]

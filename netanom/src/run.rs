@@ -639,7 +639,11 @@ async fn watch(
             _ = sighup.recv() => {
                 log::info!("SIGHUP: reloading the configuration, the allowlist and the model bundle");
                 match reload(opts) {
-                    Ok(r) => tx.send(Batch::Reload(Box::new(r))).await,
+                    Ok((r, info)) => {
+                        st.metrics.set_bundle(&info);
+                        st.bundle = info;
+                        tx.send(Batch::Reload(Box::new(r))).await;
+                    }
                     Err(e) => log::error!(
                         "reload failed, the running configuration, allowlist and bundle stay in force: {e:#}"
                     ),
@@ -842,7 +846,7 @@ fn watch_interfaces(dp: &mut Datapath, st: &mut Drain, opts: &RunOptions) {
 
 /// Re-reads the configuration file (with the command line's flags over it) and the model
 /// bundle, and validates both; nothing changes unless everything is valid.
-fn reload(opts: &RunOptions) -> anyhow::Result<Reload> {
+fn reload(opts: &RunOptions) -> anyhow::Result<(Reload, BundleInfo)> {
     let Some(args) = &opts.args else {
         anyhow::bail!("no configuration to reload");
     };
@@ -863,12 +867,15 @@ fn reload(opts: &RunOptions) -> anyhow::Result<Reload> {
     let new_opts = RunOptions::from_config(&cfg);
     let (scorer, info) = load_scorer(&new_opts)?;
     let allow = wanted_allowlist(&cfg);
-    Ok(Reload {
-        config: cfg,
-        scorer,
-        bundle_label: bundle_label(&info),
-        allow,
-    })
+    Ok((
+        Reload {
+            config: cfg,
+            scorer,
+            bundle_label: bundle_label(&info),
+            allow,
+        },
+        info,
+    ))
 }
 
 fn mitigation_json(c: &MitigationCounters) -> serde_json::Value {

@@ -19,7 +19,7 @@ use std::{
 
 use common::{
     Agent, attacker, block_list, block_of, lab_setup, netanom_in, netanom_json, read_alerts, start_lab_agent,
-    time_until, udp_through, xdp_attached,
+    status_json, time_until, udp_through, xdp_attached,
 };
 use netanom_lab::{Pace, Pair, RawReceiver, RawSender, StateDirs, traffic};
 use serde_json::Value;
@@ -411,6 +411,42 @@ fn observe_mode_drops_nothing_and_allowlisted_attackers_are_never_blocked() {
         .unwrap();
     let al = netanom_json(&lab, &["allow", "list", "--json", "--pin-dir", dirs.pin()]);
     assert!(has(&al, "198.18.0.96/27") && !has(&al, "198.18.0.64/26"), "{al}");
+
+    // SIGHUP reloads the model bundle too: one that does not fit the live features is refused
+    // (the embedded one stays), a valid one replaces it, and status shows which is in force.
+    let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+    let bundle_cfg = |dir: &str| {
+        let path = models.join(dir).canonicalize().unwrap();
+        format!(
+            "[agent]\nmode = \"mitigate\"\nbundle = \"{}\"\n[allowlist]\nprefixes = [\"198.18.0.96/27\"]\n",
+            path.display()
+        )
+    };
+    std::fs::write(&cfg, bundle_cfg("bundles/kdd99")).unwrap();
+    unsafe { libc::kill(agent.child.id() as i32, libc::SIGHUP) };
+    agent
+        .wait_for_stderr("reload failed", Duration::from_secs(20))
+        .unwrap();
+    let bundle_in_force = || {
+        // status.json is rewritten every second.
+        std::thread::sleep(Duration::from_millis(1200));
+        status_json(&lab, &dirs)["bundle"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let b = bundle_in_force();
+    assert!(b.starts_with("embedded"), "the embedded bundle stays: {b}");
+    std::fs::write(&cfg, bundle_cfg("default")).unwrap();
+    unsafe { libc::kill(agent.child.id() as i32, libc::SIGHUP) };
+    agent
+        .wait_for_stderr("reloaded", Duration::from_secs(20))
+        .unwrap();
+    let b = bundle_in_force();
+    assert!(
+        b.contains("models/default"),
+        "the reloaded bundle is in force: {b}"
+    );
     agent.stop(libc::SIGTERM);
     let _ = std::fs::remove_file(&alerts_file);
     let _ = std::fs::remove_file(&cfg);
