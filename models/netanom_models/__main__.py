@@ -1,4 +1,4 @@
-"""Command line: python -m netanom_models {train,eval,rf-sweep} --dataset nsl-kdd|kdd99."""
+"""Command line: python -m netanom_models {train,eval,rf-sweep,if-sweep} --dataset nsl-kdd|kdd99|cic-ids2017."""
 
 from __future__ import annotations
 
@@ -55,6 +55,10 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("rf-sweep", help="Random Forest size/speed/accuracy trade-off table")
     s.add_argument("--dataset", required=True, choices=sorted(SPECS))
     s.add_argument("--reports", type=Path, help="report directory (default: models/reports)")
+
+    i = sub.add_parser("if-sweep", help="Isolation Forest size/speed/accuracy trade-off table")
+    i.add_argument("--dataset", required=True, choices=sorted(SPECS))
+    i.add_argument("--reports", type=Path, help="report directory (default: models/reports)")
     return p
 
 
@@ -81,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
             from .evaluate import rf_sweep
 
             rf_sweep(args.dataset, reports_dir=args.reports)
+        elif args.command == "if-sweep":
+            from .evaluate import if_sweep
+
+            if_sweep(args.dataset, reports_dir=args.reports)
     except DataError as e:
         print(f"netanom_models: error: {e}", file=sys.stderr)
         return 2

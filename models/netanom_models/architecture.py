@@ -10,6 +10,7 @@ Autoencoder (trained on normal rows only, inputs min-max scaled to [0, 1] and cl
 Adam + MSE, early stopping on held-out normal rows. Score = per-row reconstruction MSE.
 
 Isolation Forest: fitted on normal rows; score = -score_samples (higher = more anomalous).
+Its size (trees, samples per tree) is chosen per data set (IF_SIZE).
 Random Forest: binary attack-vs-normal classifier (labels, or Isolation Forest pseudo-labels
 when the data set has none); score = P(attack). Its size is chosen per data set (RF_SIZE).
 
@@ -91,6 +92,25 @@ IFOREST_PARAMS = {
     "max_features": 1.0,
     "bootstrap": False,
 }
+
+#: Per data set (trees, max_samples), as chosen by `python -m netanom_models if-sweep`: the
+#: fastest setting (onnxruntime, batch 1024) whose validation F1, ROC-AUC and PR-AUC (alone) and
+#: ensemble F1 are all within noise of the best; see evaluate.choose_if and
+#: reports/<dataset>-if-sweep.md. Other data sets (tests) use IFOREST_PARAMS as they are.
+IF_SIZE = {
+    "cic-ids2017": (100, 256),
+    "nsl-kdd": (100, 256),
+    "kdd99": (100, 256),
+}
+
+
+def iforest_params(dataset: str) -> dict:
+    """The Isolation Forest hyper-parameters `train` uses for `dataset`."""
+    p = dict(IFOREST_PARAMS)
+    if dataset in IF_SIZE:
+        p["n_estimators"], p["max_samples"] = IF_SIZE[dataset]
+    return p
+
 
 RF_PARAMS = {
     "n_estimators": 50,

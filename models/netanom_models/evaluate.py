@@ -797,3 +797,343 @@ def rf_sweep(dataset: str, reports_dir: Path | None = None) -> list[dict]:
             "rows": [{k: r[k] for k in keep if k in r} for r in out]}
     (reports_dir / f"{dataset}-rf-sweep.json").write_text(json.dumps(dump, indent=1, default=float) + "\n")
     return out
+
+
+# ---- isolation forest size / speed sweep ---------------------------------------------------
+#: Trees and samples per tree compared by `if-sweep` (every combination).
+IF_SWEEP_TREES = (25, 50, 75, 100, 150)
+IF_SWEEP_SAMPLES = (64, 128, 256, 512)
+#: IF seeds per setting, the bundle's seed first: the choice uses the seed means. The IF's F1
+#: at a 0.999 quantile threshold rests on the few highest calibration scores, so it varies a
+#: lot with the seed; five seeds (not the RF sweep's three) keep the mean usable.
+IF_SWEEP_SEEDS = (0, 1, 2, 3, 4)
+#: Every graph is timed once per round (rounds interleaved, order reversed every other round);
+#: each figure is the fastest of its rounds.
+IF_SWEEP_ROUNDS = 3
+#: (part, metric) pairs that the choice rule tests: "if" = the Isolation Forest alone,
+#: "ensemble" = the bundle's rule with the bundle's AE and RF and this IF.
+IF_CHOICE_METRICS = (("if", "f1"), ("if", "roc_auc"), ("if", "pr_auc"), ("ensemble", "f1"))
+_IF_KEPT_METRICS = ("f1", "roc_auc", "pr_auc", "fpr", "recall", "precision")
+_METRIC_LABEL = {"f1": "F1", "roc_auc": "ROC-AUC", "pr_auc": "PR-AUC"}
+
+
+def choose_if(rows: list[dict]) -> tuple[int | None, str]:
+    """The one-standard-error rule of `choose_rf`, applied to every metric of
+    IF_CHOICE_METRICS at once (the "ensemble" one only if the rows have it).
+
+    For each metric: `best` = the highest seed mean over the settings; `noise` = the larger of
+    that setting's bootstrap SE (seed 0; which validation rows) and the median over the
+    settings of the seed-to-seed SD (which IF seed). A setting is *within noise* when its seed
+    mean is >= best - noise for EVERY metric. Unlike the RF's, the IF's AUCs are far from
+    saturated (about 0.9 on CIC), so they get the same noise test as F1 rather than a fixed
+    floor; the ensemble's F1 is there so that no IF is taken that costs the bundle's decisions
+    anything measurable. Among the settings within noise, the fastest at batch 1024 wins;
+    timings within SWEEP_TIME_TIE of the fastest are a tie, broken by the smaller iforest.onnx.
+    Returns (row index, explanation); the index is None when no setting passes every test
+    (then the bundle keeps what it has)."""
+    metrics = [(p, k) for p, k in IF_CHOICE_METRICS if all(p in r["mean"] for r in rows)]
+    limits, parts = {}, []
+    for p, k in metrics:
+        b = max(range(len(rows)), key=lambda i: rows[i]["mean"][p][k])
+        se = rows[b]["se"][p][k]
+        sd = float(np.median([r["sd"][p][k] for r in rows]))
+        noise = max(se, sd)
+        limits[(p, k)] = rows[b]["mean"][p][k] - noise
+        parts.append(f"{'IF' if p == 'if' else 'ensemble'} {_METRIC_LABEL[k]} >= "
+                     f"{rows[b]['mean'][p][k]:.6f} - {noise:.6f} = {limits[(p, k)]:.6f} (best: "
+                     f"{rows[b]['n_estimators']} trees × {rows[b]['max_samples']}; bootstrap SE {se:.6f}, "
+                     f"median seed SD {sd:.6f})")
+    for r in rows:
+        r["within_noise"] = all(r["mean"][p][k] >= limits[(p, k)] for p, k in metrics)
+    cand = [i for i, r in enumerate(rows) if r["within_noise"]]
+    why = "; ".join(parts) + f". {len(cand)} of {len(rows)} settings qualify"
+    if not cand:
+        return None, why
+    fastest = min(rows[i]["us"][1024] for i in cand)
+    ties = [i for i in cand if rows[i]["us"][1024] <= SWEEP_TIME_TIE * fastest]
+    return min(ties, key=lambda i: (rows[i]["onnx_bytes"], rows[i]["us"][1024])), why
+
+
+def _if_sweep_bundle(bundle_dir: Path, feature_names: list[str], xv: np.ndarray) -> dict | None:
+    """The bundle's AE and RF (scores on the validation rows, thresholds), its rule, weights
+    and IF; None when there is no bundle, or it was trained on other features, rows or seed
+    (then its validation rows are not this sweep's)."""
+    try:
+        man, sessions = load_bundle(bundle_dir)
+    except DataError:
+        return None
+    td = man.get("training_data", {})
+    if man["features"] != feature_names or td.get("sample") is not None or man["seeds"]["seed"] != 0:
+        return None
+    hp = man["models"]["iforest"]["hyperparameters"]
+    return {
+        "dir": _display(bundle_dir),
+        "sessions": sessions,
+        "thresholds": dict(man["thresholds"]["values"]),
+        "quantile": man["thresholds"]["quantile"],
+        "rule": man["ensemble"]["rule"],
+        "weights": [man["ensemble"]["weights"][m] for m in arch.MODEL_NAMES],
+        "if_size": (hp["n_estimators"], hp["max_samples"]),
+        "if_bytes": (bundle_dir / man["models"]["iforest"]["file"]).read_bytes(),
+        "val_scores": {m: export.run_scores(sessions[m], xv) for m in ("autoencoder", "rf")},
+        "validation": man.get("validation"),
+    }
+
+
+def _if_mean_depth(iforest, x: np.ndarray) -> float:
+    """Mean number of comparisons per tree per row of `x` (the forest's input): the depth of
+    the leaf each row reaches, averaged over the trees and rows."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    subsample = iforest._max_features != iforest.n_features_in_
+    total = 0.0
+    for est, feats in zip(iforest.estimators_, iforest.estimators_features_):
+        t = est.tree_
+        depth = t.compute_node_depths() - 1
+        total += float(depth[t.apply(np.ascontiguousarray(x[:, feats]) if subsample else x)].mean())
+    return total / len(iforest.estimators_)
+
+
+def _time_rounds(graphs: dict, x: np.ndarray, x_normal: np.ndarray, rounds: int, min_time: float,
+                 batch1: bool = True) -> dict:
+    """{name: {1024: µs/row, 1: µs/call, "normal": µs/row}}: each graph (a session or a list
+    run back to back) timed once per round, rounds interleaved, the fastest round kept."""
+    out = {k: {1024: float("inf"), 1: float("inf"), "normal": float("inf")} for k in graphs}
+    names = list(graphs)
+    for r in range(rounds):
+        for k in names if r % 2 == 0 else names[::-1]:
+            s, t = graphs[k], out[k]
+            t[1024] = min(t[1024], export.time_per_row(s, x, 1024, min_time=min_time, repeats=2))
+            t["normal"] = min(t["normal"], export.time_per_row(s, x_normal, 1024, min_time=min_time, repeats=2))
+            if batch1:
+                t[1] = min(t[1], export.time_per_row(s, x, 1, min_time=min_time, repeats=2))
+    return out
+
+
+def if_sweep(dataset: str, reports_dir: Path | None = None, bundle_dir: Path | None = None,
+             trees=IF_SWEEP_TREES, samples=IF_SWEEP_SAMPLES, seeds=IF_SWEEP_SEEDS,
+             rounds: int = IF_SWEEP_ROUNDS, min_time: float = 0.2) -> dict:
+    """Isolation Forest size (trees × max_samples), speed and validation quality, the choice
+    made by `choose_if`, and the whole ensemble's cost per row with the bundle's AE and RF,
+    all timed in the same run. Writes reports/<dataset>-if-sweep.md and .json."""
+    import onnxruntime
+
+    from .train import seed_everything, train_iforest
+
+    spec = datasets.spec(dataset)
+    reports_dir = reports_dir or MODELS_DIR / "reports"
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    bundle_dir = bundle_dir or datasets.default_bundle_dir(dataset)
+    seed_everything(0, 1)
+    p = prepare(spec, None, 0)
+    if not p.labelled:
+        raise DataError(f"if-sweep needs a labelled data set ({dataset} has no labels)")
+    table, y, split = p.table, p.is_attack.astype(bool), p.split
+    pre = Preprocessor.fit_vocabulary(table.features)
+    pre.log_columns = list(p.log_columns)
+    raw, _ = pre.raw_matrix(table.features)
+    log_mask = pre.log_mask() if pre.log_columns else None
+    fit, cal, val = split["fit"], split["calibration"], split["validation"]
+    fit_n, cal_n = fit[~y[fit]], cal[~y[cal]]
+    x_fit = export.signed_log1p_onnx(raw[fit_n], log_mask) if log_mask is not None else raw[fit_n]
+    xc, xv, yv = raw[cal_n], raw[val], y[val]
+    # Timing rows: like the Rust benchmark's parity.csv rows (half normal, half attack), from
+    # the validation split; and the validation split's normal rows alone.
+    xt, xn = xv[contract.select_parity_rows(yv, None)], xv[~yv]
+    xt_if = export.signed_log1p_onnx(xt, log_mask) if log_mask is not None else xt
+    bundle = _if_sweep_bundle(bundle_dir, pre.feature_names(), xv)
+    rows, sessions = [], {}
+    for n_est in trees:
+        for ms in samples:
+            params = {**arch.IFOREST_PARAMS, "n_estimators": n_est, "max_samples": ms}
+            row = {"n_estimators": n_est, "max_samples": ms, "seeds": {}}
+            for seed in seeds:
+                t0 = time.perf_counter()
+                ifo = train_iforest(x_fit, params, seed)
+                fit_s = time.perf_counter() - t0
+                blob = export.export_iforest(ifo, pre.n_features, log_mask)
+                sess = export.session(blob)
+                thr = scoring.threshold(export.run_scores(sess, xc), arch.DEFAULT_QUANTILE)
+                sv = export.run_scores(sess, xv)
+                m = {"if": scoring.binary_metrics(yv, sv, sv > thr)}
+                se = {"if": (yv, sv, sv > thr)}
+                if bundle:
+                    th = {**bundle["thresholds"], "iforest": thr}
+                    e = scoring.ensemble_score(scoring.ratios({**bundle["val_scores"], "iforest": sv}, th),
+                                               bundle["rule"], bundle["weights"])
+                    m["ensemble"] = scoring.binary_metrics(yv, e, e > 1.0)
+                    se["ensemble"] = (yv, e, e > 1.0)
+                row["seeds"][seed] = m
+                if seed == seeds[0]:
+                    sessions[(n_est, ms)] = sess
+                    row.update(onnx_bytes=len(blob), nodes=int(sum(t.tree_.node_count for t in ifo.estimators_)),
+                               fit_seconds=round(fit_s, 2), threshold=thr, validation=m,
+                               se={k: _bootstrap_se(*v) for k, v in se.items()},
+                               mean_depth=_if_mean_depth(ifo, xt_if))
+                    if bundle and bundle["if_size"] == (n_est, ms) and seeds[0] == 0:
+                        row["same_as_bundle"] = blob == bundle["if_bytes"]
+            parts = list(row["validation"])
+            row["mean"] = {pt: {k: float(np.mean([row["seeds"][s][pt][k] for s in seeds])) for k in _IF_KEPT_METRICS}
+                           for pt in parts}
+            row["sd"] = {pt: {k: float(np.std([row["seeds"][s][pt][k] for s in seeds])) for k in _IF_KEPT_METRICS}
+                         for pt in parts}
+            rows.append(row)
+            mi = row["mean"]["if"]
+            print(f"[{dataset}] iforest {n_est} trees × {ms}: {row['onnx_bytes'] / 1e6:.2f} MB, IF val F1 "
+                  f"{mi['f1']:.4f} ± {row['sd']['if']['f1']:.4f}, ROC-AUC {mi['roc_auc']:.4f}, PR-AUC {mi['pr_auc']:.4f}"
+                  + (f"; ensemble F1 {row['mean']['ensemble']['f1']:.5f}" if bundle else ""), flush=True)
+
+    print(f"[{dataset}] timing {len(sessions)} graphs" + (" and the bundle's three" if bundle else "")
+          + f", {rounds} interleaved rounds", flush=True)
+    graphs = {("sweep",) + k: s for k, s in sessions.items()}
+    if bundle:
+        graphs.update({("bundle", m): bundle["sessions"][m] for m in arch.MODEL_NAMES})
+    timed = _time_rounds(graphs, xt, xn, rounds, min_time)
+    for r in rows:
+        r["us"] = timed[("sweep", r["n_estimators"], r["max_samples"])]
+        if bundle:
+            r["ensemble_us"] = {k: timed[("bundle", "autoencoder")][k] + r["us"][k] + timed[("bundle", "rf")][k]
+                                for k in (1024, "normal")}
+    pick, why = choose_if(rows)
+    ens = None
+    if bundle:
+        # The ensemble run back to back (measured, not summed): the bundle's, and with the chosen IF.
+        b = bundle["sessions"]
+        eg = {"bundle": [b["autoencoder"], b["iforest"], b["rf"]]}
+        if pick is not None:
+            eg["chosen"] = [b["autoencoder"], sessions[(rows[pick]["n_estimators"], rows[pick]["max_samples"])], b["rf"]]
+        ens = _time_rounds(eg, xt, xn, rounds, min_time, batch1=False)
+    result = {"dataset": dataset, "rows": rows, "pick": pick, "rule": why, "bundle": bundle, "timed": timed,
+              "ensemble": ens}
+    _write_if_sweep(reports_dir, result, seeds, rounds, onnxruntime.__version__)
+    return result
+
+
+def _write_if_sweep(reports_dir: Path, res: dict, seeds, rounds: int, ort_version: str) -> None:
+    dataset, rows, pick, bundle = res["dataset"], res["rows"], res["pick"], res["bundle"]
+    chosen = arch.iforest_params(dataset)
+    in_arch = next((i for i, r in enumerate(rows) if (r["n_estimators"], r["max_samples"])
+                    == (chosen["n_estimators"], chosen["max_samples"])), None)
+    tb = res["timed"]
+    lines = [
+        f"# {dataset}: Isolation Forest size / speed / quality trade-off",
+        "",
+        f"Written by `python -m netanom_models if-sweep --dataset {dataset}`. The forests are fitted on the normal "
+        "rows of the fit split (after the graph's signed log1p step, where the bundle has one), exported with "
+        "`export.export_iforest` exactly as `train` exports them, and scored with onnxruntime. Threshold = "
+        f"{arch.DEFAULT_QUANTILE} quantile of the calibration-normal scores; metrics on the validation split "
+        "(test sets not used). Only `n_estimators` and `max_samples` vary; the other parameters are "
+        f"`architecture.IFOREST_PARAMS` ({', '.join(f'{k} {v}' for k, v in arch.IFOREST_PARAMS.items() if k not in ('n_estimators', 'max_samples'))}).",
+        "",
+        f"- **Quality.** Each setting is trained with IF seeds {', '.join(map(str, seeds))}. Metric cells show seed "
+        f"{seeds[0]} (the bundle's seed), then the seed mean ± seed SD, then the bootstrap standard error (SE) of "
+        f"seed {seeds[0]}'s figure ({SWEEP_BOOT_F1} resamples of the validation rows for F1, {SWEEP_BOOT_AUC} for "
+        "the AUCs; thresholds fixed).",
+    ]
+    if bundle:
+        lines.append(
+            f"- **Ensemble.** The bundle's rule (`{bundle['rule']}`) over the bundle's autoencoder and random forest "
+            f"(from `{bundle['dir']}`, at their manifest thresholds) and this IF at its own threshold, on the same "
+            "validation rows.")
+    lines += [
+        f"- **Speed.** `iforest.onnx` alone in onnxruntime {ort_version} (Python), 1 thread. *batch 1024*: µs per row "
+        "with 1024 rows per `run`, on 256 validation rows (half normal, half attack, picked the way parity.csv "
+        "picks its rows; the Rust benchmark scores parity.csv rows). *normal*: the same on the validation split's "
+        "normal rows alone (benign flows take longer paths). *batch 1*: µs per call with one row. All graphs "
+        f"(and the bundle's three) are timed in {rounds} interleaved rounds of this run; each figure is the fastest "
+        "round. *ns/tree* = batch-1024 time per row / trees. *depth* = mean comparisons per tree per row on the "
+        "timing rows. The machine is a shared 2-core VM: repeated runs of the same graph differ by up to ~20 %.",
+    ]
+    if bundle:
+        a, f = tb[("bundle", "autoencoder")], tb[("bundle", "rf")]
+        lines.append(
+            f"- **Whole ensemble per row (predicted)** = the bundle's autoencoder ({a[1024]:.3f} µs) + its random "
+            f"forest ({f[1024]:.3f} µs) + this IF, at batch 1024, from this run. Target: ≥ 250k rows/s, i.e. "
+            f"≤ {ENSEMBLE_BUDGET_US:g} µs/row. Measured back to back, the ensemble costs a little more than the sum "
+            "(see below).")
+    lines += [
+        "- **Choice rule** (`evaluate.choose_if`: the one-standard-error rule of the RF sweep, on every metric at "
+        "once). For each of IF F1, IF ROC-AUC, IF PR-AUC" + (" and ensemble F1" if bundle else "") + ": *best* is "
+        "the highest seed mean; *noise* is the larger of that setting's bootstrap SE and the median seed-to-seed "
+        "SD over all settings. A setting is *within noise* when every one of its seed means is ≥ best − noise. "
+        "The IF's AUCs are not saturated, so they get the noise test too (not the RF sweep's 0.001 floor). Among "
+        f"the settings within noise, the fastest at batch 1024 wins; timings within {SWEEP_TIME_TIE - 1:.0%} of the "
+        "fastest are a tie, which the smaller file wins. If no setting passes, the bundle keeps its size. "
+        f"Here: {res['rule']}.",
+        "",
+        "| trees | max_samples | iforest.onnx | nodes | depth | batch 1024 | ns/tree | normal | batch 1 | "
+        + ("whole ensemble at 1024 (predicted) | " if bundle else "")
+        + "IF val F1 | IF val ROC-AUC | IF val PR-AUC | IF val FPR" + (" | ensemble val F1 | ensemble val FPR" if bundle else "")
+        + " | within noise |",
+        "|" + "---|" * (14 + (3 if bundle else 0)),
+    ]
+
+    def cell(r, pt, k, d):
+        return (f"{r['validation'][pt][k]:.{d}f} ({r['mean'][pt][k]:.{d}f} ± {r['sd'][pt][k]:.{d}f}; "
+                f"{r['se'][pt][k]:.{d}f})")
+
+    for i, r in enumerate(rows):
+        mark = " **← chosen**" if i == pick else ""
+        now = " (bundle)" if bundle and bundle["if_size"] == (r["n_estimators"], r["max_samples"]) else ""
+        u = r["us"]
+        line = (f"| {r['n_estimators']} | {r['max_samples']}{now} | {r['onnx_bytes'] / 1e6:.2f} MB | {r['nodes']:,} | "
+                f"{r['mean_depth']:.2f} | {u[1024]:.3f} µs ({_kps(u[1024])}) | {u[1024] * 1e3 / r['n_estimators']:.1f} | "
+                f"{u['normal']:.3f} µs | {u[1]:.1f} µs | ")
+        if bundle:
+            e = r["ensemble_us"][1024]
+            ok = "✓" if e <= ENSEMBLE_BUDGET_US else "✗"
+            line += f"{_kps(e)} ({e:.2f} µs) {ok} | "
+        line += (f"{cell(r, 'if', 'f1', 4)} | {cell(r, 'if', 'roc_auc', 4)} | {cell(r, 'if', 'pr_auc', 4)} | "
+                 f"{r['validation']['if']['fpr']:.4f} ({r['mean']['if']['fpr']:.4f}) | ")
+        if bundle:
+            line += f"{cell(r, 'ensemble', 'f1', 5)} | {r['validation']['ensemble']['fpr']:.4f} ({r['mean']['ensemble']['fpr']:.4f}) | "
+        line += f"{'yes' if r['within_noise'] else 'no'}{mark} |"
+        lines.append(line)
+    lines.append("")
+    if pick is None:
+        lines.append("**Rule's choice: none** (no setting is within noise on every metric): keep the bundle's size.")
+    else:
+        pr = rows[pick]
+        lines.append(
+            f"**Rule's choice: {pr['n_estimators']} trees, max_samples {pr['max_samples']}.** "
+            f"`architecture.IF_SIZE[{dataset!r}]` (what `train` uses): {chosen['n_estimators']} trees, max_samples "
+            f"{chosen['max_samples']}" + (" (the same)." if in_arch == pick else
+                                          " (**differs**: update architecture.py and retrain)."))
+    same = [r for r in rows if "same_as_bundle" in r]
+    if same:
+        lines += ["", f"Check: the sweep's {same[0]['n_estimators']} × {same[0]['max_samples']} seed-0 graph is "
+                  + ("byte-identical to" if same[0]["same_as_bundle"] else "**not** byte-identical to")
+                  + f" the bundle's iforest.onnx."]
+    if bundle:
+        ens = res["ensemble"]
+        lines += [
+            "",
+            f"Bundle `{bundle['dir']}` (IF {bundle['if_size'][0]} trees × {bundle['if_size'][1]}), each model timed alone "
+            "in the same rounds as the table, and the three run one after another on each batch (measured, not "
+            "summed):",
+            "",
+            "| model | batch 1024 | batch 1 | batch 1024, normal rows only |",
+            "|---|---|---|---|",
+        ]
+        for m in arch.MODEL_NAMES:
+            t = tb[("bundle", m)]
+            lines.append(f"| {LABELS[m]} | {t[1024]:.3f} µs/row ({_kps(t[1024])}) | {t[1]:.1f} µs | "
+                         f"{t['normal']:.3f} µs/row ({_kps(t['normal'])}) |")
+        s = {k: sum(tb[("bundle", m)][k] for m in arch.MODEL_NAMES) for k in (1024, "normal")}
+        lines.append(f"| sum of the three | {s[1024]:.3f} µs/row ({_kps(s[1024])}) | | {s['normal']:.3f} µs/row "
+                     f"({_kps(s['normal'])}) |")
+        for k, label in (("bundle", "ensemble, measured (bundle)"), ("chosen", "ensemble, measured, with the chosen IF")):
+            if k in ens:
+                t = ens[k]
+                lines.append(f"| **{label}** | **{t[1024]:.3f} µs/row ({_kps(t[1024])})** | | "
+                             f"**{t['normal']:.3f} µs/row ({_kps(t['normal'])})** |")
+    lines.append("")
+    (reports_dir / f"{dataset}-if-sweep.md").write_text("\n".join(lines))
+    keep = ("n_estimators", "max_samples", "onnx_bytes", "nodes", "mean_depth", "fit_seconds", "threshold",
+            "validation", "mean", "sd", "se", "us", "ensemble_us", "within_noise", "same_as_bundle")
+    b = None
+    if bundle:
+        b = {"dir": bundle["dir"], "if_size": bundle["if_size"], "rule": bundle["rule"],
+             "us": {m: tb[("bundle", m)] for m in arch.MODEL_NAMES}, "ensemble_measured": res["ensemble"]}
+    dump = {"dataset": dataset, "rule_choice": pick, "rule": res["rule"], "seeds": list(seeds), "bundle": b,
+            "rows": [{k: r[k] for k in keep if k in r} for r in rows]}
+    (reports_dir / f"{dataset}-if-sweep.json").write_text(json.dumps(dump, indent=1, default=float) + "\n")
