@@ -10,42 +10,66 @@ from netanom_models import architecture as arch
 from netanom_models import datasets
 
 
-def _row(trees, samples, f1, roc, pr, ens, us, size, se=0.01, sd=0.005):
+def _row(trees, samples, f1, roc, pr, ens, us, size, se=0.01, sd=0.005, seeds=4):
     keys = ("f1", "roc_auc", "pr_auc")
     return {"n_estimators": trees, "max_samples": samples, "onnx_bytes": size, "us": {1024: us},
+            "seeds": dict.fromkeys(range(seeds)),
             "mean": {"if": dict(zip(keys, (f1, roc, pr))), "ensemble": {"f1": ens}},
             "se": {"if": dict.fromkeys(keys, se), "ensemble": {"f1": 0.0002}},
             "sd": {"if": dict.fromkeys(keys, sd), "ensemble": {"f1": 0.0001}}}
 
 
-def test_if_choice_rule():
+def _rows():
+    return [
+        _row(25, 64, 0.20, 0.912, 0.98, 0.9995, 0.5, 10),    # 0: F1 too low
+        _row(50, 128, 0.335, 0.915, 0.985, 0.9995, 1.2, 30),  # 1: no real loss, the fastest such
+        _row(100, 256, 0.34, 0.92, 0.986, 0.9996, 2.8, 90),  # 2: the reference
+        _row(75, 64, 0.336, 0.914, 0.985, 0.9995, 1.4, 20),  # 3: no real loss, as fast as 1 (tie): smaller
+        _row(150, 64, 0.34, 0.92, 0.986, 0.9990, 0.9, 40),   # 4: ensemble F1 too low
+        _row(100, 512, 0.36, 0.95, 0.990, 0.9996, 3.2, 120),  # 5: the best AUCs, slower
+    ]
+
+
+def test_if_choice_rule_against_the_reference():
     from netanom_models.evaluate import choose_if
 
-    rows = [
-        _row(25, 64, 0.20, 0.912, 0.98, 0.9995, 0.5, 10),   # F1 too low
-        _row(50, 128, 0.335, 0.915, 0.985, 0.9995, 1.2, 30),  # within noise: the fastest
-        _row(100, 256, 0.34, 0.92, 0.986, 0.9996, 2.8, 90),  # the best everywhere
-        _row(75, 64, 0.336, 0.914, 0.985, 0.9995, 1.4, 20),  # within noise, as fast (tie): smaller wins
-        _row(150, 64, 0.34, 0.92, 0.986, 0.9990, 0.9, 40),   # ensemble F1 too low
-    ]
-    pick, why = choose_if(rows)
-    assert [r["within_noise"] for r in rows] == [False, True, True, True, False]
-    assert pick == 3 and "3 of 5 settings qualify" in why
-    assert "IF ROC-AUC >=" in why and "ensemble F1 >=" in why
-    # every metric is tested: an AUC below best - noise rules a setting out on its own
+    rows = _rows()
+    pick, why = choose_if(rows, ref=2)
+    assert [r["within_noise"] for r in rows] == [False, True, True, True, False, True]
+    assert pick == 3 and "4 of 6 settings qualify" in why
+    assert "IF ROC-AUC >=" in why and "ensemble F1 >=" in why and "reference: 100 × 256" in why
+    # every metric is tested: an AUC below reference - noise rules a setting out on its own
     rows[3]["mean"]["if"]["roc_auc"] = 0.90
-    pick, _ = choose_if(rows)
+    pick, _ = choose_if(rows, ref=2)
     assert not rows[3]["within_noise"] and pick == 1
+    # the reference wins a tie it is part of: a change must buy clear speed
+    rows[2]["us"][1024] = 1.3
+    pick, _ = choose_if(rows, ref=2)
+    assert pick == 2
     # a larger seed-to-seed spread widens the band
+    rows = _rows()
     for r in rows:
         r["sd"]["if"]["f1"] = 0.2
-    pick, _ = choose_if(rows)
+    pick, _ = choose_if(rows, ref=2)
     assert rows[0]["within_noise"] and pick == 0
+    # ... and the stricter band (standard error of a 4-seed mean: 0.2 / 2) does not reach 0.20
+    pick, why = choose_if(rows, ref=2, mean_se=True)
+    assert not rows[0]["within_noise"] and pick == 3 and "√4" in why
     # without ensemble figures (no bundle), only the IF's metrics count
     for r in rows:
         del r["mean"]["ensemble"]
-    pick, why = choose_if(rows)
+    pick, why = choose_if(rows, ref=2)
     assert rows[4]["within_noise"] and "ensemble" not in why
+
+
+def test_if_choice_rule_against_the_best():
+    from netanom_models.evaluate import choose_if, if_within_noise
+
+    rows = _rows()
+    flags, why = if_within_noise(rows, None)
+    assert flags == [False, False, False, False, False, True] and "best: 100 × 512" in why
+    pick, _ = choose_if(rows)
+    assert pick == 5
     # nothing within noise on every metric: no choice (the bundle keeps its size)
     rows = [_row(25, 64, 0.5, 0.80, 0.98, 0.9995, 0.5, 10, se=0.001, sd=0.001),
             _row(50, 64, 0.2, 0.95, 0.98, 0.9995, 0.9, 20, se=0.001, sd=0.001)]
@@ -72,7 +96,7 @@ def test_shipped_bundles_use_the_architecture_sizes(bundle):
     assert {k: hp["rf"]["hyperparameters"][k] for k in rfp} == rfp
 
 
-def test_if_sweep_small(trained_cic, tmp_path):
+def test_if_sweep_small(trained_cic, tmp_path, monkeypatch):
     """A 2 × 2 sweep with 2 seeds on the synthetic CIC data. The session bundle's own size
     (conftest.SMALL: 20 trees × 128) is in the grid, so the sweep must reproduce its
     iforest.onnx byte for byte, its IF threshold and its validation metrics."""
@@ -80,6 +104,9 @@ def test_if_sweep_small(trained_cic, tmp_path):
 
     from netanom_models.evaluate import if_sweep
 
+    # The rule's reference is architecture.IFOREST_PARAMS' size: make it the session bundle's.
+    monkeypatch.setitem(arch.IFOREST_PARAMS, "n_estimators", SMALL["iforest_params"]["n_estimators"])
+    monkeypatch.setitem(arch.IFOREST_PARAMS, "max_samples", SMALL["iforest_params"]["max_samples"])
     res = if_sweep("cic-ids2017", reports_dir=tmp_path, bundle_dir=trained_cic.out_dir, trees=(5, 20),
                    samples=(32, 128), seeds=(0, 1), rounds=1, min_time=0.005)
     rows = res["rows"]
@@ -106,6 +133,9 @@ def test_if_sweep_small(trained_cic, tmp_path):
     assert pick is None or rows[pick]["within_noise"]
     md = (tmp_path / "cic-ids2017-if-sweep.md").read_text()
     assert "Isolation Forest size" in md and "Rule's choice" in md and "byte-identical to" in md
+    assert res["ref"] == 3 and rows[3]["within_noise"] and "| no real loss | near best |" in md
+    assert "reference: 20 × 128" in md and "Robustness: with the stricter noise band" in md
+    assert all(isinstance(r["near_best"], bool) for r in rows)
     assert md.count("\n| 5 | ") == 2 and md.count("\n| 20 | ") == 2
     dump = json.loads((tmp_path / "cic-ids2017-if-sweep.json").read_text())
     assert len(dump["rows"]) == 4 and dump["rule_choice"] == pick and dump["bundle"]["if_size"] == [20, 128]
@@ -121,6 +151,7 @@ def test_if_sweep_without_a_matching_bundle(trained, tmp_path):
     assert all("ensemble" not in r["mean"] and "ensemble_us" not in r for r in res["rows"])
     md = (tmp_path / "cic-ids2017-if-sweep.md").read_text()
     assert "whole ensemble" not in md and "Rule's choice" in md
+    assert res["ref"] is None and "no reference setting in this grid" in md  # 100 × 256 is not in this grid
 
 
 def test_if_sweep_cli_rejects_unknown_dataset(capsys):
