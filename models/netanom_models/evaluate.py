@@ -1038,10 +1038,16 @@ def if_sweep(dataset: str, reports_dir: Path | None = None, bundle_dir: Path | N
     ens = None
     if bundle:
         # The ensemble run back to back (measured, not summed): the bundle's, and with the chosen IF.
+        # With the reference IF and the chosen one in place of the bundle's (skipped when the
+        # bundle's IF is that same setting).
         b = bundle["sessions"]
         eg = {"bundle": [b["autoencoder"], b["iforest"], b["rf"]]}
-        if pick is not None:
-            eg["chosen"] = [b["autoencoder"], sessions[(rows[pick]["n_estimators"], rows[pick]["max_samples"])], b["rf"]]
+        for k, i in (("reference", ref), ("chosen", pick)):
+            size = (rows[i]["n_estimators"], rows[i]["max_samples"]) if i is not None else None
+            if size is not None and size != bundle["if_size"] and k not in eg:
+                eg[k] = [b["autoencoder"], sessions[size], b["rf"]]
+        if ref is not None and pick == ref:
+            eg.pop("chosen", None)
         ens = _time_rounds(eg, xt, xn, rounds, min_time, batch1=False)
     result = {"dataset": dataset, "rows": rows, "pick": pick, "rule": why, "ref": ref, "wide": wide,
               "near_best_rule": near_why if ref is not None else None, "bundle": bundle, "timed": timed,
@@ -1197,9 +1203,10 @@ def _write_if_sweep(reports_dir: Path, res: dict, seeds, rounds: int, ort_versio
         s = {k: sum(tb[("bundle", m)][k] for m in arch.MODEL_NAMES) for k in (1024, "normal")}
         lines.append(f"| sum of the three | {s[1024]:.3f} µs/row ({_kps(s[1024])}) | | {s['normal']:.3f} µs/row "
                      f"({_kps(s['normal'])}) |")
-        labels = {"bundle": "ensemble, measured (bundle)",
+        labels = {"bundle": f"ensemble, measured (bundle, IF {bundle['if_size'][0]} × {bundle['if_size'][1]})",
+                  "reference": f"ensemble, measured, with the reference IF ({name(ref)})" if ref is not None else "",
                   "chosen": f"ensemble, measured, with the chosen IF ({name(pick)})" if pick is not None else ""}
-        for k in ("bundle", "chosen"):
+        for k in ("bundle", "reference", "chosen"):
             if k in ens:
                 t = ens[k]
                 lines.append(f"| **{labels[k]}** | **{t[1024]:.3f} µs/row ({_kps(t[1024])})** | | "

@@ -131,6 +131,9 @@ def test_if_sweep_small(trained_cic, tmp_path, monkeypatch):
     assert rows[0]["nodes"] < rows[1]["nodes"] < rows[3]["nodes"]
     pick = res["pick"]
     assert pick is None or rows[pick]["within_noise"]
+    # measured ensembles: the bundle's; the reference IF is the bundle's here, so no separate row
+    assert "bundle" in res["ensemble"] and "reference" not in res["ensemble"]
+    assert ("chosen" in res["ensemble"]) == (pick != 3)
     md = (tmp_path / "cic-ids2017-if-sweep.md").read_text()
     assert "Isolation Forest size" in md and "Rule's choice" in md and "byte-identical to" in md
     assert res["ref"] == 3 and rows[3]["within_noise"] and "| no real loss | near best |" in md
