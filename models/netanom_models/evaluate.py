@@ -1171,6 +1171,8 @@ def _write_if_sweep(reports_dir: Path, res: dict, seeds, rounds: int, ort_versio
                                                   if pick == ref else "") + ". "
             f"`architecture.IF_SIZE[{dataset!r}]` (what `train` uses): {chosen['n_estimators']} × "
             f"{chosen['max_samples']}" + (" (the same)." if in_arch == pick else
+                                          f" (differs on purpose: {arch.IF_SIZE_KEPT[dataset]})."
+                                          if dataset in arch.IF_SIZE_KEPT else
                                           " (**differs**: update architecture.py and retrain)."))
     st = res.get("wide") or {}
     if st:

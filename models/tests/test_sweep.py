@@ -83,6 +83,9 @@ def test_if_params_per_dataset():
         assert (p["n_estimators"], p["max_samples"]) == (trees, samples)
         assert list(p) == list(arch.IFOREST_PARAMS)  # same keys, same order (manifest bytes)
     assert arch.iforest_params("some-test-set") == arch.IFOREST_PARAMS
+    # a data set kept off the sweep's choice says why, in words the report can print
+    assert set(arch.IF_SIZE_KEPT) <= set(arch.IF_SIZE)
+    assert all(isinstance(v, str) and v for v in arch.IF_SIZE_KEPT.values())
 
 
 @pytest.mark.parametrize("bundle", [datasets.MODELS_DIR / "default", datasets.MODELS_DIR / "bundles" / "nsl-kdd",
