@@ -59,6 +59,9 @@ def parser() -> argparse.ArgumentParser:
     i = sub.add_parser("if-sweep", help="Isolation Forest size/speed/accuracy trade-off table")
     i.add_argument("--dataset", required=True, choices=sorted(SPECS))
     i.add_argument("--reports", type=Path, help="report directory (default: models/reports)")
+    i.add_argument("--from-json", action="store_true",
+                   help="re-apply the current choice rule to reports/<dataset>-if-sweep.json and rewrite the "
+                        "report, without re-running the sweep")
     return p
 
 
@@ -68,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         # Fail fast on a missing data set, before the heavy imports (torch).
         from .datasets import dataset_dir, spec
 
-        dataset_dir(spec(args.dataset))
+        if not (args.command == "if-sweep" and args.from_json):  # a re-render reads only the saved JSON
+            dataset_dir(spec(args.dataset))
         if args.command == "train":
             from .train import TrainConfig, train
 
@@ -86,9 +90,14 @@ def main(argv: list[str] | None = None) -> int:
 
             rf_sweep(args.dataset, reports_dir=args.reports)
         elif args.command == "if-sweep":
-            from .evaluate import if_sweep
+            if args.from_json:
+                from .evaluate import rerender_if_sweep
 
-            if_sweep(args.dataset, reports_dir=args.reports)
+                rerender_if_sweep(args.dataset, reports_dir=args.reports)
+            else:
+                from .evaluate import if_sweep
+
+                if_sweep(args.dataset, reports_dir=args.reports)
     except DataError as e:
         print(f"netanom_models: error: {e}", file=sys.stderr)
         return 2

@@ -818,19 +818,21 @@ _IF_KEPT_METRICS = ("f1", "roc_auc", "pr_auc", "fpr", "recall", "precision")
 _METRIC_LABEL = {"f1": "F1", "roc_auc": "ROC-AUC", "pr_auc": "PR-AUC"}
 
 
-def if_within_noise(rows: list[dict], ref: int | None = None, mean_se: bool = False) -> tuple[list[bool], str]:
-    """Which settings are within noise of a reference on every metric of IF_CHOICE_METRICS
-    (the "ensemble" one only if the rows have it).
+def if_within_noise(rows: list[dict], ref: int | None = None, mean_se: bool = False,
+                    n_seeds: int | None = None) -> tuple[list[bool], str]:
+    """Information only (not used by `choose_if`): which settings are within noise of a
+    reference on every metric of IF_CHOICE_METRICS (the "ensemble" one only if the rows have it).
 
     For each metric: the reference figure is the seed mean of setting `ref` (None: the highest
     seed mean of that metric over all settings); `noise` = the larger of the reference
     setting's bootstrap SE (seed 0; which validation rows) and the median over the settings of
     the seed-to-seed SD (which IF seed), as in `choose_rf`. With `mean_se`, the seed term is
     the standard error of a seed mean instead (median SD / sqrt(seeds)), a stricter band.
-    A setting is within noise when its seed mean is >= reference - noise for EVERY metric.
-    Returns (flags, explanation)."""
+    `n_seeds` defaults to the number of seeds in the rows' "seeds". A setting is within noise
+    when its seed mean is >= reference - noise for EVERY metric. Returns (flags, explanation)."""
     metrics = [(p, k) for p, k in IF_CHOICE_METRICS if all(p in r["mean"] for r in rows)]
-    n_seeds = min(len(r.get("seeds", {})) or 1 for r in rows)
+    if n_seeds is None:
+        n_seeds = min(len(r.get("seeds", {})) or 1 for r in rows)
     flags, parts = [True] * len(rows), []
     for p, k in metrics:
         b = ref if ref is not None else max(range(len(rows)), key=lambda i: rows[i]["mean"][p][k])
@@ -844,41 +846,57 @@ def if_within_noise(rows: list[dict], ref: int | None = None, mean_se: bool = Fa
                      f"{noise:.6f} = {limit:.6f} ({'reference' if ref is not None else 'best'}: "
                      f"{rows[b]['n_estimators']} × {rows[b]['max_samples']}; bootstrap SE {se:.6f}, "
                      + (f"median seed SD / √{n_seeds} {seed_noise:.6f})" if mean_se else f"median seed SD {sd:.6f})"))
+    if ref is not None:
+        flags[ref] = True  # the reference is within noise of itself
     return flags, "; ".join(parts) + f". {sum(flags)} of {len(rows)} settings qualify"
 
 
-def choose_if(rows: list[dict], ref: int | None = None, mean_se: bool = True) -> tuple[int | None, str]:
-    """The Isolation Forest size rule. `ref` is the setting the bundle uses now: the question
-    is whether another setting buys speed without a real loss of accuracy against it.
-
-    1. A setting qualifies when it is within noise of `ref` on every metric (`if_within_noise`:
-       IF F1, ROC-AUC and PR-AUC alone and, with a bundle, the ensemble's F1). The settings
-       are compared by their seed means, so by default (`mean_se`) the seed term of the noise
-       is the standard error of a seed mean (median SD / sqrt(seeds)), not `choose_rf`'s
-       single-seed SD: that one is inflated by the grid's least stable forests (25 trees:
-       ROC-AUC SD up to 0.017 on CIC) and let settings through that are worse on every mean.
-       Unlike the RF's, the IF's AUCs are far from saturated (about 0.92 on CIC), so they get
-       the same noise test as F1 instead of a fixed floor. The ensemble's F1 keeps out an IF
-       that costs the bundle's decisions anything measurable.
-    2. Among the qualifying settings, the fastest at batch 1024 wins. Timings within
-       SWEEP_TIME_TIE of the fastest are a tie: `ref` wins a tie it is part of (a change must
-       buy clear speed), otherwise the smaller iforest.onnx does.
-    Without `ref` (no current setting in the grid), each metric's best setting is the
-    reference (the RF sweep's rule). Sets r["within_noise"]. Returns (row index, explanation);
-    the index is None only when nothing qualifies (possible only without `ref`)."""
-    flags, why = if_within_noise(rows, ref, mean_se)
-    if ref is not None:
-        flags[ref] = True  # the reference is within noise of itself
-    for r, f in zip(rows, flags):
-        r["within_noise"] = f
-    cand = [i for i, f in enumerate(flags) if f]
-    if not cand:
-        return None, why
+def _fastest(rows: list[dict], cand: list[int], ref: int | None) -> int:
+    """Step 2 of the rules: the fastest of `cand` at batch 1024; timings within SWEEP_TIME_TIE
+    of the fastest are a tie, which `ref` wins if it is in it, otherwise the smaller file."""
     fastest = min(rows[i]["us"][1024] for i in cand)
     ties = [i for i in cand if rows[i]["us"][1024] <= SWEEP_TIME_TIE * fastest]
     if ref in ties:
-        return ref, why
-    return min(ties, key=lambda i: (rows[i]["onnx_bytes"], rows[i]["us"][1024])), why
+        return ref
+    return min(ties, key=lambda i: (rows[i]["onnx_bytes"], rows[i]["us"][1024]))
+
+
+def choose_if(rows: list[dict], ref: int | None) -> tuple[int | None, str]:
+    """The Isolation Forest size rule: the reference's accuracy is a floor. `ref` is the
+    reference setting (sklearn's default, architecture.IFOREST_PARAMS).
+
+    1. A setting qualifies only when its seed mean on EVERY metric of IF_CHOICE_METRICS (IF
+       F1, ROC-AUC and PR-AUC alone and, with a bundle, the ensemble's F1) is >= the
+       reference's seed mean. No noise allowance: a setting that is below the reference on
+       any mean does not qualify, however small the gap. (The per-seed metrics are rounded to
+       6 decimals, so two settings with the same counts can differ by ~1e-7 in a mean.)
+    2. Among the qualifying settings (the reference always qualifies), the fastest at batch
+       1024 wins. Timings within SWEEP_TIME_TIE of the fastest are a tie: `ref` wins a tie it
+       is part of (a change must buy clear speed), otherwise the smaller iforest.onnx does.
+    Without `ref` (the reference setting is not in the grid) there is no floor and no choice.
+    The noise bands (`if_within_noise`) are reported for information only. Sets
+    r["qualifies"]. Returns (row index or None, explanation)."""
+    if ref is None:
+        for r in rows:
+            r["qualifies"] = False
+        return None, "no reference setting in this grid: no floor, no choice"
+    metrics = [(p, k) for p, k in IF_CHOICE_METRICS if all(p in r["mean"] for r in rows)]
+    floor = {(p, k): rows[ref]["mean"][p][k] for p, k in metrics}
+    for i, r in enumerate(rows):
+        r["qualifies"] = i == ref or all(r["mean"][p][k] >= v for (p, k), v in floor.items())
+    cand = [i for i, r in enumerate(rows) if r["qualifies"]]
+    why = ("; ".join(f"{'IF' if p == 'if' else 'ensemble'} {_METRIC_LABEL[k]} >= {v:.6f}" for (p, k), v in floor.items())
+           + f" (the seed means of the reference, {rows[ref]['n_estimators']} × {rows[ref]['max_samples']}). "
+           f"{len(cand)} of {len(rows)} settings qualify")
+    return _fastest(rows, cand, ref), why
+
+
+def if_band_choice(rows: list[dict], ref: int, mean_se: bool, n_seeds: int | None = None) -> tuple[int, list[bool], str]:
+    """Information only: what the fastest-then-ties step would pick among the settings within
+    a noise band of `ref` (`if_within_noise`) instead of above the floor. Returns (pick, flags,
+    explanation)."""
+    flags, why = if_within_noise(rows, ref, mean_se, n_seeds)
+    return _fastest(rows, [i for i, f in enumerate(flags) if f], ref), flags, why
 
 
 def _if_sweep_bundle(bundle_dir: Path, feature_names: list[str], xv: np.ndarray) -> dict | None:
@@ -1020,21 +1038,9 @@ def if_sweep(dataset: str, reports_dir: Path | None = None, bundle_dir: Path | N
         if bundle:
             r["ensemble_us"] = {k: timed[("bundle", "autoencoder")][k] + r["us"][k] + timed[("bundle", "rf")][k]
                                 for k in (1024, "normal")}
-    # The reference: sklearn's default forest (architecture.IFOREST_PARAMS, 100 trees × 256),
-    # which every bundle used before this sweep. A fixed reference, not IF_SIZE, so that a
-    # second sweep cannot step further down from the first one's choice.
-    base = (arch.IFOREST_PARAMS["n_estimators"], arch.IFOREST_PARAMS["max_samples"])
-    ref = next((i for i, r in enumerate(rows) if (r["n_estimators"], r["max_samples"]) == base), None)
-    wide = {}
-    if ref is not None:
-        # Robustness: the same rule with choose_rf's wider noise band (single-seed SD).
-        flags, _ = if_within_noise(rows, ref, mean_se=False)
-        wide = {"pick": choose_if([dict(r) for r in rows], ref, mean_se=False)[0],
-                  "within_noise": [bool(f) or i == ref for i, f in enumerate(flags)]}
-        near, near_why = if_within_noise(rows, None, mean_se=True)
-        for r, f in zip(rows, near):
-            r["near_best"] = bool(f)
-    pick, why = choose_if(rows, ref)
+    ref = _if_reference(rows)
+    rule = _if_rule(rows, ref, len(seeds))
+    pick = rule["pick"]
     ens = None
     if bundle:
         # The ensemble run back to back (measured, not summed): the bundle's, and with the chosen IF.
@@ -1049,22 +1055,98 @@ def if_sweep(dataset: str, reports_dir: Path | None = None, bundle_dir: Path | N
         if ref is not None and pick == ref:
             eg.pop("chosen", None)
         ens = _time_rounds(eg, xt, xn, rounds, min_time, batch1=False)
-    result = {"dataset": dataset, "rows": rows, "pick": pick, "rule": why, "ref": ref, "wide": wide,
-              "near_best_rule": near_why if ref is not None else None, "bundle": bundle, "timed": timed,
-              "ensemble": ens}
-    _write_if_sweep(reports_dir, result, seeds, rounds, onnxruntime.__version__)
+    result = {"dataset": dataset, "rows": rows, "ref": ref, **rule, "bundle": bundle, "timed": timed,
+              "ensemble": ens, "seeds": list(seeds), "rounds": rounds, "onnxruntime": onnxruntime.__version__}
+    _write_if_sweep(reports_dir, result)
     return result
 
 
-def _write_if_sweep(reports_dir: Path, res: dict, seeds, rounds: int, ort_version: str) -> None:
+def _if_reference(rows: list[dict]) -> int | None:
+    """The row of the reference: sklearn's default forest (architecture.IFOREST_PARAMS, 100
+    trees × 256), which every bundle used before this sweep. A fixed reference, not IF_SIZE,
+    so that a second sweep cannot step down from the first one's choice."""
+    base = (arch.IFOREST_PARAMS["n_estimators"], arch.IFOREST_PARAMS["max_samples"])
+    return next((i for i, r in enumerate(rows) if (r["n_estimators"], r["max_samples"]) == base), None)
+
+
+def _if_rule(rows: list[dict], ref: int | None, n_seeds: int) -> dict:
+    """The rule's choice (`choose_if`, sets r["qualifies"]) and, for information only, the
+    noise-band alternatives: within the seed-mean SE band of the reference (r["within_noise"];
+    the rule before the floor), within the RF sweep's wider single-seed SD band, and near the
+    best setting (r["near_best"])."""
+    pick, why = choose_if(rows, ref)
+    out = {"pick": pick, "rule": why, "se_band": None, "wide": None, "near_best_rule": None}
+    if ref is None:
+        return out
+    sp, flags, swhy = if_band_choice(rows, ref, mean_se=True, n_seeds=n_seeds)
+    for r, f in zip(rows, flags):
+        r["within_noise"] = bool(f)
+    out["se_band"] = {"pick": sp, "rule": swhy}
+    wp, wflags, wwhy = if_band_choice(rows, ref, mean_se=False, n_seeds=n_seeds)
+    out["wide"] = {"pick": wp, "within_noise": [bool(f) for f in wflags], "rule": wwhy}
+    near, out["near_best_rule"] = if_within_noise(rows, None, mean_se=True, n_seeds=n_seeds)
+    for r, f in zip(rows, near):
+        r["near_best"] = bool(f)
+    return out
+
+
+def _us(d: dict) -> dict:
+    """Timings read back from JSON: keys "1024" and "1" are ints again."""
+    return {int(k) if k.isdigit() else k: v for k, v in d.items()}
+
+
+def rerender_if_sweep(dataset: str, reports_dir: Path | None = None) -> dict:
+    """Re-applies the current rule to reports/<dataset>-if-sweep.json and rewrites the .md and
+    the .json, without re-running the sweep (no training, no timing): the measurements are the
+    saved ones; only the choice, the flags and the texts change."""
+    reports_dir = reports_dir or MODELS_DIR / "reports"
+    path = reports_dir / f"{dataset}-if-sweep.json"
+    try:
+        dump = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(f"{path} not found: run `python -m netanom_models if-sweep --dataset {dataset}` first") from None
+    if dump.get("dataset") != dataset:
+        raise DataError(f"{path} is for {dump.get('dataset')!r}, not {dataset!r}")
+    rows = [dict(r) for r in dump["rows"]]
+    for r in rows:
+        r["us"] = _us(r["us"])
+        if "ensemble_us" in r:
+            r["ensemble_us"] = _us(r["ensemble_us"])
+        for k in ("qualifies", "within_noise", "near_best"):
+            r.pop(k, None)
+    seeds = dump["seeds"]
+    ort_version = dump.get("onnxruntime")
+    if ort_version is None:  # JSON written before the version was saved: the .md has it
+        import re
+
+        md = (reports_dir / f"{dataset}-if-sweep.md").read_text() if (reports_dir / f"{dataset}-if-sweep.md").exists() else ""
+        m = re.search(r"in onnxruntime (\S+) \(Python\)", md)
+        ort_version = m.group(1) if m else "(version not recorded)"
+    b = dump.get("bundle")
+    bundle = timed = ens = None
+    if b:
+        bundle = {"dir": b["dir"], "if_size": tuple(b["if_size"]), "rule": b["rule"]}
+        timed = {("bundle", m): _us(t) for m, t in b["us"].items()}
+        ens = {k: _us(t) for k, t in b["ensemble_measured"].items()}
+    ref = _if_reference(rows)
+    rule = _if_rule(rows, ref, len(seeds))
+    res = {"dataset": dataset, "rows": rows, "ref": ref, **rule, "bundle": bundle, "timed": timed, "ensemble": ens,
+           "seeds": seeds, "rounds": dump.get("rounds", IF_SWEEP_ROUNDS), "onnxruntime": ort_version,
+           "rerendered": True}
+    _write_if_sweep(reports_dir, res)
+    return res
+
+
+def _write_if_sweep(reports_dir: Path, res: dict) -> None:
     dataset, rows, pick, bundle, ref = res["dataset"], res["rows"], res["pick"], res["bundle"], res["ref"]
+    seeds, rounds, ort_version = res["seeds"], res["rounds"], res["onnxruntime"]
     chosen = arch.iforest_params(dataset)
     in_arch = next((i for i, r in enumerate(rows) if (r["n_estimators"], r["max_samples"])
                     == (chosen["n_estimators"], chosen["max_samples"])), None)
     tb = res["timed"]
 
     def name(i):
-        return f"{rows[i]['n_estimators']} × {rows[i]['max_samples']}"
+        return f"{rows[i]['n_estimators']} × {rows[i]['max_samples']}" if i is not None else "nothing"
 
     others = ", ".join(f"{k} {v}" for k, v in arch.IFOREST_PARAMS.items() if k not in ("n_estimators", "max_samples"))
     lines = [
@@ -1076,6 +1158,17 @@ def _write_if_sweep(reports_dir: Path, res: dict, seeds, rounds: int, ort_versio
         f"with onnxruntime. Threshold = {arch.DEFAULT_QUANTILE} quantile of the calibration-normal scores (held-out "
         "normal rows); metrics on the validation split (test sets not used). Only `n_estimators` and "
         f"`max_samples` vary; the other parameters are `architecture.IFOREST_PARAMS` ({others}).",
+    ]
+    if res.get("rerendered"):
+        lines += [
+            "",
+            f"*Re-rendered* by `python -m netanom_models if-sweep --dataset {dataset} --from-json`: the current "
+            f"choice rule applied to the saved `{dataset}-if-sweep.json`. The sweep was not re-run: every measurement "
+            "(quality, timings) is from the original sweep run"
+            + (f", and *bundle* means `{bundle['dir']}` as it was in that run (IF {bundle['if_size'][0]} × "
+               f"{bundle['if_size'][1]})" if bundle else "") + ".",
+        ]
+    lines += [
         "",
         f"- **Quality.** Each setting is trained with IF seeds {seeds[0]}–{seeds[-1]}. Metric cells show seed "
         f"{seeds[0]} (the bundle's seed), then the seed mean ± seed SD, then the bootstrap standard error (SE) of "
@@ -1109,34 +1202,36 @@ def _write_if_sweep(reports_dir: Path, res: dict, seeds, rounds: int, ort_versio
     metric_list = "IF F1, IF ROC-AUC, IF PR-AUC" + (" and ensemble F1" if bundle else "")
     if ref is not None:
         lines.append(
-            f"- **Choice rule** (`evaluate.choose_if`). The question is whether a setting buys speed without a real "
-            f"loss of accuracy against the reference, {name(ref)} (sklearn's default, `architecture.IFOREST_PARAMS`, "
-            "which every bundle used before this sweep). (1) A setting has *no real loss* when, for each of "
-            f"{metric_list}, its seed mean is ≥ the reference's seed mean − *noise*. *noise* is the larger of the "
-            "reference's bootstrap SE (which validation rows) and the standard error of a seed mean (median "
-            f"seed-to-seed SD over all settings / √{len(seeds)}; which IF seeds). The RF sweep uses the SD itself; "
-            "here that band is inflated by the grid's least stable forests (see the robustness line below the "
-            "table). Unlike the RF's, the IF's AUCs are not saturated, so they get the noise test too, not a fixed "
-            "floor. (2) Among those settings, the "
-            f"fastest at batch 1024 wins. Timings within {SWEEP_TIME_TIE - 1:.0%} of the fastest are a tie: the "
-            "reference wins a tie it is in (a change must buy clear speed), otherwise the smaller file does. "
-            f"Here: {res['rule']}.")
+            f"- **Choice rule** (`evaluate.choose_if`): the reference's accuracy is a floor. The reference is "
+            f"{name(ref)} (sklearn's default, `architecture.IFOREST_PARAMS`, which every bundle used before this "
+            f"sweep). (1) A setting *qualifies* only when its seed mean of every one of {metric_list} is ≥ the "
+            "reference's seed mean: no noise allowance, so a setting below the reference on any mean is out, "
+            "however small the gap. (2) Among the qualifying settings, the fastest at batch 1024 wins. Timings "
+            f"within {SWEEP_TIME_TIE - 1:.0%} of the fastest are a tie: the reference wins a tie it is in (a change "
+            f"must buy clear speed), otherwise the smaller file does. Here: {res['rule']}.")
+        se, wide = res["se_band"], res["wide"]
         lines.append(
-            "- *near best* (information, not used by the choice): within noise of the best setting on every metric "
-            f"(the RF sweep's reference): {res['near_best_rule']}.")
+            "- *Not used by the choice (information only)*: the noise-band alternatives. *within SE band*: the "
+            "seed mean ≥ the reference's − noise on every metric, noise = the larger of the reference's bootstrap "
+            "SE and the standard error of a seed mean (median seed SD / √seeds) (the rule before the floor; it would "
+            f"pick {name(se['pick'])}): {se['rule']}. With the RF sweep's wider band (the median single-seed SD), "
+            f"{sum(wide['within_noise'])} of {len(rows)} settings would be within noise and the same step (2) would "
+            f"pick {name(wide['pick'])}. *near best*: within the SE band of the best setting on every metric: "
+            f"{res['near_best_rule']}.")
     else:
         lines.append(
-            f"- **Choice rule** (`evaluate.choose_if`, no reference setting in this grid): within noise of the best "
-            f"seed mean on each of {metric_list} (noise as in the RF sweep), then the fastest at batch 1024 "
-            f"(ties within {SWEEP_TIME_TIE - 1:.0%}: the smaller file). Here: {res['rule']}.")
+            f"- **Choice rule** (`evaluate.choose_if`): {res['rule']} (the rule needs the reference "
+            f"{arch.IFOREST_PARAMS['n_estimators']} × {arch.IFOREST_PARAMS['max_samples']} in the grid: its seed "
+            f"means of {metric_list} are the floor).")
     near = ref is not None
     lines += [
         "",
         "| trees | max_samples | iforest.onnx | nodes | depth | batch 1024 | ns/tree | normal | batch 1 | "
         + ("whole ensemble at 1024 (predicted) | " if bundle else "")
         + "IF val F1 | IF val ROC-AUC | IF val PR-AUC | IF val FPR" + (" | ensemble val F1 | ensemble val FPR" if bundle else "")
-        + (" | no real loss | near best |" if near else " | within noise |"),
-        "|" + "---|" * (14 + (3 if bundle else 0) + (1 if near else 0)),
+        + (" | ≥ reference on every mean (rule) | within SE band (not used) | near best (not used) |" if near
+           else " | qualifies |"),
+        "|" + "---|" * (14 + (3 if bundle else 0) + (2 if near else 0)),
     ]
 
     def cell(r, pt, k, d):
@@ -1144,7 +1239,7 @@ def _write_if_sweep(reports_dir: Path, res: dict, seeds, rounds: int, ort_versio
                 f"{r['se'][pt][k]:.{d}f})")
 
     for i, r in enumerate(rows):
-        tags = [t for t, on in (("reference", i == ref), ("bundle", bundle and bundle["if_size"] == (r["n_estimators"], r["max_samples"])))
+        tags = [t for t, on in (("reference", i == ref), ("bundle", bundle and tuple(bundle["if_size"]) == (r["n_estimators"], r["max_samples"])))
                 if on]
         u = r["us"]
         line = (f"| {r['n_estimators']} | {r['max_samples']}{' (' + ', '.join(tags) + ')' if tags else ''} | "
@@ -1158,42 +1253,36 @@ def _write_if_sweep(reports_dir: Path, res: dict, seeds, rounds: int, ort_versio
         if bundle:
             line += (f"{cell(r, 'ensemble', 'f1', 5)} | {r['validation']['ensemble']['fpr']:.4f} "
                      f"({r['mean']['ensemble']['fpr']:.4f}) | ")
-        line += f"{'yes' if r['within_noise'] else 'no'}{' **← chosen**' if i == pick else ''} |"
+        line += f"{'yes' if r['qualifies'] else 'no'}{' **← chosen**' if i == pick else ''} |"
         if near:
-            line += f" {'yes' if r['near_best'] else 'no'} |"
+            line += f" {'yes' if r['within_noise'] else 'no'} | {'yes' if r['near_best'] else 'no'} |"
         lines.append(line)
     lines.append("")
     if pick is None:
-        lines.append("**Rule's choice: none** (no setting is within noise on every metric): keep the bundle's size.")
+        lines.append("**Rule's choice: none** (no reference setting in this grid): keep the bundle's size.")
     else:
         lines.append(
-            f"**Rule's choice: {name(pick)}**" + (" (the reference: no setting buys clear speed without a real loss)"
-                                                  if pick == ref else "") + ". "
+            f"**Rule's choice: {name(pick)}**"
+            + ((" (the reference: no other setting is at or above it on every mean)" if sum(r["qualifies"] for r in rows) == 1
+                else " (the reference: no qualifying setting buys clear speed)") if pick == ref else "") + ". "
             f"`architecture.IF_SIZE[{dataset!r}]` (what `train` uses): {chosen['n_estimators']} × "
             f"{chosen['max_samples']}" + (" (the same)." if in_arch == pick else
                                           f" (differs on purpose: {arch.IF_SIZE_KEPT[dataset]})."
                                           if dataset in arch.IF_SIZE_KEPT else
                                           " (**differs**: update architecture.py and retrain)."))
-    st = res.get("wide") or {}
-    if st:
-        sp = st["pick"]
-        lines += ["", "Robustness: with the RF sweep's wider noise band (the seed term is the median "
-                  "single-seed SD), "
-                  f"{sum(st['within_noise'])} of {len(rows)} settings have no real loss and the rule would pick "
-                  + (f"{name(sp)}" if sp is not None else "nothing")
-                  + (" (the same)." if sp == pick else ".")]
     same = [r for r in rows if "same_as_bundle" in r]
     if same:
         lines += ["", f"Check: the sweep's {same[0]['n_estimators']} × {same[0]['max_samples']} seed-0 graph is "
                   + ("byte-identical to" if same[0]["same_as_bundle"] else "**not** byte-identical to")
-                  + " the bundle's iforest.onnx."]
+                  + f" the bundle's iforest.onnx{' (as it was in the sweep run)' if res.get('rerendered') else ''}."]
     if bundle:
         ens = res["ensemble"]
         lines += [
             "",
-            f"Bundle `{bundle['dir']}` (IF {bundle['if_size'][0]} × {bundle['if_size'][1]}), each model timed alone "
-            "in the same rounds as the table, and the three run one after another on each batch (measured, not "
-            "summed):",
+            f"Bundle `{bundle['dir']}` (IF {bundle['if_size'][0]} × {bundle['if_size'][1]}"
+            + (", in the sweep run" if res.get("rerendered") else "")
+            + "), each model timed alone in the same rounds as the table, and the three run one after another on "
+            "each batch (measured, not summed):",
             "",
             "| model | batch 1024 | batch 1 | batch 1024, normal rows only |",
             "|---|---|---|---|",
@@ -1213,15 +1302,24 @@ def _write_if_sweep(reports_dir: Path, res: dict, seeds, rounds: int, ort_versio
                 t = ens[k]
                 lines.append(f"| **{labels[k]}** | **{t[1024]:.3f} µs/row ({_kps(t[1024])})** | | "
                              f"**{t['normal']:.3f} µs/row ({_kps(t['normal'])})** |")
+        if pick is not None and "chosen" not in ens and pick != ref \
+                and (rows[pick]["n_estimators"], rows[pick]["max_samples"]) != tuple(bundle["if_size"]):
+            e = rows[pick]["ensemble_us"]
+            lines += ["", f"The ensemble with the chosen IF ({name(pick)}) was not run back to back in the sweep run "
+                      f"(that run chose another setting); predicted from the table: {e[1024]:.2f} µs/row "
+                      f"({_kps(e[1024])}) at batch 1024, {e['normal']:.2f} µs/row ({_kps(e['normal'])}) on normal rows."]
     lines.append("")
     (reports_dir / f"{dataset}-if-sweep.md").write_text("\n".join(lines))
     keep = ("n_estimators", "max_samples", "onnx_bytes", "nodes", "mean_depth", "fit_seconds", "threshold",
-            "validation", "mean", "sd", "se", "us", "ensemble_us", "within_noise", "near_best", "same_as_bundle")
+            "validation", "mean", "sd", "se", "us", "ensemble_us", "qualifies", "within_noise", "near_best",
+            "same_as_bundle")
     b = None
     if bundle:
-        b = {"dir": bundle["dir"], "if_size": bundle["if_size"], "rule": bundle["rule"],
+        b = {"dir": bundle["dir"], "if_size": list(bundle["if_size"]), "rule": bundle["rule"],
              "us": {m: tb[("bundle", m)] for m in arch.MODEL_NAMES}, "ensemble_measured": res["ensemble"]}
     dump = {"dataset": dataset, "reference": ref, "rule_choice": pick, "rule": res["rule"],
-            "near_best_rule": res.get("near_best_rule"), "wide": res.get("wide"), "seeds": list(seeds),
-            "bundle": b, "rows": [{k: r[k] for k in keep if k in r} for r in rows]}
+            "se_band": res.get("se_band"), "wide": res.get("wide"), "near_best_rule": res.get("near_best_rule"),
+            "seeds": list(seeds), "rounds": rounds, "onnxruntime": ort_version, "bundle": b,
+            "rows": [{k: (bool(r[k]) if k in ("qualifies", "within_noise", "near_best", "same_as_bundle") else r[k])
+                      for k in keep if k in r} for r in rows]}
     (reports_dir / f"{dataset}-if-sweep.json").write_text(json.dumps(dump, indent=1, default=float) + "\n")
