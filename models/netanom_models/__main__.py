@@ -1,4 +1,4 @@
-"""Command line: python -m netanom_models {train,eval,rf-sweep} --dataset nsl-kdd|kdd99."""
+"""Command line: python -m netanom_models {train,eval,rf-sweep,if-sweep} --dataset nsl-kdd|kdd99|cic-ids2017."""
 
 from __future__ import annotations
 
@@ -55,6 +55,13 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("rf-sweep", help="Random Forest size/speed/accuracy trade-off table")
     s.add_argument("--dataset", required=True, choices=sorted(SPECS))
     s.add_argument("--reports", type=Path, help="report directory (default: models/reports)")
+
+    i = sub.add_parser("if-sweep", help="Isolation Forest size/speed/accuracy trade-off table")
+    i.add_argument("--dataset", required=True, choices=sorted(SPECS))
+    i.add_argument("--reports", type=Path, help="report directory (default: models/reports)")
+    i.add_argument("--from-json", action="store_true",
+                   help="re-apply the current choice rule to reports/<dataset>-if-sweep.json and rewrite the "
+                        "report, without re-running the sweep")
     return p
 
 
@@ -64,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         # Fail fast on a missing data set, before the heavy imports (torch).
         from .datasets import dataset_dir, spec
 
-        dataset_dir(spec(args.dataset))
+        if not (args.command == "if-sweep" and args.from_json):  # a re-render reads only the saved JSON
+            dataset_dir(spec(args.dataset))
         if args.command == "train":
             from .train import TrainConfig, train
 
@@ -81,6 +89,15 @@ def main(argv: list[str] | None = None) -> int:
             from .evaluate import rf_sweep
 
             rf_sweep(args.dataset, reports_dir=args.reports)
+        elif args.command == "if-sweep":
+            if args.from_json:
+                from .evaluate import rerender_if_sweep
+
+                rerender_if_sweep(args.dataset, reports_dir=args.reports)
+            else:
+                from .evaluate import if_sweep
+
+                if_sweep(args.dataset, reports_dir=args.reports)
     except DataError as e:
         print(f"netanom_models: error: {e}", file=sys.stderr)
         return 2

@@ -797,3 +797,529 @@ def rf_sweep(dataset: str, reports_dir: Path | None = None) -> list[dict]:
             "rows": [{k: r[k] for k in keep if k in r} for r in out]}
     (reports_dir / f"{dataset}-rf-sweep.json").write_text(json.dumps(dump, indent=1, default=float) + "\n")
     return out
+
+
+# ---- isolation forest size / speed sweep ---------------------------------------------------
+#: Trees and samples per tree compared by `if-sweep` (every combination).
+IF_SWEEP_TREES = (25, 50, 75, 100, 150)
+IF_SWEEP_SAMPLES = (64, 128, 256, 512)
+#: IF seeds per setting, the bundle's seed first: the choice uses the seed means. The IF's F1
+#: at a 0.999 quantile threshold rests on the few highest calibration scores, so it varies a
+#: lot with the seed (from about 0 to 0.4 on CIC: the threshold falls above or below whole
+#: clusters of attacks), so ten seeds (not the RF sweep's three) keep the means usable.
+IF_SWEEP_SEEDS = tuple(range(10))
+#: Every graph is timed once per round (rounds interleaved, order reversed every other round);
+#: each figure is the fastest of its rounds.
+IF_SWEEP_ROUNDS = 3
+#: (part, metric) pairs that the choice rule tests: "if" = the Isolation Forest alone,
+#: "ensemble" = the bundle's rule with the bundle's AE and RF and this IF.
+IF_CHOICE_METRICS = (("if", "f1"), ("if", "roc_auc"), ("if", "pr_auc"), ("ensemble", "f1"))
+_IF_KEPT_METRICS = ("f1", "roc_auc", "pr_auc", "fpr", "recall", "precision")
+_METRIC_LABEL = {"f1": "F1", "roc_auc": "ROC-AUC", "pr_auc": "PR-AUC"}
+
+
+def if_within_noise(rows: list[dict], ref: int | None = None, mean_se: bool = False,
+                    n_seeds: int | None = None) -> tuple[list[bool], str]:
+    """Information only (not used by `choose_if`): which settings are within noise of a
+    reference on every metric of IF_CHOICE_METRICS (the "ensemble" one only if the rows have it).
+
+    For each metric: the reference figure is the seed mean of setting `ref` (None: the highest
+    seed mean of that metric over all settings); `noise` = the larger of the reference
+    setting's bootstrap SE (seed 0; which validation rows) and the median over the settings of
+    the seed-to-seed SD (which IF seed), as in `choose_rf`. With `mean_se`, the seed term is
+    the standard error of a seed mean instead (median SD / sqrt(seeds)), a stricter band.
+    `n_seeds` defaults to the number of seeds in the rows' "seeds". A setting is within noise
+    when its seed mean is >= reference - noise for EVERY metric. Returns (flags, explanation)."""
+    metrics = [(p, k) for p, k in IF_CHOICE_METRICS if all(p in r["mean"] for r in rows)]
+    if n_seeds is None:
+        n_seeds = min(len(r.get("seeds", {})) or 1 for r in rows)
+    flags, parts = [True] * len(rows), []
+    for p, k in metrics:
+        b = ref if ref is not None else max(range(len(rows)), key=lambda i: rows[i]["mean"][p][k])
+        se = rows[b]["se"][p][k]
+        sd = float(np.median([r["sd"][p][k] for r in rows]))
+        seed_noise = sd / np.sqrt(n_seeds) if mean_se else sd
+        noise = max(se, seed_noise)
+        limit = rows[b]["mean"][p][k] - noise
+        flags = [f and r["mean"][p][k] >= limit for f, r in zip(flags, rows)]
+        parts.append(f"{'IF' if p == 'if' else 'ensemble'} {_METRIC_LABEL[k]} >= {rows[b]['mean'][p][k]:.6f} - "
+                     f"{noise:.6f} = {limit:.6f} ({'reference' if ref is not None else 'best'}: "
+                     f"{rows[b]['n_estimators']} × {rows[b]['max_samples']}; bootstrap SE {se:.6f}, "
+                     + (f"median seed SD / √{n_seeds} {seed_noise:.6f})" if mean_se else f"median seed SD {sd:.6f})"))
+    if ref is not None:
+        flags[ref] = True  # the reference is within noise of itself
+    return flags, "; ".join(parts) + f". {sum(flags)} of {len(rows)} settings qualify"
+
+
+def _fastest(rows: list[dict], cand: list[int], ref: int | None) -> int:
+    """Step 2 of the rules: the fastest of `cand` at batch 1024; timings within SWEEP_TIME_TIE
+    of the fastest are a tie, which `ref` wins if it is in it, otherwise the smaller file."""
+    fastest = min(rows[i]["us"][1024] for i in cand)
+    ties = [i for i in cand if rows[i]["us"][1024] <= SWEEP_TIME_TIE * fastest]
+    if ref in ties:
+        return ref
+    return min(ties, key=lambda i: (rows[i]["onnx_bytes"], rows[i]["us"][1024]))
+
+
+def choose_if(rows: list[dict], ref: int | None) -> tuple[int | None, str]:
+    """The Isolation Forest size rule: the reference's accuracy is a floor. `ref` is the
+    reference setting (sklearn's default, architecture.IFOREST_PARAMS).
+
+    1. A setting qualifies only when its seed mean on EVERY metric of IF_CHOICE_METRICS (IF
+       F1, ROC-AUC and PR-AUC alone and, with a bundle, the ensemble's F1) is >= the
+       reference's seed mean. No noise allowance: a setting that is below the reference on
+       any mean does not qualify, however small the gap. (The per-seed metrics are rounded to
+       6 decimals, so two settings with the same counts can differ by ~1e-7 in a mean.)
+    2. Among the qualifying settings (the reference always qualifies), the fastest at batch
+       1024 wins. Timings within SWEEP_TIME_TIE of the fastest are a tie: `ref` wins a tie it
+       is part of (a change must buy clear speed), otherwise the smaller iforest.onnx does.
+    Without `ref` (the reference setting is not in the grid) there is no floor and no choice.
+    The noise bands (`if_within_noise`) are reported for information only. Sets
+    r["qualifies"]. Returns (row index or None, explanation)."""
+    if ref is None:
+        for r in rows:
+            r["qualifies"] = False
+        return None, "no reference setting in this grid: no floor, no choice"
+    metrics = [(p, k) for p, k in IF_CHOICE_METRICS if all(p in r["mean"] for r in rows)]
+    floor = {(p, k): rows[ref]["mean"][p][k] for p, k in metrics}
+    for i, r in enumerate(rows):
+        r["qualifies"] = i == ref or all(r["mean"][p][k] >= v for (p, k), v in floor.items())
+    cand = [i for i, r in enumerate(rows) if r["qualifies"]]
+    why = ("; ".join(f"{'IF' if p == 'if' else 'ensemble'} {_METRIC_LABEL[k]} >= {v:.6f}" for (p, k), v in floor.items())
+           + f" (the seed means of the reference, {rows[ref]['n_estimators']} × {rows[ref]['max_samples']}). "
+           f"{len(cand)} of {len(rows)} settings qualify")
+    return _fastest(rows, cand, ref), why
+
+
+def if_band_choice(rows: list[dict], ref: int, mean_se: bool, n_seeds: int | None = None) -> tuple[int, list[bool], str]:
+    """Information only: what the fastest-then-ties step would pick among the settings within
+    a noise band of `ref` (`if_within_noise`) instead of above the floor. Returns (pick, flags,
+    explanation)."""
+    flags, why = if_within_noise(rows, ref, mean_se, n_seeds)
+    return _fastest(rows, [i for i, f in enumerate(flags) if f], ref), flags, why
+
+
+def _if_sweep_bundle(bundle_dir: Path, feature_names: list[str], xv: np.ndarray) -> dict | None:
+    """The bundle's AE and RF (scores on the validation rows, thresholds), its rule, weights
+    and IF; None when there is no bundle, or it was trained on other features, rows or seed
+    (then its validation rows are not this sweep's)."""
+    try:
+        man, sessions = load_bundle(bundle_dir)
+    except DataError:
+        return None
+    td = man.get("training_data", {})
+    if man["features"] != feature_names or td.get("sample") is not None or man["seeds"]["seed"] != 0:
+        return None
+    hp = man["models"]["iforest"]["hyperparameters"]
+    return {
+        "dir": _display(bundle_dir),
+        "sessions": sessions,
+        "thresholds": dict(man["thresholds"]["values"]),
+        "quantile": man["thresholds"]["quantile"],
+        "rule": man["ensemble"]["rule"],
+        "weights": [man["ensemble"]["weights"][m] for m in arch.MODEL_NAMES],
+        "if_size": (hp["n_estimators"], hp["max_samples"]),
+        "if_bytes": (bundle_dir / man["models"]["iforest"]["file"]).read_bytes(),
+        "val_scores": {m: export.run_scores(sessions[m], xv) for m in ("autoencoder", "rf")},
+        "validation": man.get("validation"),
+    }
+
+
+def _if_mean_depth(iforest, x: np.ndarray) -> float:
+    """Mean number of comparisons per tree per row of `x` (the forest's input): the depth of
+    the leaf each row reaches, averaged over the trees and rows."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    subsample = iforest._max_features != iforest.n_features_in_
+    total = 0.0
+    for est, feats in zip(iforest.estimators_, iforest.estimators_features_):
+        t = est.tree_
+        depth = t.compute_node_depths() - 1
+        total += float(depth[t.apply(np.ascontiguousarray(x[:, feats]) if subsample else x)].mean())
+    return total / len(iforest.estimators_)
+
+
+def _time_rounds(graphs: dict, x: np.ndarray, x_normal: np.ndarray, rounds: int, min_time: float,
+                 batch1: bool = True) -> dict:
+    """{name: {1024: µs/row, 1: µs/call, "normal": µs/row}}: each graph (a session or a list
+    run back to back) timed once per round, rounds interleaved, the fastest round kept."""
+    out = {k: {1024: float("inf"), 1: float("inf"), "normal": float("inf")} for k in graphs}
+    names = list(graphs)
+    for r in range(rounds):
+        for k in names if r % 2 == 0 else names[::-1]:
+            s, t = graphs[k], out[k]
+            t[1024] = min(t[1024], export.time_per_row(s, x, 1024, min_time=min_time, repeats=2))
+            t["normal"] = min(t["normal"], export.time_per_row(s, x_normal, 1024, min_time=min_time, repeats=2))
+            if batch1:
+                t[1] = min(t[1], export.time_per_row(s, x, 1, min_time=min_time, repeats=2))
+    return out
+
+
+def if_sweep(dataset: str, reports_dir: Path | None = None, bundle_dir: Path | None = None,
+             trees=IF_SWEEP_TREES, samples=IF_SWEEP_SAMPLES, seeds=IF_SWEEP_SEEDS,
+             rounds: int = IF_SWEEP_ROUNDS, min_time: float = 0.2) -> dict:
+    """Isolation Forest size (trees × max_samples), speed and validation quality, the choice
+    made by `choose_if`, and the whole ensemble's cost per row with the bundle's AE and RF,
+    all timed in the same run. Writes reports/<dataset>-if-sweep.md and .json."""
+    import onnxruntime
+
+    from .train import seed_everything, train_iforest
+
+    spec = datasets.spec(dataset)
+    reports_dir = reports_dir or MODELS_DIR / "reports"
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    bundle_dir = bundle_dir or datasets.default_bundle_dir(dataset)
+    seed_everything(0, 1)
+    p = prepare(spec, None, 0)
+    if not p.labelled:
+        raise DataError(f"if-sweep needs a labelled data set ({dataset} has no labels)")
+    table, y, split = p.table, p.is_attack.astype(bool), p.split
+    pre = Preprocessor.fit_vocabulary(table.features)
+    pre.log_columns = list(p.log_columns)
+    raw, _ = pre.raw_matrix(table.features)
+    log_mask = pre.log_mask() if pre.log_columns else None
+    fit, cal, val = split["fit"], split["calibration"], split["validation"]
+    fit_n, cal_n = fit[~y[fit]], cal[~y[cal]]
+    x_fit = export.signed_log1p_onnx(raw[fit_n], log_mask) if log_mask is not None else raw[fit_n]
+    xc, xv, yv = raw[cal_n], raw[val], y[val]
+    # Timing rows: like the Rust benchmark's parity.csv rows (half normal, half attack), from
+    # the validation split; and the validation split's normal rows alone.
+    xt, xn = xv[contract.select_parity_rows(yv, None)], xv[~yv]
+    xt_if = export.signed_log1p_onnx(xt, log_mask) if log_mask is not None else xt
+    bundle = _if_sweep_bundle(bundle_dir, pre.feature_names(), xv)
+    rows, sessions = [], {}
+    for n_est in trees:
+        for ms in samples:
+            params = {**arch.IFOREST_PARAMS, "n_estimators": n_est, "max_samples": ms}
+            row = {"n_estimators": n_est, "max_samples": ms, "seeds": {}}
+            for seed in seeds:
+                t0 = time.perf_counter()
+                ifo = train_iforest(x_fit, params, seed)
+                fit_s = time.perf_counter() - t0
+                blob = export.export_iforest(ifo, pre.n_features, log_mask)
+                sess = export.session(blob)
+                thr = scoring.threshold(export.run_scores(sess, xc), arch.DEFAULT_QUANTILE)
+                sv = export.run_scores(sess, xv)
+                m = {"if": scoring.binary_metrics(yv, sv, sv > thr)}
+                se = {"if": (yv, sv, sv > thr)}
+                if bundle:
+                    th = {**bundle["thresholds"], "iforest": thr}
+                    e = scoring.ensemble_score(scoring.ratios({**bundle["val_scores"], "iforest": sv}, th),
+                                               bundle["rule"], bundle["weights"])
+                    m["ensemble"] = scoring.binary_metrics(yv, e, e > 1.0)
+                    se["ensemble"] = (yv, e, e > 1.0)
+                row["seeds"][seed] = m
+                if seed == seeds[0]:
+                    sessions[(n_est, ms)] = sess
+                    row.update(onnx_bytes=len(blob), nodes=int(sum(t.tree_.node_count for t in ifo.estimators_)),
+                               fit_seconds=round(fit_s, 2), threshold=thr, validation=m,
+                               se={k: _bootstrap_se(*v) for k, v in se.items()},
+                               mean_depth=_if_mean_depth(ifo, xt_if))
+                    if bundle and bundle["if_size"] == (n_est, ms) and seeds[0] == 0:
+                        row["same_as_bundle"] = blob == bundle["if_bytes"]
+            parts = list(row["validation"])
+            row["mean"] = {pt: {k: float(np.mean([row["seeds"][s][pt][k] for s in seeds])) for k in _IF_KEPT_METRICS}
+                           for pt in parts}
+            row["sd"] = {pt: {k: float(np.std([row["seeds"][s][pt][k] for s in seeds])) for k in _IF_KEPT_METRICS}
+                         for pt in parts}
+            rows.append(row)
+            mi = row["mean"]["if"]
+            print(f"[{dataset}] iforest {n_est} trees × {ms}: {row['onnx_bytes'] / 1e6:.2f} MB, IF val F1 "
+                  f"{mi['f1']:.4f} ± {row['sd']['if']['f1']:.4f}, ROC-AUC {mi['roc_auc']:.4f}, PR-AUC {mi['pr_auc']:.4f}"
+                  + (f"; ensemble F1 {row['mean']['ensemble']['f1']:.5f}" if bundle else ""), flush=True)
+
+    print(f"[{dataset}] timing {len(sessions)} graphs" + (" and the bundle's three" if bundle else "")
+          + f", {rounds} interleaved rounds", flush=True)
+    graphs = {("sweep",) + k: s for k, s in sessions.items()}
+    if bundle:
+        graphs.update({("bundle", m): bundle["sessions"][m] for m in arch.MODEL_NAMES})
+    timed = _time_rounds(graphs, xt, xn, rounds, min_time)
+    for r in rows:
+        r["us"] = timed[("sweep", r["n_estimators"], r["max_samples"])]
+        if bundle:
+            r["ensemble_us"] = {k: timed[("bundle", "autoencoder")][k] + r["us"][k] + timed[("bundle", "rf")][k]
+                                for k in (1024, "normal")}
+    ref = _if_reference(rows)
+    rule = _if_rule(rows, ref, len(seeds))
+    pick = rule["pick"]
+    ens = None
+    if bundle:
+        # The ensemble run back to back (measured, not summed): the bundle's, and with the chosen IF.
+        # With the reference IF and the chosen one in place of the bundle's (skipped when the
+        # bundle's IF is that same setting).
+        b = bundle["sessions"]
+        eg = {"bundle": [b["autoencoder"], b["iforest"], b["rf"]]}
+        for k, i in (("reference", ref), ("chosen", pick)):
+            size = (rows[i]["n_estimators"], rows[i]["max_samples"]) if i is not None else None
+            if size is not None and size != bundle["if_size"] and k not in eg:
+                eg[k] = [b["autoencoder"], sessions[size], b["rf"]]
+        if ref is not None and pick == ref:
+            eg.pop("chosen", None)
+        ens = _time_rounds(eg, xt, xn, rounds, min_time, batch1=False)
+    result = {"dataset": dataset, "rows": rows, "ref": ref, **rule, "bundle": bundle, "timed": timed,
+              "ensemble": ens, "seeds": list(seeds), "rounds": rounds, "onnxruntime": onnxruntime.__version__}
+    _write_if_sweep(reports_dir, result)
+    return result
+
+
+def _if_reference(rows: list[dict]) -> int | None:
+    """The row of the reference: sklearn's default forest (architecture.IFOREST_PARAMS, 100
+    trees × 256), which every bundle used before this sweep. A fixed reference, not IF_SIZE,
+    so that a second sweep cannot step down from the first one's choice."""
+    base = (arch.IFOREST_PARAMS["n_estimators"], arch.IFOREST_PARAMS["max_samples"])
+    return next((i for i, r in enumerate(rows) if (r["n_estimators"], r["max_samples"]) == base), None)
+
+
+def _if_rule(rows: list[dict], ref: int | None, n_seeds: int) -> dict:
+    """The rule's choice (`choose_if`, sets r["qualifies"]) and, for information only, the
+    noise-band alternatives: within the seed-mean SE band of the reference (r["within_noise"];
+    the rule before the floor), within the RF sweep's wider single-seed SD band, and near the
+    best setting (r["near_best"])."""
+    pick, why = choose_if(rows, ref)
+    out = {"pick": pick, "rule": why, "se_band": None, "wide": None, "near_best_rule": None}
+    if ref is None:
+        return out
+    sp, flags, swhy = if_band_choice(rows, ref, mean_se=True, n_seeds=n_seeds)
+    for r, f in zip(rows, flags):
+        r["within_noise"] = bool(f)
+    out["se_band"] = {"pick": sp, "rule": swhy}
+    wp, wflags, wwhy = if_band_choice(rows, ref, mean_se=False, n_seeds=n_seeds)
+    out["wide"] = {"pick": wp, "within_noise": [bool(f) for f in wflags], "rule": wwhy}
+    near, out["near_best_rule"] = if_within_noise(rows, None, mean_se=True, n_seeds=n_seeds)
+    for r, f in zip(rows, near):
+        r["near_best"] = bool(f)
+    return out
+
+
+def _us(d: dict) -> dict:
+    """Timings read back from JSON: keys "1024" and "1" are ints again."""
+    return {int(k) if k.isdigit() else k: v for k, v in d.items()}
+
+
+def rerender_if_sweep(dataset: str, reports_dir: Path | None = None) -> dict:
+    """Re-applies the current rule to reports/<dataset>-if-sweep.json and rewrites the .md and
+    the .json, without re-running the sweep (no training, no timing): the measurements are the
+    saved ones; only the choice, the flags and the texts change."""
+    reports_dir = reports_dir or MODELS_DIR / "reports"
+    path = reports_dir / f"{dataset}-if-sweep.json"
+    try:
+        dump = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(f"{path} not found: run `python -m netanom_models if-sweep --dataset {dataset}` first") from None
+    if dump.get("dataset") != dataset:
+        raise DataError(f"{path} is for {dump.get('dataset')!r}, not {dataset!r}")
+    rows = [dict(r) for r in dump["rows"]]
+    for r in rows:
+        r["us"] = _us(r["us"])
+        if "ensemble_us" in r:
+            r["ensemble_us"] = _us(r["ensemble_us"])
+        for k in ("qualifies", "within_noise", "near_best"):
+            r.pop(k, None)
+    seeds = dump["seeds"]
+    ort_version = dump.get("onnxruntime")
+    if ort_version is None:  # JSON written before the version was saved: the .md has it
+        import re
+
+        md = (reports_dir / f"{dataset}-if-sweep.md").read_text() if (reports_dir / f"{dataset}-if-sweep.md").exists() else ""
+        m = re.search(r"in onnxruntime (\S+) \(Python\)", md)
+        ort_version = m.group(1) if m else "(version not recorded)"
+    b = dump.get("bundle")
+    bundle = timed = ens = None
+    if b:
+        bundle = {"dir": b["dir"], "if_size": tuple(b["if_size"]), "rule": b["rule"]}
+        timed = {("bundle", m): _us(t) for m, t in b["us"].items()}
+        ens = {k: _us(t) for k, t in b["ensemble_measured"].items()}
+    ref = _if_reference(rows)
+    rule = _if_rule(rows, ref, len(seeds))
+    res = {"dataset": dataset, "rows": rows, "ref": ref, **rule, "bundle": bundle, "timed": timed, "ensemble": ens,
+           "seeds": seeds, "rounds": dump.get("rounds", IF_SWEEP_ROUNDS), "onnxruntime": ort_version,
+           "rerendered": True}
+    _write_if_sweep(reports_dir, res)
+    return res
+
+
+def _write_if_sweep(reports_dir: Path, res: dict) -> None:
+    dataset, rows, pick, bundle, ref = res["dataset"], res["rows"], res["pick"], res["bundle"], res["ref"]
+    seeds, rounds, ort_version = res["seeds"], res["rounds"], res["onnxruntime"]
+    chosen = arch.iforest_params(dataset)
+    in_arch = next((i for i, r in enumerate(rows) if (r["n_estimators"], r["max_samples"])
+                    == (chosen["n_estimators"], chosen["max_samples"])), None)
+    tb = res["timed"]
+
+    def name(i):
+        return f"{rows[i]['n_estimators']} × {rows[i]['max_samples']}" if i is not None else "nothing"
+
+    others = ", ".join(f"{k} {v}" for k, v in arch.IFOREST_PARAMS.items() if k not in ("n_estimators", "max_samples"))
+    lines = [
+        f"# {dataset}: Isolation Forest size / speed / quality trade-off",
+        "",
+        f"Written by `python -m netanom_models if-sweep --dataset {dataset}`. Settings are *trees × max_samples*. "
+        "The forests are fitted on the normal rows of the fit split (after the graph's signed log1p step, where "
+        "the bundle has one), exported with `export.export_iforest` exactly as `train` exports them, and scored "
+        f"with onnxruntime. Threshold = {arch.DEFAULT_QUANTILE} quantile of the calibration-normal scores (held-out "
+        "normal rows); metrics on the validation split (test sets not used). Only `n_estimators` and "
+        f"`max_samples` vary; the other parameters are `architecture.IFOREST_PARAMS` ({others}).",
+    ]
+    if res.get("rerendered"):
+        lines += [
+            "",
+            f"*Re-rendered* by `python -m netanom_models if-sweep --dataset {dataset} --from-json`: the current "
+            f"choice rule applied to the saved `{dataset}-if-sweep.json`. The sweep was not re-run: every measurement "
+            "(quality, timings) is from the original sweep run"
+            + (f", and *bundle* means `{bundle['dir']}` as it was in that run (IF {bundle['if_size'][0]} × "
+               f"{bundle['if_size'][1]})" if bundle else "") + ".",
+        ]
+    lines += [
+        "",
+        f"- **Quality.** Each setting is trained with IF seeds {seeds[0]}–{seeds[-1]}. Metric cells show seed "
+        f"{seeds[0]} (the bundle's seed), then the seed mean ± seed SD, then the bootstrap standard error (SE) of "
+        f"seed {seeds[0]}'s figure ({SWEEP_BOOT_F1} resamples of the validation rows for F1, {SWEEP_BOOT_AUC} for "
+        "the AUCs; thresholds fixed). The IF's F1 at its threshold swings between about 0 and 0.4 from seed to "
+        "seed: the threshold is the 0.999 quantile of a few thousand normal scores, and it falls above or below "
+        "whole clusters of attacks. Compare seed means, not seed 0.",
+    ]
+    if bundle:
+        lines.append(
+            f"- **Ensemble.** The bundle's rule (`{bundle['rule']}`) over the bundle's autoencoder and random forest "
+            f"(from `{bundle['dir']}`, at their manifest thresholds) and this IF at its own threshold, on the same "
+            "validation rows. The random forest finds every attack the IF finds here, so the ensemble's F1 "
+            "differs between settings only through the IF's false positives.")
+    lines += [
+        f"- **Speed.** `iforest.onnx` alone in onnxruntime {ort_version} (Python), 1 thread. *batch 1024*: µs per row "
+        "with 1024 rows per `run`, on 256 validation rows (half normal, half attack, picked the way parity.csv "
+        "picks its rows; the Rust benchmark scores parity.csv rows). *normal*: the same on the validation split's "
+        "normal rows alone (benign flows take longer paths). *batch 1*: µs per call with one row. All graphs "
+        f"(and the bundle's three) are timed in {rounds} interleaved rounds of this run; each figure is the fastest "
+        "round. *ns/tree* = batch-1024 time per row / trees. *depth* = mean comparisons per tree per row on the "
+        "timing rows. The machine is a shared 2-core VM: repeated runs of the same graph differ by up to ~20 %.",
+    ]
+    if bundle:
+        a, f = tb[("bundle", "autoencoder")], tb[("bundle", "rf")]
+        lines.append(
+            f"- **Whole ensemble per row (predicted)** = the bundle's autoencoder ({a[1024]:.3f} µs) + its random "
+            f"forest ({f[1024]:.3f} µs) + this IF, at batch 1024, all from this run. Target: ≥ 250k rows/s, i.e. "
+            f"≤ {ENSEMBLE_BUDGET_US:g} µs/row (✓/✗). The three run back to back cost a little more than the sum "
+            "(table at the end).")
+    metric_list = "IF F1, IF ROC-AUC, IF PR-AUC" + (" and ensemble F1" if bundle else "")
+    if ref is not None:
+        lines.append(
+            f"- **Choice rule** (`evaluate.choose_if`): the reference's accuracy is a floor. The reference is "
+            f"{name(ref)} (sklearn's default, `architecture.IFOREST_PARAMS`, which every bundle used before this "
+            f"sweep). (1) A setting *qualifies* only when its seed mean of every one of {metric_list} is ≥ the "
+            "reference's seed mean: no noise allowance, so a setting below the reference on any mean is out, "
+            "however small the gap. (2) Among the qualifying settings, the fastest at batch 1024 wins. Timings "
+            f"within {SWEEP_TIME_TIE - 1:.0%} of the fastest are a tie: the reference wins a tie it is in (a change "
+            f"must buy clear speed), otherwise the smaller file does. Here: {res['rule']}.")
+        se, wide = res["se_band"], res["wide"]
+        lines.append(
+            "- *Not used by the choice (information only)*: the noise-band alternatives. *within SE band*: the "
+            "seed mean ≥ the reference's − noise on every metric, noise = the larger of the reference's bootstrap "
+            "SE and the standard error of a seed mean (median seed SD / √seeds) (the rule before the floor; it would "
+            f"pick {name(se['pick'])}): {se['rule']}. With the RF sweep's wider band (the median single-seed SD), "
+            f"{sum(wide['within_noise'])} of {len(rows)} settings would be within noise and the same step (2) would "
+            f"pick {name(wide['pick'])}. *near best*: within the SE band of the best setting on every metric: "
+            f"{res['near_best_rule']}.")
+    else:
+        lines.append(
+            f"- **Choice rule** (`evaluate.choose_if`): {res['rule']} (the rule needs the reference "
+            f"{arch.IFOREST_PARAMS['n_estimators']} × {arch.IFOREST_PARAMS['max_samples']} in the grid: its seed "
+            f"means of {metric_list} are the floor).")
+    near = ref is not None
+    lines += [
+        "",
+        "| trees | max_samples | iforest.onnx | nodes | depth | batch 1024 | ns/tree | normal | batch 1 | "
+        + ("whole ensemble at 1024 (predicted) | " if bundle else "")
+        + "IF val F1 | IF val ROC-AUC | IF val PR-AUC | IF val FPR" + (" | ensemble val F1 | ensemble val FPR" if bundle else "")
+        + (" | ≥ reference on every mean (rule) | within SE band (not used) | near best (not used) |" if near
+           else " | qualifies |"),
+        "|" + "---|" * (14 + (3 if bundle else 0) + (2 if near else 0)),
+    ]
+
+    def cell(r, pt, k, d):
+        return (f"{r['validation'][pt][k]:.{d}f} ({r['mean'][pt][k]:.{d}f} ± {r['sd'][pt][k]:.{d}f}; "
+                f"{r['se'][pt][k]:.{d}f})")
+
+    for i, r in enumerate(rows):
+        tags = [t for t, on in (("reference", i == ref), ("bundle", bundle and tuple(bundle["if_size"]) == (r["n_estimators"], r["max_samples"])))
+                if on]
+        u = r["us"]
+        line = (f"| {r['n_estimators']} | {r['max_samples']}{' (' + ', '.join(tags) + ')' if tags else ''} | "
+                f"{r['onnx_bytes'] / 1e6:.2f} MB | {r['nodes']:,} | {r['mean_depth']:.2f} | {u[1024]:.3f} µs "
+                f"({_kps(u[1024])}) | {u[1024] * 1e3 / r['n_estimators']:.1f} | {u['normal']:.3f} µs | {u[1]:.1f} µs | ")
+        if bundle:
+            e = r["ensemble_us"][1024]
+            line += f"{_kps(e)} ({e:.2f} µs) {'✓' if e <= ENSEMBLE_BUDGET_US else '✗'} | "
+        line += (f"{cell(r, 'if', 'f1', 4)} | {cell(r, 'if', 'roc_auc', 4)} | {cell(r, 'if', 'pr_auc', 4)} | "
+                 f"{r['validation']['if']['fpr']:.4f} ({r['mean']['if']['fpr']:.4f}) | ")
+        if bundle:
+            line += (f"{cell(r, 'ensemble', 'f1', 5)} | {r['validation']['ensemble']['fpr']:.4f} "
+                     f"({r['mean']['ensemble']['fpr']:.4f}) | ")
+        line += f"{'yes' if r['qualifies'] else 'no'}{' **← chosen**' if i == pick else ''} |"
+        if near:
+            line += f" {'yes' if r['within_noise'] else 'no'} | {'yes' if r['near_best'] else 'no'} |"
+        lines.append(line)
+    lines.append("")
+    if pick is None:
+        lines.append("**Rule's choice: none** (no reference setting in this grid): keep the bundle's size.")
+    else:
+        lines.append(
+            f"**Rule's choice: {name(pick)}**"
+            + ((" (the reference: no other setting is at or above it on every mean)" if sum(r["qualifies"] for r in rows) == 1
+                else " (the reference: no qualifying setting buys clear speed)") if pick == ref else "") + ". "
+            f"`architecture.IF_SIZE[{dataset!r}]` (what `train` uses): {chosen['n_estimators']} × "
+            f"{chosen['max_samples']}" + (" (the same)." if in_arch == pick else
+                                          f" (differs on purpose: {arch.IF_SIZE_KEPT[dataset]})."
+                                          if dataset in arch.IF_SIZE_KEPT else
+                                          " (**differs**: update architecture.py and retrain)."))
+    same = [r for r in rows if "same_as_bundle" in r]
+    if same:
+        lines += ["", f"Check: the sweep's {same[0]['n_estimators']} × {same[0]['max_samples']} seed-0 graph is "
+                  + ("byte-identical to" if same[0]["same_as_bundle"] else "**not** byte-identical to")
+                  + f" the bundle's iforest.onnx{' (as it was in the sweep run)' if res.get('rerendered') else ''}."]
+    if bundle:
+        ens = res["ensemble"]
+        lines += [
+            "",
+            f"Bundle `{bundle['dir']}` (IF {bundle['if_size'][0]} × {bundle['if_size'][1]}"
+            + (", in the sweep run" if res.get("rerendered") else "")
+            + "), each model timed alone in the same rounds as the table, and the three run one after another on "
+            "each batch (measured, not summed):",
+            "",
+            "| model | batch 1024 | batch 1 | batch 1024, normal rows only |",
+            "|---|---|---|---|",
+        ]
+        for m in arch.MODEL_NAMES:
+            t = tb[("bundle", m)]
+            lines.append(f"| {LABELS[m]} | {t[1024]:.3f} µs/row ({_kps(t[1024])}) | {t[1]:.1f} µs | "
+                         f"{t['normal']:.3f} µs/row ({_kps(t['normal'])}) |")
+        s = {k: sum(tb[("bundle", m)][k] for m in arch.MODEL_NAMES) for k in (1024, "normal")}
+        lines.append(f"| sum of the three | {s[1024]:.3f} µs/row ({_kps(s[1024])}) | | {s['normal']:.3f} µs/row "
+                     f"({_kps(s['normal'])}) |")
+        labels = {"bundle": f"ensemble, measured (bundle, IF {bundle['if_size'][0]} × {bundle['if_size'][1]})",
+                  "reference": f"ensemble, measured, with the reference IF ({name(ref)})" if ref is not None else "",
+                  "chosen": f"ensemble, measured, with the chosen IF ({name(pick)})" if pick is not None else ""}
+        for k in ("bundle", "reference", "chosen"):
+            if k in ens:
+                t = ens[k]
+                lines.append(f"| **{labels[k]}** | **{t[1024]:.3f} µs/row ({_kps(t[1024])})** | | "
+                             f"**{t['normal']:.3f} µs/row ({_kps(t['normal'])})** |")
+        if pick is not None and "chosen" not in ens and pick != ref \
+                and (rows[pick]["n_estimators"], rows[pick]["max_samples"]) != tuple(bundle["if_size"]):
+            e = rows[pick]["ensemble_us"]
+            lines += ["", f"The ensemble with the chosen IF ({name(pick)}) was not run back to back in the sweep run "
+                      f"(that run chose another setting); predicted from the table: {e[1024]:.2f} µs/row "
+                      f"({_kps(e[1024])}) at batch 1024, {e['normal']:.2f} µs/row ({_kps(e['normal'])}) on normal rows."]
+    lines.append("")
+    (reports_dir / f"{dataset}-if-sweep.md").write_text("\n".join(lines))
+    keep = ("n_estimators", "max_samples", "onnx_bytes", "nodes", "mean_depth", "fit_seconds", "threshold",
+            "validation", "mean", "sd", "se", "us", "ensemble_us", "qualifies", "within_noise", "near_best",
+            "same_as_bundle")
+    b = None
+    if bundle:
+        b = {"dir": bundle["dir"], "if_size": list(bundle["if_size"]), "rule": bundle["rule"],
+             "us": {m: tb[("bundle", m)] for m in arch.MODEL_NAMES}, "ensemble_measured": res["ensemble"]}
+    dump = {"dataset": dataset, "reference": ref, "rule_choice": pick, "rule": res["rule"],
+            "se_band": res.get("se_band"), "wide": res.get("wide"), "near_best_rule": res.get("near_best_rule"),
+            "seeds": list(seeds), "rounds": rounds, "onnxruntime": ort_version, "bundle": b,
+            "rows": [{k: (bool(r[k]) if k in ("qualifies", "within_noise", "near_best", "same_as_bundle") else r[k])
+                      for k in keep if k in r} for r in rows]}
+    (reports_dir / f"{dataset}-if-sweep.json").write_text(json.dumps(dump, indent=1, default=float) + "\n")

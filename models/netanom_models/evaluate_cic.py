@@ -389,7 +389,8 @@ def _size_section(sc: Scorer, bundle_dir: Path, reports_dir: Path, dataset: str)
     for f in files:
         lines.append(f"| {f.name} | {f.stat().st_size:,} |")
     lines += [f"| **total** | **{total:,}** ({total / 1e6:.2f} MB; budget 3 MB) |", ""]
-    sweep = reports_dir / f"{dataset}-rf-sweep.md"
-    if sweep.is_file():
-        lines += [f"Random Forest size / speed / quality sweep: [{sweep.name}]({sweep.name}).", ""]
+    for kind, what in (("rf", "Random Forest"), ("if", "Isolation Forest")):
+        sweep = reports_dir / f"{dataset}-{kind}-sweep.md"
+        if sweep.is_file():
+            lines += [f"{what} size / speed / quality sweep: [{sweep.name}]({sweep.name}).", ""]
     return lines

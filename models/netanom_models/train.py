@@ -44,7 +44,8 @@ class TrainConfig:
     threads: int = 1
     #: None: architecture.rf_params(dataset).
     rf_params: dict | None = None
-    iforest_params: dict = field(default_factory=lambda: dict(arch.IFOREST_PARAMS))
+    #: None: architecture.iforest_params(dataset).
+    iforest_params: dict | None = None
     quiet: bool = False
 
     def resolved_out(self) -> Path:
@@ -258,6 +259,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         raise DataError("--sample must be at least 20 rows")
     spec = datasets.spec(cfg.dataset)
     rf_params = dict(cfg.rf_params) if cfg.rf_params is not None else arch.rf_params(cfg.dataset)
+    if_params = dict(cfg.iforest_params) if cfg.iforest_params is not None else arch.iforest_params(cfg.dataset)
     seed_everything(cfg.seed, cfg.threads)
 
     log(cfg, f"[{spec.name}] loading {spec.train_file}")
@@ -285,7 +287,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         f"(calibration MSE {ae_info['best_calibration_loss']:.3g})")
     log(cfg, f"[{spec.name}] training isolation forest")
     if_input = export.signed_log1p_onnx(raw_all[fit_n], log_mask) if log_mask is not None else raw_all[fit_n]
-    iforest = train_iforest(if_input, cfg.iforest_params, cfg.seed)
+    iforest = train_iforest(if_input, if_params, cfg.seed)
     if labelled:
         y_fit = is_attack[split["fit"]].astype(np.int64)
         rf_labels = "dataset labels (attack = 1, normal = 0)"
@@ -390,7 +392,7 @@ def train(cfg: TrainConfig) -> TrainResult:
             "early_stopping_on": "normal rows of the calibration split",
             **ae_info,
         },
-        "iforest": {**cfg.iforest_params, "trained_on": "normal rows of the fit split"
+        "iforest": {**if_params, "trained_on": "normal rows of the fit split"
                     + (", after the graph's signed log1p step (computed with onnxruntime)" if log_mask is not None else ""),
                     "tree_thresholds": "rounded down to float32 (exactly equivalent for float32 inputs)",
                     "onnx_graph": export.iforest_graph_note(iforest)},
