@@ -543,17 +543,12 @@ impl Detector {
             let ip = aggregates::dst_addr(k);
             // Many sources, or one destination flooded: a victim. A flood from one source is
             // also caught (and better stopped) at that source, so require several sources.
-            let victim =
-                d.packets as f64 > MIN_EVENTS && n_srcs > MIN_EVENTS && (srcs > t_srcs || pps > t_dpps);
+            let victim = is_victim(d.packets, n_srcs, (srcs, pps), (t_srcs, t_dpps));
             if !victim {
                 normal_dst.push((srcs, pps));
                 continue;
             }
-            let syn_share = if d.flows > 0 {
-                d.syn_flows as f64 / d.flows as f64
-            } else {
-                0.0
-            };
+            let syn_share = share(d.syn_flows, d.flows);
             let (tcp_flags, limitable) = match k.proto {
                 6 if syn_share >= 0.5 => (0x02, true),
                 6 => (0, false),
@@ -655,17 +650,12 @@ impl Detector {
             }
             let n_srcs = sketch_estimate(&h.sketch);
             let (srcs, pps) = (n_srcs / iv, h.packets as f64 / iv);
-            let victim =
-                h.packets as f64 > MIN_EVENTS && n_srcs > MIN_EVENTS && (srcs > t_srcs || pps > t_pps);
+            let victim = is_victim(h.packets, n_srcs, (srcs, pps), (t_srcs, t_pps));
             if !victim {
                 normal.push((srcs, pps));
                 continue;
             }
-            let syn_share = if h.flows > 0 {
-                h.syn_flows as f64 / h.flows as f64
-            } else {
-                0.0
-            };
+            let syn_share = share(h.syn_flows, h.flows);
             out.push(Finding {
                 kind: Kind::VictimFlood,
                 subject: Subject::Victim {
@@ -689,6 +679,21 @@ impl Detector {
             });
         }
         normal
+    }
+}
+
+/// Whether a destination (a service, or a host over its services) is under a flood: enough
+/// packets from enough sources, and a rate (sources/s, packets/s) above its threshold.
+fn is_victim(packets: u64, n_srcs: f64, (srcs, pps): (f64, f64), (t_srcs, t_pps): (f64, f64)) -> bool {
+    packets as f64 > MIN_EVENTS && n_srcs > MIN_EVENTS && (srcs > t_srcs || pps > t_pps)
+}
+
+/// `part / whole`, 0 when `whole` is 0.
+fn share(part: u64, whole: u64) -> f64 {
+    if whole > 0 {
+        part as f64 / whole as f64
+    } else {
+        0.0
     }
 }
 

@@ -224,6 +224,25 @@ fn agent_bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/netanom"))
 }
 
+/// `netanom run` on a's interface with `dirs`, no alerts, then `extra`; stdout to `stdout`.
+fn spawn_agent(
+    lab: &Pair,
+    dirs: &StateDirs,
+    extra: &[&str],
+    stdout: Stdio,
+) -> anyhow::Result<std::process::Child> {
+    lab.a
+        .command(agent_bin())
+        .args(["run", "--iface", &lab.a_side.iface, "--alerts", ""])
+        .args(["--pin-dir", dirs.pin(), "--state-dir", dirs.state()])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", agent_bin().display()))
+}
+
 fn veth_throughput(r: &mut Report, quick: bool) -> anyhow::Result<()> {
     r.section(
         "Throughput across a veth pair",
@@ -238,24 +257,7 @@ fn veth_throughput(r: &mut Report, quick: bool) -> anyhow::Result<()> {
     let dirs = netanom_lab::StateDirs::new("bench");
     let dur = Duration::from_secs(if quick { 1 } else { 3 });
     let (sent0, rx0) = blast(&lab, dur)?;
-    let mut agent = lab
-        .a
-        .command(agent_bin())
-        .args([
-            "run",
-            "--iface",
-            &lab.a_side.iface,
-            "--stats-interval",
-            "60",
-            "--alerts",
-            "",
-        ])
-        .args(["--pin-dir", dirs.pin(), "--state-dir", dirs.state()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("starting {}", agent_bin().display()))?;
+    let mut agent = spawn_agent(&lab, &dirs, &["--stats-interval", "60"], Stdio::null())?;
     std::thread::sleep(Duration::from_millis(1500));
     let mode = lab.a.ip(&["-d", "link", "show", "dev", &lab.a_side.iface])?;
     let mode = if mode.contains("xdpgeneric") {
@@ -331,31 +333,20 @@ fn mitigation(r: &mut Report, quick: bool) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dirs.state_dir)?;
     let cfg = dirs.state_dir.join("netanom.toml");
     std::fs::write(&cfg, "[allowlist]\nprefixes = [\"198.18.0.2/32\"]\n")?;
-    let mut agent = lab
-        .a
-        .command(agent_bin())
-        .args([
-            "run",
-            "--iface",
-            &lab.a_side.iface,
+    let mut agent = spawn_agent(
+        &lab,
+        &dirs,
+        &[
             "--mode",
             "mitigate",
-            "--alerts",
-            "",
-        ])
-        .args([
             "--config",
             cfg.to_str().unwrap_or_default(),
             "--no-metrics",
             "--stats-interval",
             "60",
-        ])
-        .args(["--pin-dir", dirs.pin(), "--state-dir", dirs.state()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("starting {}", agent_bin().display()))?;
+        ],
+        Stdio::null(),
+    )?;
     let result = (|| -> anyhow::Result<()> {
         let t0 = Instant::now();
         let tables = loop {
@@ -522,11 +513,10 @@ fn flow_rate(r: &mut Report, quick: bool) -> anyhow::Result<()> {
     };
     let base = tx.send_generated(50_000_000, &unpaced, |k| flow_frame(k + 3_000_000_000))? as f64
         / t.elapsed().as_secs_f64();
-    let mut agent = lab
-        .a
-        .command(agent_bin())
-        .args(["run", "--iface", &lab.a_side.iface, "--alerts", ""])
-        .args([
+    let mut agent = spawn_agent(
+        &lab,
+        &dirs,
+        &[
             "--no-metrics",
             "--idle-timeout",
             "1",
@@ -536,13 +526,9 @@ fn flow_rate(r: &mut Report, quick: bool) -> anyhow::Result<()> {
             "json",
             "--stats-interval",
             "0.25",
-        ])
-        .args(["--pin-dir", dirs.pin(), "--state-dir", dirs.state()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("starting {}", agent_bin().display()))?;
+        ],
+        Stdio::piped(),
+    )?;
     let latest = std::sync::Arc::new(std::sync::Mutex::new(None::<LoopCounters>));
     let stdout = agent.stdout.take().context("the agent's stdout")?;
     {
@@ -569,7 +555,7 @@ fn flow_rate(r: &mut Report, quick: bool) -> anyhow::Result<()> {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let rates: &[u32] = &[5_000, 10_000, 20_000, 40_000, 80_000, 160_000];
+        let rates: &[u32] = &[5_000, 10_000, 20_000, 40_000, 80_000, 160_000, 320_000, 640_000];
         r.line(
             "| target flows/s | sent flows/s | flows created | exported | vectors scored | \
              queue waits (back-pressure) | ring losses | evictions | settled in s | sustained |"
