@@ -48,6 +48,9 @@ pub mod names {
     pub const MAP_RATE_LIMITS: &str = "NA_RATELIM";
     /// Array of `u64` indexed by [`crate::mitigate::Control`] (pinned).
     pub const MAP_CONTROL: &str = "NA_MCTL";
+    /// Per-CPU scratch [`crate::flow::FlowValue`]: a new flow is built here and inserted
+    /// whole, so that no reader (another CPU, the agent's sweep) sees it half made.
+    pub const MAP_SCRATCH: &str = "NA_SCRATCH";
     /// The maps pinned under the pin directory, so that they outlive the agent.
     pub const PINNED_MAPS: [&str; 6] = [
         MAP_BLOCK4,
@@ -91,6 +94,7 @@ pub mod names {
             MAP_ALLOW6,
             MAP_RATE_LIMITS,
             MAP_CONTROL,
+            MAP_SCRATCH,
         ]) <= 15
     );
 }

@@ -44,6 +44,9 @@ mod prog {
     #[map(name = "NA_DST")]
     static NA_DST: LruHashMap<DstKey, DstStats> = LruHashMap::with_max_entries(65_536, 0);
 
+    #[map(name = "NA_SCRATCH")]
+    static NA_SCRATCH: PerCpuArray<FlowValue> = PerCpuArray::with_max_entries(1, 0);
+
     #[map(name = "NA_FLOW_RB")]
     static NA_FLOW_RB: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
 
@@ -72,44 +75,6 @@ mod prog {
     #[unsafe(no_mangle)]
     static NA_TIMEOUTS: FlowTimeouts = FlowTimeouts::DEFAULT;
 
-    static ZERO_FLOW: FlowValue = FlowValue {
-        fwd: ZERO_DIR,
-        bwd: ZERO_DIR,
-        first_ns: 0,
-        last_ns: 0,
-        iat_sum_us: 0,
-        iat_sumsq_us: 0,
-        iat_min_us: 0,
-        iat_max_us: 0,
-        fwd_is_lo: 0,
-        state: 0,
-        icmp_type: 0,
-        icmp_code: 0,
-        _pad: [0; 4],
-    };
-    const ZERO_DIR: flow::DirStats = flow::DirStats {
-        packets: 0,
-        payload_bytes: 0,
-        payload_sumsq: 0,
-        header_bytes: 0,
-        frame_bytes: 0,
-        iat_sum_us: 0,
-        iat_sumsq_us: 0,
-        iat_min_us: 0,
-        iat_max_us: 0,
-        first_ns: 0,
-        last_ns: 0,
-        flags: [0; 8],
-        data_packets: 0,
-        payload_min: 0,
-        payload_max: 0,
-        header_min: 0,
-        init_window: 0,
-        agg_pkts: 0,
-        agg_bytes: 0,
-        _pad: [0; 4],
-        agg_ns: 0,
-    };
     static ZERO_SRC: SrcStats = SrcStats {
         packets: 0,
         bytes: 0,
@@ -351,6 +316,36 @@ mod prog {
         }
     }
 
+    /// Where a packet's flow lives.
+    enum Slot {
+        /// The flow existed (possibly created just now by another CPU).
+        Existing(*mut FlowValue),
+        /// This packet created it.
+        Created(*mut FlowValue),
+        /// The table refused the insert.
+        Failed,
+    }
+
+    /// Creates the flow `key` started by packet `m`. The value is built in per-CPU scratch
+    /// and inserted whole, so no reader ever sees a half-made flow (the agent's sweep would
+    /// take an all-zero one for idle, and another CPU would account into it).
+    #[inline(always)]
+    fn create_flow(key: &FlowKey, m: &PacketMeta, now: u64, lo: bool) -> Slot {
+        let Some(scratch) = NA_SCRATCH.get_ptr_mut(0) else {
+            return Slot::Failed;
+        };
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+        let s = unsafe { &mut *scratch };
+        flow::start(s, m, now, lo);
+        let inserted = NA_FLOWS.insert(key, s, u64::from(BPF_NOEXIST)).is_ok();
+        match NA_FLOWS.get_ptr_mut(key) {
+            Some(v) if inserted => Slot::Created(v),
+            // Another CPU created the same flow first: the packet belongs to it.
+            Some(v) => Slot::Existing(v),
+            None => Slot::Failed,
+        }
+    }
+
     /// Accounts one IP packet: its flow, and (in chunks, see [`agg::CREDIT_PACKETS`]) its
     /// sender and its destination service.
     #[inline(always)]
@@ -365,8 +360,12 @@ mod prog {
             forward: true,
         };
         let mut ended = None;
-        let v = match NA_FLOWS.get_ptr_mut(key) {
-            Some(v) => {
+        let slot = match NA_FLOWS.get_ptr_mut(key) {
+            Some(v) => Slot::Existing(v),
+            None => create_flow(&key, m, now, lo),
+        };
+        let v = match slot {
+            Slot::Existing(v) => {
                 // SAFETY: map value pointer; concurrent updates of one flow from two CPUs may
                 // lose an increment (documented), never corrupt memory.
                 let v = unsafe { &mut *v };
@@ -390,23 +389,20 @@ mod prog {
                 ev.syn_answered = pending && !ev.started && v.state & ST_SYN_PENDING == 0;
                 v
             }
-            None => match entry(&NA_FLOWS, &key, &ZERO_FLOW) {
-                Some(v) => {
-                    // SAFETY: map value pointer, as above.
-                    let v = unsafe { &mut *v };
-                    flow::start(v, m, now, lo);
-                    bump(Event::FlowCreated);
-                    ev.started = true;
-                    ev.syn = v.state & ST_SYN_PENDING != 0;
-                    v
-                }
-                None => {
-                    // No flow to hold the pending volume: credit the packet at once.
-                    bump(Event::FlowInsertFailed);
-                    credit(m, true, true, 1, u64::from(m.frame_len), now, &ev);
-                    return;
-                }
-            },
+            Slot::Created(v) => {
+                // SAFETY: map value pointer, as above.
+                let v = unsafe { &mut *v };
+                bump(Event::FlowCreated);
+                ev.started = true;
+                ev.syn = v.state & ST_SYN_PENDING != 0;
+                v
+            }
+            Slot::Failed => {
+                // No flow to hold the pending volume: credit the packet at once.
+                bump(Event::FlowInsertFailed);
+                credit(m, true, true, 1, u64::from(m.frame_len), now, &ev);
+                return;
+            }
         };
         // A closed flow's stragglers, and the last packets of one that just ended, are
         // credited at once: nothing stays pending in a flow that will not be exported again.
