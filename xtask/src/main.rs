@@ -52,6 +52,14 @@ enum Command {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Model size sweeps (size, speed and validation quality; the choice rule; writes
+    /// models/reports/<dataset>-<kind>-sweep.md): `cargo xtask sweep rf|if -- --dataset D [...]`.
+    Sweep {
+        /// `rf` (Random Forest) or `if` (Isolation Forest).
+        kind: String,
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
     /// Performance tables, each figure beside a baseline measured in the same run; printed
     /// and written to target/bench/report.md (or --out). Needs root.
     Bench {
@@ -73,6 +81,7 @@ fn main() -> ExitCode {
         Command::Test => setup::ensure().and_then(|env| tasks::test(&env)),
         Command::Train { args } => setup::ensure().and_then(|_| models::train(&args)),
         Command::Eval { args } => setup::ensure().and_then(|_| models::eval(&args)),
+        Command::Sweep { kind, args } => setup::ensure().and_then(|_| models::sweep(&kind, &args)),
         Command::Bench { quick, out } => setup::ensure().and_then(|env| tasks::bench(&env, quick, out)),
     };
     match result {

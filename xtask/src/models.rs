@@ -94,6 +94,17 @@ pub fn eval(args: &[String]) -> anyhow::Result<()> {
     run_module("eval", args)
 }
 
+/// `python -m netanom_models rf-sweep|if-sweep ARGS` (in models/, with the venv).
+pub fn sweep(kind: &str, args: &[String]) -> anyhow::Result<()> {
+    match kind {
+        "rf" => run_module("rf-sweep", args),
+        "if" => run_module("if-sweep", args),
+        other => {
+            anyhow::bail!("unknown sweep `{other}`: use `rf` (Random Forest) or `if` (Isolation Forest)")
+        }
+    }
+}
+
 /// Runs the pytest suite in models/tests. "No tests collected" (exit code 5) is an error.
 pub fn pytest() -> anyhow::Result<()> {
     let python = ensure_venv()?;
