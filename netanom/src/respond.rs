@@ -245,12 +245,7 @@ impl Responder {
             if !self.quiet(format!("would {prefix}"), now, ttl.as_secs_f64()) {
                 let a = self
                     .base_alert(f, Action::WouldBlock, ip, dst, proto)
-                    .with_block(BlockInfo::new(
-                        prefix.to_string(),
-                        ttl.as_secs(),
-                        repeats + 1,
-                        alerts::now_ns(),
-                    ));
+                    .with_block(block_info(&prefix, ttl, repeats + 1));
                 self.write(&a);
             }
             return Ok(());
@@ -277,12 +272,7 @@ impl Responder {
         );
         let a = self
             .base_alert(f, Action::Blocked, ip, dst, proto)
-            .with_block(BlockInfo::new(
-                prefix.to_string(),
-                ttl.as_secs(),
-                repeats + 1,
-                alerts::now_ns(),
-            ));
+            .with_block(block_info(&prefix, ttl, repeats + 1));
         self.write(&a);
         Ok(())
     }
@@ -484,6 +474,11 @@ impl Responder {
         self.effective_mode(now);
         Ok(())
     }
+}
+
+/// The alert's `netanom.block` for a block (or would-be block) of `prefix`, added now.
+fn block_info(prefix: &Cidr, ttl: Duration, strikes: u32) -> BlockInfo {
+    BlockInfo::new(prefix.to_string(), ttl.as_secs(), strikes, alerts::now_ns())
 }
 
 fn unspecified(like: IpAddr) -> IpAddr {

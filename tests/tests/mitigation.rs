@@ -301,20 +301,16 @@ fn observe_mode_drops_nothing_and_allowlisted_attackers_are_never_blocked() {
     let tx = RawSender::open(&lab.b, &lab.b_side.iface).unwrap();
     let dst = lab.a_side.ep;
     let bad = attacker(&lab, 66);
+    // 8,000 UDP frames from `bad` at 8,000/s.
+    let flood = || {
+        let pace = Pace::rate(8_000, Duration::from_secs(3));
+        traffic::udp_burst(&tx, &bad, &dst, false, 8_000, 64, &pace).unwrap()
+    };
 
     // Observe (the default): a flood is reported as would-block, and nothing is dropped.
     let agent = start(&lab, &dirs, &["--alerts", &af]);
     let rx = RawReceiver::open(&lab.a, &lab.a_side.iface).unwrap();
-    let sent = traffic::udp_burst(
-        &tx,
-        &bad,
-        &dst,
-        false,
-        8_000,
-        64,
-        &Pace::rate(8_000, Duration::from_secs(3)),
-    )
-    .unwrap();
+    let sent = flood();
     std::thread::sleep(Duration::from_millis(1500));
     assert!(
         block_list(&lab, &dirs, false).is_empty(),
@@ -359,16 +355,7 @@ fn observe_mode_drops_nothing_and_allowlisted_attackers_are_never_blocked() {
     let has = |v: &Value, p: &str| v.as_array().unwrap().iter().any(|x| x["prefix"] == p);
     assert!(has(&al, "198.18.0.64/26"), "{al}");
     assert!(has(&al, "198.18.0.1/32"), "the host's own address: {al}");
-    traffic::udp_burst(
-        &tx,
-        &bad,
-        &dst,
-        false,
-        8_000,
-        64,
-        &Pace::rate(8_000, Duration::from_secs(3)),
-    )
-    .unwrap();
+    flood();
     std::thread::sleep(Duration::from_millis(1500));
     assert!(
         block_list(&lab, &dirs, false).is_empty(),
