@@ -298,6 +298,20 @@ def load_file(path: Path, s: DatasetSpec, require_labels: bool = True) -> Table:
     )
 
 
+def count_columns(features: pd.DataFrame) -> list[str]:
+    """The numeric columns whose maximum over `features` is above 1: bytes, durations and
+    counts, as opposed to rates and 0/1 flags (file order). These get the log step where
+    architecture.LOG_STEP says so."""
+    out = []
+    for c in features.columns:
+        if c in CATEGORICAL:
+            continue
+        v = features[c].to_numpy(dtype=np.float64)
+        if len(v) and np.nanmax(v) > 1.0:
+            out.append(c)
+    return out
+
+
 def dedup(t: Table) -> Table:
     """Drops exact duplicate rows (features + label), keeping the first of each."""
     key = t.features.copy()

@@ -12,6 +12,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from .preprocessing import log_by_gather, log_indices
+
 OPSET = 18
 ML_OPSET = 3
 INPUT_NAME = "input"
@@ -184,19 +186,34 @@ LOGGED = "netanom_logged"
 
 
 def _signed_log1p_nodes(log_mask: np.ndarray, out_name: str = LOGGED) -> tuple[list, list]:
-    """Nodes + initializers computing out = where(mask, sign(x) * ln(1 + |x|), x) from INPUT_NAME."""
-    inits = [
-        numpy_helper.from_array(np.asarray(log_mask, dtype=bool), "netanom_log_mask"),
-        numpy_helper.from_array(np.array(1.0, dtype=np.float32), "netanom_one"),
-    ]
-    nodes = [
-        helper.make_node("Abs", [INPUT_NAME], ["netanom_abs"], name="netanom_abs"),
+    """Nodes + initializers computing out = where(mask, sign(x) * ln(1 + |x|), x) from INPUT_NAME,
+    in the form preprocessing.log_by_gather picks (the same as torch's export of
+    ScoringAutoEncoder.scale): on the gathered log elements, scattered back in place; or over
+    the whole vector, picked by a Where."""
+    one = numpy_helper.from_array(np.array(1.0, dtype=np.float32), "netanom_one")
+    gather = log_by_gather(log_mask)
+    src = "netanom_login" if gather else INPUT_NAME
+    slog = [
+        helper.make_node("Abs", [src], ["netanom_abs"], name="netanom_abs"),
         helper.make_node("Add", ["netanom_abs", "netanom_one"], ["netanom_abs1"], name="netanom_abs1"),
         helper.make_node("Log", ["netanom_abs1"], ["netanom_log"], name="netanom_log"),
-        helper.make_node("Sign", [INPUT_NAME], ["netanom_sign"], name="netanom_sign"),
+        helper.make_node("Sign", [src], ["netanom_sign"], name="netanom_sign"),
         helper.make_node("Mul", ["netanom_sign", "netanom_log"], ["netanom_slog"], name="netanom_slog"),
-        helper.make_node("Where", ["netanom_log_mask", "netanom_slog", INPUT_NAME], [out_name], name="netanom_where"),
     ]
+    if not gather:
+        where = helper.make_node("Where", ["netanom_log_mask", "netanom_slog", INPUT_NAME], [out_name],
+                                 name="netanom_where")
+        return slog + [where], [numpy_helper.from_array(np.asarray(log_mask, dtype=bool), "netanom_log_mask"), one]
+    idx = log_indices(log_mask)
+    nodes = [
+        helper.make_node("Gather", [INPUT_NAME, "netanom_log_idx"], ["netanom_login"], name="netanom_login", axis=1),
+        *slog,
+        helper.make_node("Shape", ["netanom_slog"], ["netanom_slog_shape"], name="netanom_slog_shape"),
+        helper.make_node("Expand", ["netanom_log_idx_row", "netanom_slog_shape"], ["netanom_log_at"], name="netanom_log_at"),
+        helper.make_node("ScatterElements", [INPUT_NAME, "netanom_log_at", "netanom_slog"], [out_name],
+                         name="netanom_put", axis=1),
+    ]
+    inits = [numpy_helper.from_array(idx, "netanom_log_idx"), numpy_helper.from_array(idx.reshape(1, -1), "netanom_log_idx_row"), one]
     return nodes, inits
 
 

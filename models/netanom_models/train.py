@@ -115,7 +115,8 @@ class Prepared:
     split: dict[str, np.ndarray]
     #: Held-out test rows, for data sets without separate test files (None otherwise).
     test: np.ndarray | None = None
-    #: Source columns that get the signed log1p step (CIC), and the schema manifest entry.
+    #: Source columns that get the signed log1p step (CIC; KDD per arch.LOG_STEP), and the
+    #: schema manifest entry.
     log_columns: list[str] = field(default_factory=list)
     schema: dict | None = None
 
@@ -147,6 +148,9 @@ def prepare(spec: datasets.DatasetSpec, sample: int | None, seed: int, table: da
         test = parts["test"]
     else:
         split = split_indices(is_attack, len(table.features), seed)
+        if arch.log_step(spec.name):
+            fit_n = split["fit"][normal[split["fit"]]]
+            log_columns = datasets.count_columns(table.features.iloc[fit_n])
     return Prepared(table, rows_after_dedup, labelled, is_attack, normal, split, test, log_columns, schema_entry)
 
 

@@ -117,6 +117,14 @@ def test_shipped_bundles_use_the_architecture_sizes(bundle):
     ifp, rfp = arch.iforest_params(man["dataset"]), arch.rf_params(man["dataset"])
     assert {k: hp["iforest"]["hyperparameters"][k] for k in ifp} == ifp
     assert {k: hp["rf"]["hyperparameters"][k] for k in rfp} == rfp
+    # ... and so does a log step switched in architecture.LOG_STEP (CIC always has one)
+    logs = man["preprocessing"]["log_columns"]
+    if man["dataset"] in arch.LOG_STEP:
+        assert bool(logs) == arch.log_step(man["dataset"]), man["dataset"]
+        ops = [s["op"] for s in man["scorer"]["models"]["iforest"]["inside_graph"]]
+        assert ("signed_log1p" in ops) == arch.log_step(man["dataset"])
+    else:
+        assert logs
 
 
 def test_if_sweep_small(trained_cic, tmp_path, monkeypatch):

@@ -64,10 +64,12 @@ def test_onnx_scores_equal_python_models(trained, shared):
     # add extreme values (beyond the training range) to exercise clipping
     big = raw[:5].copy() * 1000 + 3
     x = np.vstack([raw, big]).astype(np.float32)
+    # nsl-kdd's forest sees the count columns after the log step (architecture.LOG_STEP)
+    assert trained.preprocessor.log_columns
     with torch.no_grad():
         ref = {
             "autoencoder": trained.autoencoder(torch.from_numpy(x)).numpy(),
-            "iforest": -trained.iforest.score_samples(x),
+            "iforest": -trained.iforest.score_samples(trained.preprocessor.log_transform(x)),
             "rf": trained.rf.predict_proba(x)[:, 1],
         }
     for m in MODEL_NAMES:
@@ -119,12 +121,18 @@ def test_unlabelled_data_uses_isolation_forest_pseudo_labels(shared, tmp_path, m
 
 
 def test_iforest_graph_is_one_tree_ensemble(trained):
-    """iforest.onnx holds the whole forest in ONE TreeEnsembleRegressor (plus Reshape and Pow),
-    agrees with sklearn's score_samples, and gives bit-identical scores whatever the batch size
-    or thread count (the leaf values make the float32 sum over trees exact)."""
+    """iforest.onnx holds the whole forest in ONE TreeEnsembleRegressor (plus Reshape and Pow,
+    after the log step where the data set has one), agrees with sklearn's score_samples, and
+    gives bit-identical scores whatever the batch size or thread count (the leaf values make
+    the float32 sum over trees exact)."""
     from netanom_models import export
 
-    blob = (trained.out_dir / "iforest.onnx").read_bytes()
+    shipped = onnx.load_from_string((trained.out_dir / "iforest.onnx").read_bytes())
+    ops = [n.op_type for n in shipped.graph.node]
+    assert ops[-3:] == ["TreeEnsembleRegressor", "Reshape", "Pow"] and ops.count("TreeEnsembleRegressor") == 1
+    assert "Log" in ops[:-3]  # nsl-kdd: the log step comes first
+    # the forest part alone, exported without the log step
+    blob = export.export_iforest(trained.iforest, trained.preprocessor.n_features)
     model = onnx.load_from_string(blob)
     assert [n.op_type for n in model.graph.node] == ["TreeEnsembleRegressor", "Reshape", "Pow"]
     ifo = trained.iforest
@@ -192,3 +200,77 @@ def test_rf_graph_is_bit_identical_to_skl2onnx(trained):
     old = export.session(export.export_rf_skl2onnx(rf, n)).run(None, {"input": x})[0]
     assert np.array_equal(new, old)
     np.testing.assert_allclose(new, rf.predict_proba(x)[:, 1], rtol=0, atol=1e-6)
+
+
+def test_log_step_follows_the_architecture(trained, shared, tmp_path, monkeypatch):
+    """nsl-kdd logs exactly its count columns (numeric, max > 1 over the fit split's normal
+    rows) in autoencoder.onnx and iforest.onnx; a KDD data set without the step (kdd99's
+    setting) gets graphs without it and an empty log_columns."""
+    from netanom_models import architecture as arch
+    from netanom_models.train import prepare
+
+    spec = datasets.spec("nsl-kdd")
+    p = prepare(spec, None, 0)
+    fit_n = p.split["fit"][p.normal[p.split["fit"]]]
+    fitted = p.table.features.iloc[fit_n]
+    want = [c for c in fitted.columns if c not in datasets.CATEGORICAL and fitted[c].max() > 1]
+    assert want and p.log_columns == want == trained.preprocessor.log_columns
+    assert "src_bytes" in want and "serror_rate" not in want and "logged_in" not in want
+    man = json.loads((trained.out_dir / "manifest.json").read_text())
+    assert man["preprocessing"]["log_columns"] == want
+    inside = man["scorer"]["models"]
+    assert [s["op"] for s in inside["autoencoder"]["inside_graph"]][:2] == ["signed_log1p", "minmax_clip"]
+    assert inside["iforest"]["inside_graph"][0]["op"] == "signed_log1p"
+
+    monkeypatch.setitem(arch.LOG_STEP, "nsl-kdd", False)
+    plain = train_small(shared, tmp_path / "plain")
+    assert plain.preprocessor.log_columns == [] and plain.manifest["preprocessing"]["log_columns"] == []
+    ops = [n.op_type for n in onnx.load(str(plain.out_dir / "iforest.onnx")).graph.node]
+    assert ops == ["TreeEnsembleRegressor", "Reshape", "Pow"]
+    ae_ops = {n.op_type for n in onnx.load(str(plain.out_dir / "autoencoder.onnx")).graph.node}
+    assert "Log" not in ae_ops
+    # the same rows, scored by both bundles: only the log-step graphs differ
+    assert (plain.out_dir / "rf.onnx").read_bytes() == (trained.out_dir / "rf.onnx").read_bytes()
+
+
+def test_count_columns_rule():
+    import pandas as pd
+
+    f = pd.DataFrame({"protocol_type": ["tcp", "udp"], "rate": [0.0, 1.0], "flag01": [0, 1],
+                      "bytes": [0, 1500], "neg": [-5.0, 0.5]})
+    assert datasets.count_columns(f) == ["bytes"]
+    assert datasets.count_columns(f.iloc[:0]) == []
+
+
+def test_log_step_forms_agree_bit_for_bit(monkeypatch):
+    """The gather/scatter form (few log elements) and the whole-vector Where form (many) of the
+    log step give the same float32 values, in the IF graph prefix and in the autoencoder's
+    scaling; the form follows preprocessing.LOG_GATHER_MAX_SHARE."""
+    import netanom_models.preprocessing as prep
+    from netanom_models import architecture as arch
+    from netanom_models import export
+
+    n = 40
+    rng = np.random.default_rng(5)
+    x = (rng.lognormal(2, 3, (257, n)) * rng.choice([-1.0, 0.0, 1.0], (257, n))).astype(np.float32)
+    for share in (0.1, 0.9):
+        mask = np.zeros(n, dtype=bool)
+        mask[rng.choice(n, int(share * n), replace=False)] = True
+        assert prep.log_by_gather(mask) == (share <= prep.LOG_GATHER_MAX_SHARE)
+        outs, aes = [], []
+        for cut in (1.0, 0.0):  # force the gather form, then the Where form
+            monkeypatch.setattr(prep, "LOG_GATHER_MAX_SHARE", cut)
+            nodes, _ = export._signed_log1p_nodes(mask)
+            assert ("ScatterElements" in [nd.op_type for nd in nodes]) == (cut == 1.0)
+            outs.append(export.signed_log1p_onnx(x, mask))
+            torch.manual_seed(0)
+            ae = arch.ScoringAutoEncoder(arch.AutoEncoder(n), np.zeros(n, np.float32), np.ones(n, np.float32), mask)
+            with torch.no_grad():
+                aes.append(ae.scale(torch.from_numpy(x)).numpy())
+        assert np.array_equal(outs[0].view(np.int32), outs[1].view(np.int32))
+        assert np.array_equal(aes[0], aes[1])
+        ref = x.astype(np.float64)
+        ref[:, mask] = np.sign(ref[:, mask]) * np.log1p(np.abs(ref[:, mask]))
+        np.testing.assert_allclose(outs[0], ref, rtol=1e-6, atol=1e-6)
+        assert np.array_equal(outs[0][:, ~mask], x[:, ~mask])  # the other elements pass untouched
+    assert not prep.log_by_gather(np.zeros(n, dtype=bool))

@@ -37,8 +37,8 @@ enum Command {
         #[arg(last = true)]
         args: Vec<String>,
     },
-    /// Formatting, clippy (user crates and the eBPF crate, warnings denied), unit tests and
-    /// the privileged integration tests. Needs root.
+    /// Formatting, clippy (user crates and the eBPF crate, warnings denied), unit tests, the
+    /// privileged integration tests, the `cuda` build's fallback and pytest. Needs root.
     Test,
     /// Train a model bundle in models/ (its own virtualenv, created on first use):
     /// `cargo xtask train -- --dataset nsl-kdd|kdd99|cic-ids2017 [--out DIR] [--quantile Q] [--ensemble RULE]`.

@@ -94,6 +94,37 @@ pub fn test(env: &Env) -> anyhow::Result<()> {
     }
     cmd::status(t)?;
 
+    section("the `cuda` feature: clippy, and a CUDA request against the CPU-only library");
+    cmd::status(cmd::new(
+        &cargo,
+        &[
+            "clippy",
+            "--package",
+            "netanom",
+            "--features",
+            "cuda",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    ))?;
+    let mut t = cmd::new(
+        &cargo,
+        &[
+            "test",
+            "--package",
+            "netanom-lab",
+            "--features",
+            "netanom/cuda",
+            "--test",
+            "model_parity",
+            "cuda_request_falls_back_to_cpu",
+        ],
+    );
+    t.env("NETANOM_ORT_LIB", &env.ort_lib);
+    cmd::status(t)?;
+
     section("model pipeline (pytest, in models/.venv)");
     crate::models::pytest()?;
 

@@ -45,6 +45,9 @@ pub mod preprocess;
 pub mod scorer;
 
 pub use bundle::{Binding, Bundle, BundleOptions, ExecutionProvider, runtime};
+
+/// Whether this build has the CUDA execution provider compiled in (cargo feature `cuda`).
+pub const CUDA_BUILT: bool = cfg!(feature = "cuda");
 pub use manifest::{EnsembleRule, Manifest, ModelSpec};
 pub use preprocess::{Preprocessor, UNSEEN_CATEGORY};
 pub use scorer::{Scorer, Scores};
