@@ -48,9 +48,18 @@ fn ort_lib(test: &str) -> Option<PathBuf> {
     }
 }
 
+/// Load options for `lib`. `NETANOM_TEST_PROVIDER=cuda` requests the CUDA execution provider
+/// in every test (`cargo xtask test` runs this file so with the `cuda` feature; on a machine
+/// without a usable GPU each load falls back to the CPU, and every check still holds).
 fn options(lib: &Path) -> BundleOptions {
+    let provider = match std::env::var("NETANOM_TEST_PROVIDER").as_deref() {
+        Ok("cuda") => ExecutionProvider::Cuda,
+        Ok("cpu") | Err(_) => ExecutionProvider::Cpu,
+        Ok(other) => panic!("NETANOM_TEST_PROVIDER={other:?}: expected cpu or cuda"),
+    };
     BundleOptions {
         ort_lib: Some(lib.to_path_buf()),
+        provider,
         ..BundleOptions::default()
     }
 }
@@ -195,6 +204,16 @@ fn rust_scores_equal_python_onnxruntime_scores() {
         let t0 = std::time::Instant::now();
         let bundle = Bundle::load_with(dir, &options(&lib)).unwrap_or_else(|e| panic!("{e}"));
         let load_ms = t0.elapsed().as_secs_f64() * 1e3;
+        let provider = bundle.provider();
+        // On a GPU machine: prove the scores on CUDA, rather than accept a fallback.
+        if std::env::var_os("NETANOM_TEST_REQUIRE_CUDA").is_some() {
+            assert_eq!(
+                provider,
+                ExecutionProvider::Cuda,
+                "NETANOM_TEST_REQUIRE_CUDA is set: {:?}",
+                bundle.fallback_reason()
+            );
+        }
         let t = read_table(&dir.join("parity.csv"));
         let n = t.rows.len();
         let rows = raw_rows(&bundle, &t);
@@ -289,7 +308,7 @@ fn rust_scores_equal_python_onnxruntime_scores() {
         );
 
         eprintln!(
-            "parity {}: {n} rows, {} unseen-category rows, bundle loaded in {load_ms:.0} ms; max |diff| (max rel): \
+            "parity {} on {provider}: {n} rows, {} unseen-category rows, bundle loaded in {load_ms:.0} ms; max |diff| (max rel): \
              autoencoder {:.3e} ({:.3e}), iforest {:.3e} ({:.3e}), rf {:.3e} ({:.3e}); ensemble score {:.3e}; \
              batch 1/37 vs 256: {:.3e}; decisions: {} anomalies, all identical: {}",
             dir.display(),
@@ -541,12 +560,19 @@ fn cuda_request_falls_back_to_cpu() {
     }
     let why = bundle.fallback_reason().expect("a fallback reason");
     eprintln!("CUDA fallback: {why}");
-    // The reason names the cause: the build (no `cuda` feature), or the library (the PyPI
-    // wheel has no CUDA provider). `cargo xtask test` runs this test in both builds.
-    if netanom::model::CUDA_BUILT {
-        assert!(why.contains("has no CUDA execution provider"), "{why}");
-    } else {
+    // The reason names the cause: the build (no `cuda` feature); the library (the PyPI
+    // `onnxruntime` wheel has no CUDA provider); or the machine (`onnxruntime-gpu`'s provider
+    // cannot start without a GPU and the CUDA libraries). `cargo xtask test` runs all three.
+    let gpu_build = lib.with_file_name("libonnxruntime_providers_cuda.so").is_file();
+    if !netanom::model::CUDA_BUILT {
         assert!(why.contains("without the `cuda` feature"), "{why}");
+    } else if gpu_build {
+        assert!(
+            why.contains("could not start its CUDA execution provider") && why.contains("--provider cpu"),
+            "{why}"
+        );
+    } else {
+        assert!(why.contains("has no CUDA execution provider"), "{why}");
     }
     let scorer = bundle.scorer();
     assert_eq!(scorer.provider(), ExecutionProvider::Cpu);
@@ -587,7 +613,7 @@ fn engine(lib: &Path, bundle: &Path) -> EngineArgs {
     EngineArgs {
         bundle: bundle.to_path_buf(),
         threads: 1,
-        provider: ExecutionProvider::Cpu,
+        provider: options(lib).provider,
         ort_lib: Some(lib.to_path_buf()),
     }
 }

@@ -30,9 +30,15 @@ const ORT_VERSION: &str = "1.31.1";
 const ORT_DIR: &str = "/usr/local/lib/netanom";
 const BPFFS: &str = "/sys/fs/bpf";
 
+/// Where the CUDA-enabled build (PyPI `onnxruntime-gpu`) goes; its file names are the same
+/// as the CPU build's.
+const ORT_CUDA_DIR: &str = "/usr/local/lib/netanom/cuda";
+
 /// What the other commands need from a ready machine.
 pub struct Env {
     pub ort_lib: PathBuf,
+    /// The `onnxruntime-gpu` build, for the `cuda` feature's tests.
+    pub ort_cuda_lib: PathBuf,
 }
 
 struct Step {
@@ -73,6 +79,14 @@ const STEPS: &[Step] = &[
                  'onnxruntime/capi/libonnxruntime*.so*' -d /usr/local/lib/netanom",
     },
     Step {
+        name: "ONNX Runtime library, CUDA build",
+        check: check_ort_cuda,
+        install: install_ort_cuda,
+        manual: "python3 -m pip download --no-deps --only-binary=:all: onnxruntime-gpu==1.31.1 -d /tmp/ort && \
+                 mkdir -p /usr/local/lib/netanom/cuda && unzip -j -o /tmp/ort/onnxruntime_gpu-1.31.1-*.whl \
+                 'onnxruntime/capi/libonnxruntime*.so*' -d /usr/local/lib/netanom/cuda",
+    },
+    Step {
         name: "bpffs at /sys/fs/bpf",
         check: check_bpffs,
         install: mount_bpffs,
@@ -105,6 +119,7 @@ pub fn ensure() -> anyhow::Result<Env> {
 fn env() -> Env {
     Env {
         ort_lib: Path::new(ORT_DIR).join(format!("libonnxruntime.so.{ORT_VERSION}")),
+        ort_cuda_lib: Path::new(ORT_CUDA_DIR).join(format!("libonnxruntime.so.{ORT_VERSION}")),
     }
 }
 
@@ -270,14 +285,31 @@ fn install_bpf_linker() -> anyhow::Result<String> {
 }
 
 fn check_ort() -> anyhow::Result<Option<String>> {
-    let lib = env().ort_lib;
-    let ok = fs::read(&lib).is_ok_and(|b| b.len() > 1_000_000 && b.starts_with(b"\x7fELF"));
+    check_elf(&env().ort_lib)
+}
+
+fn check_ort_cuda() -> anyhow::Result<Option<String>> {
+    let provider = Path::new(ORT_CUDA_DIR).join("libonnxruntime_providers_cuda.so");
+    Ok(check_elf(&env().ort_cuda_lib)?.filter(|_| check_elf(&provider).is_ok_and(|p| p.is_some())))
+}
+
+fn check_elf(lib: &Path) -> anyhow::Result<Option<String>> {
+    let ok = fs::read(lib).is_ok_and(|b| b.len() > 1_000_000 && b.starts_with(b"\x7fELF"));
     Ok(ok.then(|| format!("{}", lib.display())))
 }
 
 fn install_ort() -> anyhow::Result<String> {
-    need_root(&format!("installing ONNX Runtime into {ORT_DIR}"))?;
-    let tmp = std::env::temp_dir().join(format!("netanom-ort-{}", std::process::id()));
+    install_ort_wheel("onnxruntime", ORT_DIR)
+}
+
+fn install_ort_cuda() -> anyhow::Result<String> {
+    install_ort_wheel("onnxruntime-gpu", ORT_CUDA_DIR)
+}
+
+/// Extracts `onnxruntime/capi/libonnxruntime*.so*` of the PyPI wheel `package` into `dir`.
+fn install_ort_wheel(package: &str, dir: &str) -> anyhow::Result<String> {
+    need_root(&format!("installing ONNX Runtime ({package}) into {dir}"))?;
+    let tmp = std::env::temp_dir().join(format!("netanom-ort-{}-{package}", std::process::id()));
     fs::create_dir_all(&tmp)?;
     let wheel_dir = tmp.to_string_lossy().into_owned();
     cmd::output(cmd::new(
@@ -289,28 +321,29 @@ fn install_ort() -> anyhow::Result<String> {
             "--quiet",
             "--no-deps",
             "--only-binary=:all:",
-            &format!("onnxruntime=={ORT_VERSION}"),
+            &format!("{package}=={ORT_VERSION}"),
             "-d",
             &wheel_dir,
         ],
     ))
-    .context("downloading the onnxruntime wheel from PyPI")?;
-    fs::create_dir_all(ORT_DIR)?;
+    .with_context(|| format!("downloading the {package} wheel from PyPI"))?;
+    fs::create_dir_all(dir)?;
     // The wheel is a zip; Python's zipfile avoids needing `unzip`.
+    let stem = package.replace('-', "_");
     let script = format!(
         "import glob, zipfile, os\n\
-         w = glob.glob(os.path.join({wheel_dir:?}, 'onnxruntime-{ORT_VERSION}-*.whl'))[0]\n\
+         w = glob.glob(os.path.join({wheel_dir:?}, '{stem}-{ORT_VERSION}-*.whl'))[0]\n\
          z = zipfile.ZipFile(w)\n\
          for n in z.namelist():\n\
          \x20   b = os.path.basename(n)\n\
          \x20   if n.startswith('onnxruntime/capi/') and b.startswith('libonnxruntime') and '.so' in b:\n\
-         \x20       open(os.path.join({ORT_DIR:?}, b), 'wb').write(z.read(n))\n\
+         \x20       open(os.path.join({dir:?}, b), 'wb').write(z.read(n))\n\
          \x20       print(b)\n"
     );
     let files = cmd::output(cmd::new("python3", &["-c", &script]))?;
     let _ = fs::remove_dir_all(&tmp);
     Ok(format!(
-        "extracted {} from the onnxruntime=={ORT_VERSION} wheel into {ORT_DIR}",
+        "extracted {} from the {package}=={ORT_VERSION} wheel into {dir}",
         files.split_whitespace().collect::<Vec<_>>().join(", ")
     ))
 }

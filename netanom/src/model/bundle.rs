@@ -267,7 +267,7 @@ impl Bundle {
                 None => match sessions(&env, &manifest, files, threads, true) {
                     Ok(s) => (s, ExecutionProvider::Cuda, None),
                     Err(e) => {
-                        let why = format!("the CUDA execution provider could not be used ({e})");
+                        let why = format!("CUDA was requested, but {e}");
                         log::warn!("{why}; scoring on the CPU");
                         (
                             sessions(&env, &manifest, files, threads, false)?,
@@ -446,28 +446,42 @@ fn sessions(
                 origin: (*origin).to_owned(),
                 detail: e.to_string(),
             };
-            let s = session(env, bytes, threads, cuda).map_err(onnx_err)?;
+            let s = session(env, bytes, threads, cuda, onnx_err)?;
             check_interface(&s, m, manifest.n_features, origin)?;
             Ok(s)
         })
         .collect()
 }
 
-fn session(env: &Environment, bytes: &[u8], threads: usize, cuda: bool) -> Result<Session, ort::Error> {
-    let b = Session::builder(env)?
-        .with_intra_threads(threads)?
-        .with_inter_threads(1)?
-        .with_parallel_execution(false)?;
+/// One session; a CUDA provider that cannot start is [`ModelError::CudaProvider`], not an
+/// error of the model file (`onnx_err`).
+fn session(
+    env: &Environment,
+    bytes: &[u8],
+    threads: usize,
+    cuda: bool,
+    onnx_err: impl Fn(ort::Error) -> ModelError,
+) -> Result<Session, ModelError> {
+    let built = || -> Result<_, ort::Error> {
+        Ok(Session::builder(env)?
+            .with_intra_threads(threads)?
+            .with_inter_threads(1)?
+            .with_parallel_execution(false)?)
+    };
+    let b = built().map_err(&onnx_err)?;
     #[cfg(feature = "cuda")]
     let b = if cuda {
-        b.with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])?
+        b.with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])
+            .map_err(|e| ModelError::CudaProvider {
+                detail: e.to_string().trim_end().to_owned(),
+            })?
     } else {
         b
     };
     #[cfg(not(feature = "cuda"))]
     let _ = cuda;
     let mut b = b;
-    b.commit_from_memory(bytes)
+    b.commit_from_memory(bytes).map_err(onnx_err)
 }
 
 /// The session's one input and its output named as the manifest says, float32, with the

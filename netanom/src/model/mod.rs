@@ -95,6 +95,12 @@ pub enum ModelError {
         detail: String,
     },
     #[error(
+        "ONNX Runtime could not start its CUDA execution provider: {detail}. It needs a GPU, and \
+         the CUDA libraries the ONNX Runtime build links against (the message names any that is \
+         missing) on the library path; or score on the CPU (`--provider cpu`)"
+    )]
+    CudaProvider { detail: String },
+    #[error(
         "ONNX Runtime could not load model file {origin} ({model}): {detail}. The file is corrupted \
          or truncated, or not an ONNX model: copy the whole bundle directory again, or retrain it \
          with `cargo xtask train`"
