@@ -45,12 +45,12 @@ pub mod preprocess;
 pub mod scorer;
 
 pub use bundle::{Binding, Bundle, BundleOptions, ExecutionProvider, runtime};
-
-/// Whether this build has the CUDA execution provider compiled in (cargo feature `cuda`).
-pub const CUDA_BUILT: bool = cfg!(feature = "cuda");
 pub use manifest::{EnsembleRule, Manifest, ModelSpec};
 pub use preprocess::{Preprocessor, UNSEEN_CATEGORY};
 pub use scorer::{Scorer, Scores};
+
+/// Whether this build has the CUDA execution provider compiled in (cargo feature `cuda`).
+pub const CUDA_BUILT: bool = cfg!(feature = "cuda");
 
 /// The models of a bundle, in the order the manifest's ensemble rule and every output use.
 pub const MODEL_NAMES: [&str; 3] = ["autoencoder", "iforest", "rf"];
