@@ -219,7 +219,7 @@ def _features_section(man: dict) -> list[str]:
         "## Input features (the live schema)",
         "",
         f"The model reads {len(used)} of the agent's {fs['n_flow_features']} `FLOW_FEATURES` "
-        f"(`netanom/src/features.rs`, schema sha256 `{fs['schema_sha256'][:16]}…`), parsed at training time. "
+        f"(`netanom/src/features/flow.rs`, schema sha256 `{fs['schema_sha256'][:16]}…`), parsed at training time. "
         f"Rule: {fs['selection_rule']}. The agent picks them by name from its feature vector "
         "(manifest `scorer.steps[0].from_flow_features`).",
         "",

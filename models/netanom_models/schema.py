@@ -1,6 +1,6 @@
 """The agent's live flow-feature schema, read from the Rust sources at training time.
 
-``netanom/src/features.rs`` declares ``FLOW_FEATURES`` (name, unit, CicMatch, definition) in
+``netanom/src/features/flow.rs`` declares ``FLOW_FEATURES`` (name, unit, CicMatch, definition) in
 model-input order; ``netanom/FEATURES.md`` carries the same table (a Rust unit test keeps the
 two identical). Both are parsed here and must agree; nothing is copied by hand. The CIC-IDS2017
 bundle (``models/default``) consumes a subset of these names, chosen by :func:`select_cic_features`,
@@ -19,7 +19,7 @@ from pathlib import Path
 from . import DataError
 from .datasets import REPO_ROOT
 
-FEATURES_RS = REPO_ROOT / "netanom" / "src" / "features.rs"
+FEATURES_RS = REPO_ROOT / "netanom" / "src" / "features" / "flow.rs"
 FEATURES_MD = REPO_ROOT / "netanom" / "FEATURES.md"
 
 
@@ -175,7 +175,7 @@ def select_cic_features(feats: list[Feature], cic_columns: list[str]) -> tuple[l
 def manifest_entry(feats: list[Feature], used: list[Feature], excluded: dict[str, str],
                    cic_columns: list[str]) -> dict:
     return {
-        "source": "netanom/src/features.rs (FLOW_FEATURES), cross-checked with netanom/FEATURES.md",
+        "source": "netanom/src/features/flow.rs (FLOW_FEATURES), cross-checked with netanom/FEATURES.md",
         "n_flow_features": len(feats),
         "schema_sha256": schema_digest(feats),
         "flow_features": [{"index": f.index, "name": f.name, "unit": f.unit, "cic": f.cic} for f in feats],
@@ -195,7 +195,7 @@ def manifest_entry(feats: list[Feature], used: list[Feature], excluded: dict[str
 
 def bundle_schema_problems(manifest: dict, feats: list[Feature]) -> list[str]:
     """Why a CIC bundle no longer fits the schema `feats` (empty list: it fits). Checked by
-    tests/test_cic.py against netanom/src/features.rs."""
+    tests/test_cic.py against netanom/src/features/flow.rs."""
     fs = manifest["feature_schema"]
     used, _ = select_cic_features(feats, fs["cic_columns"])
     problems = []

@@ -82,7 +82,7 @@ def test_md_mismatch_is_detected(tmp_path):
 
 @pytest.mark.skipif(not DEFAULT_MANIFEST.is_file(), reason="models/default not built")
 def test_default_bundle_matches_the_current_rust_schema():
-    """Fails when netanom/src/features.rs changes so that the default bundle's inputs no longer
+    """Fails when netanom/src/features/flow.rs changes so that the default bundle's inputs no longer
     mean what they meant at training time: retrain with `cargo xtask train -- --dataset cic-ids2017`."""
     man = json.loads(DEFAULT_MANIFEST.read_text())
     feats = schema.load_schema()

@@ -141,8 +141,6 @@ const _: () = assert!(core::mem::size_of::<FlowValue>() == 360);
 /// Why a flow record was exported.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "user", derive(serde::Serialize))]
-#[cfg_attr(feature = "user", serde(rename_all = "snake_case"))]
 pub enum EndReason {
     /// FIN seen in both directions.
     Fin = 1,
@@ -213,6 +211,36 @@ impl FlowTimeouts {
 impl Default for FlowTimeouts {
     fn default() -> Self {
         Self::DEFAULT
+    }
+}
+
+/// What becomes of a flow that has been quiet since its last packet, at `now`: the one rule
+/// that the agent's sweep of the kernel table and the offline extractor both apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expiry {
+    /// Keep it: live and not idle long enough, or closed and still lingering (it absorbs the
+    /// connection's stragglers).
+    Keep,
+    /// Live, and quiet for longer than the idle timeout: export it (idle timeout) and remove it.
+    ExportIdle,
+    /// Closed (already exported), and quiet for longer than the linger time: remove it.
+    Forget,
+}
+
+/// [`Expiry`] of flow `v` at `now_ns` under the timeouts `t`.
+#[inline(always)]
+pub fn expiry(v: &FlowValue, now_ns: u64, t: &FlowTimeouts) -> Expiry {
+    let quiet = now_ns.saturating_sub(v.last_ns);
+    if v.state & ST_CLOSED != 0 {
+        if quiet > t.closed_linger_ns {
+            Expiry::Forget
+        } else {
+            Expiry::Keep
+        }
+    } else if quiet > t.idle_ns {
+        Expiry::ExportIdle
+    } else {
+        Expiry::Keep
     }
 }
 
@@ -489,5 +517,27 @@ mod tests {
             (1, ST_SYN_PENDING),
             "a new SYN starts over"
         );
+    }
+    #[test]
+    fn idle_flows_are_exported_and_closed_ones_forgotten_after_their_linger() {
+        let t = FlowTimeouts {
+            idle_ns: 100,
+            closed_linger_ns: 10,
+            ..FlowTimeouts::DEFAULT
+        };
+        let mut v = FlowValue {
+            last_ns: 1_000,
+            ..FlowValue::default()
+        };
+        assert_eq!(expiry(&v, 1_100, &t), Expiry::Keep);
+        assert_eq!(expiry(&v, 1_101, &t), Expiry::ExportIdle);
+        assert_eq!(
+            expiry(&v, 0, &t),
+            Expiry::Keep,
+            "a clock behind the flow is no gap"
+        );
+        v.state = ST_CLOSED;
+        assert_eq!(expiry(&v, 1_010, &t), Expiry::Keep);
+        assert_eq!(expiry(&v, 1_011, &t), Expiry::Forget);
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! Everything here is `#[repr(C)]` with explicit padding and compile-time size asserts, so
 //! the kernel half (built for `bpfel-unknown-none`) and the user half agree byte for byte.
-//! The `user` feature adds `aya::Pod` impls and serde for the agent.
+//! The `user` feature adds `aya::Pod` impls and serde for the agent ([`user`]).
 #![no_std]
 
 pub mod agg;
@@ -10,6 +10,9 @@ pub mod flow;
 pub mod mitigate;
 pub mod parse;
 pub mod stats;
+pub mod time;
+#[cfg(feature = "user")]
+pub mod user;
 
 pub use stats::{Event, Proto, ProtoCounter};
 

@@ -5,8 +5,6 @@
 /// The discriminant is the index into the `NA_PROTO` per-CPU array.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "user", derive(serde::Serialize))]
-#[cfg_attr(feature = "user", serde(rename_all = "snake_case"))]
 pub enum Proto {
     Ipv4Tcp = 0,
     Ipv4Udp = 1,
@@ -62,7 +60,6 @@ impl Proto {
 /// Packets and bytes (whole frame, from the Ethernet header on) of one [`Proto`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "user", derive(serde::Serialize))]
 pub struct ProtoCounter {
     pub packets: u64,
     pub bytes: u64,
@@ -84,8 +81,6 @@ impl ProtoCounter {
 /// Events counted by the XDP program; the discriminant indexes the `NA_EVENTS` per-CPU array.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "user", derive(serde::Serialize))]
-#[cfg_attr(feature = "user", serde(rename_all = "snake_case"))]
 pub enum Event {
     /// A header claimed more bytes than the frame holds (truncated or malformed packet).
     Truncated = 0,
@@ -162,23 +157,4 @@ impl Event {
                 | Event::Fragment
         )
     }
-}
-
-#[cfg(feature = "user")]
-mod user {
-    // SAFETY: repr(C), only u64 fields, no padding (size asserted above).
-    unsafe impl aya::Pod for super::ProtoCounter {}
-    // SAFETY: repr(C) structs of integers with explicit padding fields (sizes asserted).
-    unsafe impl aya::Pod for crate::flow::FlowKey {}
-    unsafe impl aya::Pod for crate::flow::FlowValue {}
-    unsafe impl aya::Pod for crate::flow::FlowRecord {}
-    unsafe impl aya::Pod for crate::flow::FlowTimeouts {}
-    unsafe impl aya::Pod for crate::agg::HostKey {}
-    unsafe impl aya::Pod for crate::agg::DstKey {}
-    unsafe impl aya::Pod for crate::agg::SrcStats {}
-    unsafe impl aya::Pod for crate::agg::DstStats {}
-    unsafe impl aya::Pod for crate::mitigate::BlockEntry {}
-    unsafe impl aya::Pod for crate::mitigate::AllowEntry {}
-    unsafe impl aya::Pod for crate::mitigate::PatternKey {}
-    unsafe impl aya::Pod for crate::mitigate::RateLimit {}
 }

@@ -14,22 +14,8 @@ use std::sync::atomic::{AtomicU16, Ordering};
 
 use crate::Endpoint;
 
-/// TCP FIN flag.
-pub const TCP_FIN: u8 = 0x01;
-/// TCP SYN flag.
-pub const TCP_SYN: u8 = 0x02;
-/// TCP RST flag.
-pub const TCP_RST: u8 = 0x04;
-/// TCP PSH flag.
-pub const TCP_PSH: u8 = 0x08;
-/// TCP ACK flag.
-pub const TCP_ACK: u8 = 0x10;
-/// TCP URG flag.
-pub const TCP_URG: u8 = 0x20;
-/// TCP ECE flag.
-pub const TCP_ECE: u8 = 0x40;
-/// TCP CWR flag.
-pub const TCP_CWR: u8 = 0x80;
+/// TCP flags, as the shared flow code names them.
+pub use netanom_common::flow::{TCP_ACK, TCP_CWR, TCP_ECE, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, TCP_URG};
 
 /// Ethertype of IPv4.
 pub const ETHERTYPE_IPV4: u16 = 0x0800;

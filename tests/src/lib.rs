@@ -5,7 +5,9 @@
 //! Ethernet frames sent through `AF_PACKET` sockets ([`traffic`]), real kernel TCP connections
 //! ([`traffic::tcp_exchange`]) and rewritten real captures ([`replay`]). Two topologies:
 //! [`Pair`] (two namespaces, one veth) and [`Gateway`] (client, attacker and server routed
-//! through a gateway namespace, see [`gateway`]).
+//! through a gateway namespace, see [`gateway`]). The agent under test runs in either
+//! ([`agent`], over the [`Topology`] trait), and [`timing`], [`files`], [`http`] and
+//! [`probes`] hold what the tests check it with.
 //!
 //! ## Rules the lab follows
 //!
@@ -42,17 +44,27 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod agent;
+pub mod files;
 pub mod frames;
 pub mod gateway;
+pub mod http;
 mod netns;
+pub mod probes;
 pub mod replay;
 mod sys;
+pub mod timing;
+pub mod topology;
 pub mod traffic;
 
 use std::path::PathBuf;
 
+pub use agent::{Agent, agent_bin, lab_setup, run_to_end, start_agent};
+pub use files::{TempDir, read_alerts, read_csv};
 pub use gateway::{Gateway, Link};
 pub use netns::{Endpoint, IfaceStats, Netns, Pair, Side, StateDirs, sweep_leftovers, sweep_state_leftovers};
+pub use timing::{time_to_block, time_until, wait_until};
+pub use topology::Topology;
 pub use traffic::{Pace, RawReceiver, RawSender};
 
 /// Endpoints with the lab's addresses (a: 198.18.0.1, 2001:db8::1; b: .2, ::2) and fixed

@@ -29,7 +29,7 @@ const SETUP_TIMEOUT: Duration = Duration::from_secs(5);
 /// across processes).
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
-fn next_serial() -> u32 {
+pub(crate) fn next_serial() -> u32 {
     COUNTER.fetch_add(1, Ordering::Relaxed)
 }
 

@@ -1,10 +1,9 @@
 //! First end-to-end slice: the real agent attached to a lab veth counts exactly the traffic a
 //! peer namespace sends, over IPv4 and IPv6, and detaches cleanly on SIGINT/SIGTERM.
-mod common;
 
 use std::time::Duration;
 
-use common::{Agent, xdp_attached};
+use netanom_lab::agent::{Agent, xdp_attached};
 use netanom_lab::{Pace, Pair, RawSender, frames, require_root, sweep_leftovers, traffic};
 use serde_json::Value;
 

@@ -1,10 +1,9 @@
 //! Bad input: each problem gives a one-paragraph error naming the problem and the fix, a
 //! non-zero exit code, and no panic or backtrace.
-mod common;
 
 use std::{path::Path, process::Command};
 
-use common::{Agent, agent_bin, run_to_end};
+use netanom_lab::{Agent, agent::xdp_attached, agent_bin, run_to_end};
 use netanom_lab::{Pair, require_root, sweep_leftovers};
 
 /// Asserts a clean failure whose message contains every one of `needles`.
@@ -181,10 +180,7 @@ fn bad_bundle_config_and_cidr_fail_before_attaching() {
             .args(["--pin-dir", dirs.pin(), "--state-dir", dirs.state()])
             .args(&extra);
         assert_clean_failure(run_to_end(c), &needles);
-        assert!(
-            !common::xdp_attached(&lab.a, &iface),
-            "{extra:?}: nothing attached"
-        );
+        assert!(!xdp_attached(&lab.a, &iface), "{extra:?}: nothing attached");
         assert!(
             !dirs.pin_dir.join("NA_BLOCK4").exists(),
             "{extra:?}: nothing pinned"

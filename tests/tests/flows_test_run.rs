@@ -1,9 +1,10 @@
 //! Flow accounting checked exactly with BPF_PROG_TEST_RUN: per-flow counters in both
 //! directions, export through the ring buffer, IPv6, fragments, LRU eviction.
 use netanom::{
-    aggregates,
     datapath::{Datapath, LoadOptions},
-    drain::{self, ExportReader},
+    features::aggregates,
+    pipeline::clock::mono_now_ns,
+    sources::live::{self as drain, ExportReader},
 };
 use netanom_common::{
     Event,
@@ -36,7 +37,7 @@ fn event(dp: &Datapath, e: Event) -> u64 {
 /// All flows still in the table, without removing them.
 fn live_flows(dp: &Datapath) -> Vec<FlowRecord> {
     let mut out = Vec::new();
-    drain::sweep_flows_into(dp, drain::mono_now_ns(), &FlowTimeouts::DEFAULT, true, &mut out).unwrap();
+    drain::sweep_flows_into(dp, mono_now_ns(), &FlowTimeouts::DEFAULT, true, &mut out).unwrap();
     out
 }
 
@@ -246,7 +247,7 @@ fn aggregate_volume_is_exact_kernel_chunks_plus_agent_credit() {
     assert!(kernel_client <= want_client);
 
     // The sweep finds the UDP flow idle (the conversation is closed: nothing pending there).
-    let later = drain::mono_now_ns() + FlowTimeouts::DEFAULT.idle_ns + 1;
+    let later = mono_now_ns() + FlowTimeouts::DEFAULT.idle_ns + 1;
     let mut recs = Vec::new();
     drain::sweep_flows_into(&dp, later, &FlowTimeouts::DEFAULT, false, &mut recs).unwrap();
     assert_eq!(recs.len(), 1, "{recs:?}");

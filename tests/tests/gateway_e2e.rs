@@ -41,7 +41,6 @@
 //! The captures come from `$NETANOM_SHARED/datasets/pcaps/attacks/ddos-stopddos/` (see
 //! PROVENANCE.md there); without them the replays are skipped (with a message) and the rest
 //! runs. Every loop is bounded; the whole test takes about 25 s.
-mod common;
 
 use std::{
     collections::HashSet,
@@ -51,11 +50,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Agent, agent_bin, run_to_end, time_until};
 use netanom_lab::{
-    Endpoint, Gateway, Pace, RawReceiver, RawSender, StateDirs, frames,
+    Agent, Endpoint, Gateway, Pace, RawReceiver, RawSender, StateDirs, Topology as _,
+    agent::{assert_innocents_not_blocked, block_list, status_json},
+    frames, read_alerts,
     replay::{self, ReplayOptions},
-    require_root, sweep_leftovers, sweep_state_leftovers, traffic,
+    require_root, start_agent as start_lab_agent, sweep_leftovers, sweep_state_leftovers, time_to_block,
+    traffic,
 };
 use serde_json::Value;
 
@@ -66,87 +67,6 @@ const UDP_PORT: u16 = 5353;
 /// Upper bounds of the benign traffic loop.
 const BENIGN_MAX_ROUNDS: u32 = 1_000;
 const BENIGN_MAX_TIME: Duration = Duration::from_secs(120);
-
-/// `netanom ARGS` in the gateway namespace; returns (exit code, stdout, stderr).
-fn netanom(lab: &Gateway, args: &[&str]) -> (Option<i32>, String, String) {
-    let mut cmd = lab.gw.command(agent_bin());
-    cmd.args(args);
-    run_to_end(cmd)
-}
-
-fn json_of(lab: &Gateway, args: &[&str]) -> Value {
-    let (code, out, err) = netanom(lab, args);
-    assert_eq!(code, Some(0), "netanom {args:?}: {err}");
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("netanom {args:?} printed no JSON ({e}): {out}"))
-}
-
-fn blocks(lab: &Gateway, dirs: &StateDirs) -> Vec<Value> {
-    json_of(lab, &["block", "list", "--json", "--pin-dir", dirs.pin()])
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
-fn status(lab: &Gateway, dirs: &StateDirs) -> Value {
-    json_of(
-        lab,
-        &[
-            "status",
-            "--json",
-            "--pin-dir",
-            dirs.pin(),
-            "--state-dir",
-            dirs.state(),
-        ],
-    )
-}
-
-fn alerts(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("alert line is not JSON ({e}): {l}")))
-        .collect()
-}
-
-/// The addresses (as the agent prints them) that must never be blocked or accused.
-fn innocent(lab: &Gateway) -> Vec<String> {
-    let c = &lab.client_link.host.ep;
-    let s = &lab.server_link.host.ep;
-    vec![
-        c.ipv4.to_string(),
-        c.ipv6.to_string(),
-        s.ipv4.to_string(),
-        s.ipv6.to_string(),
-    ]
-}
-
-/// Panics if a block covers the client or the server.
-fn assert_innocent_not_blocked(lab: &Gateway, list: &[Value]) {
-    for who in innocent(lab) {
-        let bad = list.iter().find(|b| {
-            b["prefix"]
-                .as_str()
-                .is_some_and(|p| p.split('/').next() == Some(who.as_str()))
-        });
-        assert!(bad.is_none(), "{who} was blocked: {bad:?}");
-    }
-}
-
-/// How long after `attack` starts `prefix` is in the blocklist; checks at every poll that
-/// neither the client nor the server is blocked.
-fn time_to_block(
-    lab: &Gateway,
-    dirs: &StateDirs,
-    prefix: &str,
-    attack: impl FnOnce() + Send,
-) -> Option<Duration> {
-    time_until(attack, || {
-        let list = blocks(lab, dirs);
-        assert_innocent_not_blocked(lab, &list);
-        list.iter().any(|b| b["prefix"] == prefix)
-    })
-}
 
 /// Sets the flag when dropped.
 struct StopOnDrop<'a>(&'a AtomicBool);
@@ -293,25 +213,9 @@ fn udp_reaching_server(lab: &Gateway, from_client: bool, src: &Endpoint, v6: boo
 
 fn start_agent(lab: &Gateway, dirs: &StateDirs, alerts_file: &Path, extra: &[&str]) -> Agent {
     let af = alerts_file.to_str().unwrap().to_owned();
-    let mut args = vec![
-        "--iface",
-        lab.client_link.gw.iface.as_str(),
-        "--iface",
-        lab.attacker_link.gw.iface.as_str(),
-        "--pin-dir",
-        dirs.pin(),
-        "--state-dir",
-        dirs.state(),
-        "--stats-format",
-        "json",
-        "--stats-interval",
-        "0.5",
-        "--no-metrics",
-        "--alerts",
-        &af,
-    ];
+    let mut args = vec!["--alerts", af.as_str()];
     args.extend_from_slice(extra);
-    Agent::start(&lab.gw, &args).unwrap()
+    start_lab_agent(lab, dirs, &args)
 }
 
 fn state_dirs(tag: &str) -> (StateDirs, PathBuf) {
@@ -448,8 +352,8 @@ fn gateway_blocks_attackers_rate_limits_spoofed_floods_and_spares_the_benign_cli
             let t = t.unwrap_or_else(|| {
                 panic!(
                     "{what}: not blocked within 5 s; blocks {:?}; alerts {:?}",
-                    blocks(&lab, &dirs),
-                    alerts(&alerts_file)
+                    block_list(&lab, &dirs, false),
+                    read_alerts(&alerts_file)
                 )
             });
             assert!(t < Duration::from_secs(2), "{what}: blocked only after {t:?}");
@@ -472,10 +376,10 @@ fn gateway_blocks_attackers_rate_limits_spoofed_floods_and_spares_the_benign_cli
         eprintln!("[{:.1?}] generated attacks done", t_test.elapsed());
         if let Some((synflood, snmp, isakmp)) = &captures {
             // The real spoofed SYN flood: a victim alert and one pattern rate limit.
-            let before = status(&lab, &dirs);
+            let before = status_json(&lab, &dirs);
             let (sent, arrived) = replay_to_server(&lab, synflood, 30_000, 8_000, 4);
             std::thread::sleep(Duration::from_millis(1000));
-            let st = status(&lab, &dirs);
+            let st = status_json(&lab, &dirs);
             let rate_limited = |st: &Value| {
                 st["counters"]["events"]
                     .as_array()
@@ -492,7 +396,7 @@ fn gateway_blocks_attackers_rate_limits_spoofed_floods_and_spares_the_benign_cli
                 rate_limited(&st) - rate_limited(&before)
             );
             assert_eq!(st["rate_limits_active"], 1, "{st}");
-            let list = blocks(&lab, &dirs);
+            let list = block_list(&lab, &dirs, false);
             let spoofed_blocks = list
                 .iter()
                 .filter(|b| b["prefix"].as_str().is_some_and(|p| p.starts_with("198.19.")))
@@ -514,8 +418,8 @@ fn gateway_blocks_attackers_rate_limits_spoofed_floods_and_spares_the_benign_cli
                 "{sent_snmp} {sent_isakmp}"
             );
             std::thread::sleep(Duration::from_millis(1000));
-            let list = blocks(&lab, &dirs);
-            assert_innocent_not_blocked(&lab, &list);
+            let list = block_list(&lab, &dirs, false);
+            assert_innocents_not_blocked(&lab, &list);
             let spoofed_blocks = list
                 .iter()
                 .filter(|b| b["prefix"].as_str().is_some_and(|p| p.starts_with("198.19.")))
@@ -524,7 +428,7 @@ fn gateway_blocks_attackers_rate_limits_spoofed_floods_and_spares_the_benign_cli
                 spoofed_blocks, 0,
                 "reflectors are not blocked one by one: {list:?}"
             );
-            let st = status(&lab, &dirs);
+            let st = status_json(&lab, &dirs);
             eprintln!(
                 "after the amplification replays: rate_limits_active {}, blocks_active {}, mitigation {}",
                 st["rate_limits_active"], st["blocks_active"], st["mitigation"]
@@ -551,17 +455,20 @@ fn gateway_blocks_attackers_rate_limits_spoofed_floods_and_spares_the_benign_cli
         )
         .unwrap();
         std::thread::sleep(Duration::from_millis(1500));
-        let st = status(&lab, &odirs);
+        let st = status_json(&lab, &odirs);
         assert_eq!(st["mode"], "observe", "{st}");
         assert!(st["mitigation"]["would_block"].as_u64().unwrap() >= 1, "{st}");
-        assert!(blocks(&lab, &odirs).is_empty(), "observe mode blocks nothing");
+        assert!(
+            block_list(&lab, &odirs, false).is_empty(),
+            "observe mode blocks nothing"
+        );
         let reached = count_from(&queued_at_server(&rx), bad.ipv4.into());
         eprintln!("observe mode: {reached} of {sent} flood frames reached the server");
         assert_eq!(reached, sent, "every flood frame passed the gateway");
         stop.store(true, Ordering::Relaxed);
         let (code, _, _) = oagent.stop(libc::SIGTERM);
         assert_eq!(code, Some(0));
-        let a = alerts(&oalerts);
+        let a = read_alerts(&oalerts);
         assert!(
             a.iter()
                 .any(|x| x["src_ip"] == bad.ipv4.to_string() && x["alert"]["action"] == "would-block"),
@@ -577,9 +484,9 @@ fn gateway_blocks_attackers_rate_limits_spoofed_floods_and_spares_the_benign_cli
     assert!(benign.failures.is_empty(), "{:?}", benign.failures);
     assert!(benign.rounds >= 10, "{benign:?}");
     assert_eq!(benign.udp_echoed, benign.udp_sent);
-    let a = alerts(&alerts_file);
+    let a = read_alerts(&alerts_file);
     for x in a.iter().chain(&observe_alerts) {
-        for who in innocent(&lab) {
+        for who in lab.innocents().iter().map(|a| a.to_string()) {
             assert_ne!(x["src_ip"], who.as_str(), "alert about {who}: {x}");
         }
     }

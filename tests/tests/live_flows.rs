@@ -1,30 +1,14 @@
 //! Real kernel TCP connections through the lab, accounted live in both directions (XDP for
 //! what arrives at a, the TC egress classifier for what a sends), exported when they close.
-mod common;
 
 use std::{net::IpAddr, time::Duration};
 
-use common::Agent;
+use netanom_lab::{Agent, read_csv};
 use netanom_lab::{Pair, require_root, sweep_leftovers, traffic};
 
 const CONNECTIONS: u32 = 4;
 const PAYLOAD: usize = 1000; // below the MSS: no segmentation offload in play
 const PORT: u16 = 7777;
-
-fn read_csv(path: &std::path::Path) -> Vec<std::collections::BTreeMap<String, String>> {
-    let text = std::fs::read_to_string(path).unwrap();
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    lines
-        .map(|l| {
-            header
-                .iter()
-                .map(|h| h.to_string())
-                .zip(l.split(',').map(str::to_owned))
-                .collect()
-        })
-        .collect()
-}
 
 fn num(row: &std::collections::BTreeMap<String, String>, col: &str) -> u64 {
     row[col]

@@ -5,63 +5,22 @@
 //! lengths: exactly); timing features (durations, inter-arrival times, rates) agree within
 //! the tolerance stated in `timing_close`. The saved pcap carries each frame's actual send
 //! time, so the comparison is kernel clock against sender clock, whatever the replay pacing.
-mod common;
 
 use std::{
     collections::BTreeMap,
     fs::File,
-    path::{Path, PathBuf},
     process::Command,
     time::{Duration, Instant},
 };
 
-use common::{Agent, agent_bin, run_to_end};
 use netanom_lab::{
-    Pair, RawSender, pcap_path,
+    Agent, Pair, RawSender, TempDir, agent_bin,
+    files::{Row, read_csv},
+    pcap_path,
     replay::{AddressMap, read_frames, rewrite_frame},
-    require_root, sweep_leftovers,
+    require_root, run_to_end, sweep_leftovers,
 };
 use pcap_file::pcap::{PcapPacket, PcapWriter};
-
-/// Removes the test's scratch directory, even on panic.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!("nalab-parity-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-type Row = BTreeMap<String, String>;
-
-fn read_csv(path: &Path) -> Vec<Row> {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut lines = text.lines();
-    let header: Vec<String> = lines
-        .next()
-        .expect("a header")
-        .split(',')
-        .map(str::to_owned)
-        .collect();
-    lines
-        .map(|l| {
-            header
-                .iter()
-                .cloned()
-                .zip(l.split(',').map(str::to_owned))
-                .collect()
-        })
-        .collect()
-}
 
 fn is_timing(column: &str) -> bool {
     column.contains("Duration") || column.contains("IAT") || column.ends_with("/s")

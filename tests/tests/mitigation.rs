@@ -9,7 +9,6 @@
 //! Side `a` runs the agent (its veth is the "gateway" interface); side `b` is the outside:
 //! the benign host is b's own address 198.18.0.2, attackers are other addresses of
 //! 198.18.0.0/24 sent from b's interface.
-mod common;
 
 use std::{
     net::Ipv4Addr,
@@ -17,11 +16,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{
-    Agent, attacker, block_list, block_of, lab_setup, netanom_in, netanom_json, read_alerts, start_lab_agent,
-    status_json, time_until, udp_through, xdp_attached,
+use netanom_lab::{
+    Agent, Pace, Pair, RawReceiver, RawSender, StateDirs,
+    agent::{block_list, block_of, netanom_in, netanom_json, status_json, xdp_attached},
+    lab_setup,
+    probes::{attacker, udp_through},
+    read_alerts, start_agent as start_lab_agent, time_to_block, traffic,
 };
-use netanom_lab::{Pace, Pair, RawReceiver, RawSender, StateDirs, traffic};
 use serde_json::Value;
 
 /// The scenarios share two cores: run them one at a time so timings mean something.
@@ -154,16 +155,6 @@ fn blocklist_commands_ttl_in_the_kernel_and_restarts() {
     let (code, _, err) = netanom_in(&lab, &["block", "del", "198.18.0.77/32", "--pin-dir", pin]);
     assert_eq!(code, Some(1));
     assert!(err.contains("not in the blocklist"), "{err}");
-}
-
-/// How long after `attack` starts `prefix` is in the blocklist.
-fn time_to_block(
-    lab: &Pair,
-    dirs: &StateDirs,
-    prefix: &str,
-    attack: impl FnOnce() + Send,
-) -> Option<Duration> {
-    time_until(attack, || block_of(lab, dirs, prefix, false).is_some())
 }
 
 #[test]
@@ -316,17 +307,7 @@ fn observe_mode_drops_nothing_and_allowlisted_attackers_are_never_blocked() {
         block_list(&lab, &dirs, false).is_empty(),
         "observe mode blocks nothing"
     );
-    let st = netanom_json(
-        &lab,
-        &[
-            "status",
-            "--json",
-            "--pin-dir",
-            dirs.pin(),
-            "--state-dir",
-            dirs.state(),
-        ],
-    );
+    let st = status_json(&lab, &dirs);
     assert_eq!(st["agent"], "running", "{st}");
     assert_eq!(st["mode"], "observe");
     assert!(st["mitigation"]["would_block"].as_u64().unwrap() >= 1, "{st}");
@@ -491,17 +472,7 @@ fn spoofed_syn_flood_gets_a_victim_alert_and_a_rate_limit_not_thousands_of_block
         }
     };
     std::thread::sleep(Duration::from_millis(1500));
-    let st = netanom_json(
-        &lab,
-        &[
-            "status",
-            "--json",
-            "--pin-dir",
-            dirs.pin(),
-            "--state-dir",
-            dirs.state(),
-        ],
-    );
+    let st = status_json(&lab, &dirs);
     assert_eq!(st["rate_limits_active"], 1, "{st}");
     assert!(
         st["blocks_active"].as_u64().unwrap() < 10,

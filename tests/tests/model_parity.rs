@@ -18,11 +18,16 @@ use std::{
     process::Command,
 };
 
+use netanom::cli::{
+    args::EngineArgs,
+    eval::{EvalArgs, run as run_eval},
+    score::{ScoreArgs, run as run_score},
+};
 use netanom::model::{
     Bundle, BundleOptions, ExecutionProvider, MODEL_NAMES, ModelError, Scorer,
-    cli::{EngineArgs, EvalArgs, ScoreArgs, run_eval, run_score},
     csv::{Reader, Record},
 };
+use netanom_lab::TempDir;
 
 /// The absolute/relative tolerance on scores (see the module documentation).
 const TOL: f64 = 1e-5;
@@ -79,27 +84,6 @@ fn parity_bundles() -> Vec<PathBuf> {
 /// A bundle to run the non-parity tests on: nsl-kdd (it has categorical columns).
 fn kdd_bundle() -> PathBuf {
     models_dir().join("bundles/nsl-kdd")
-}
-
-/// Scratch directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!("netanom-model-{}-{tag}", std::process::id()));
-        let _ = fs::remove_dir_all(&p);
-        fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
 }
 
 fn copy_bundle(from: &Path, to: &Path) {

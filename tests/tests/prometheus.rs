@@ -3,7 +3,6 @@
 //! setup`) scraping the agent in the lab reports exactly the packets that were sent.
 //!
 //! Everything runs inside the lab's namespace a and talks only to 127.0.0.1 there.
-mod common;
 
 use std::{
     fs,
@@ -14,12 +13,13 @@ use std::{
     time::Duration,
 };
 
-use common::{
-    Agent, agent_bin, attacker, block_of, http_get, netanom_in, run_to_end, sample, wait_until, xdp_attached,
-};
 use netanom_lab::{
-    Netns, Pace, Pair, RawSender, StateDirs, frames, require_root, sweep_leftovers, sweep_state_leftovers,
-    traffic,
+    Agent, Netns, Pace, Pair, RawSender, StateDirs, TempDir,
+    agent::{block_of, netanom_in, xdp_attached},
+    agent_bin, frames,
+    http::{http_get, sample},
+    probes::attacker,
+    require_root, run_to_end, sweep_leftovers, sweep_state_leftovers, traffic, wait_until,
 };
 use serde_json::Value;
 
@@ -40,24 +40,6 @@ fn tool(name: &str) -> Option<PathBuf> {
             .map(|d| d.join(name))
             .find(|c| c.is_file())
     })
-}
-
-/// A temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!("nalab-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&p);
-        fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
 }
 
 /// A child process killed (and reaped) on drop.

@@ -1,149 +1,217 @@
 //! Mitigation's safety rails and TTL escalation, and an interface that disappears at run time.
 //!
 //! Two levels:
-//! - the [`Responder`] alone, on real pinned maps in a throwaway bpffs directory, fed
-//!   synthetic findings, with the clock it is given moved forward where a test would otherwise
-//!   wait a minute (the per-minute cap, the breaker's cooldown); block TTLs are the kernel's
-//!   monotonic clock, so those tests wait for real (TTLs of 1 s);
+//! - the responder on the real pinned maps in a throwaway bpffs directory against the same
+//!   responder on the in-memory enforcer (whose policy tests are unprivileged unit tests in
+//!   `netanom/src/respond/tests.rs`): one scenario, the same decisions at every step;
 //! - the real agent in the namespace lab (as in `mitigation.rs`), with a configuration file of
 //!   small caps and TTLs, and attackers flooding from side b: the breaker trips, is visible in
 //!   `netanom status --json`, the metrics and the alerts, and closes again; a repeat offender
 //!   gets strike 2 and a longer TTL; the veth is deleted and recreated under the agent.
-mod common;
 
 use std::{
     collections::BTreeSet,
     net::{IpAddr, Ipv4Addr},
-    path::PathBuf,
-    sync::{Arc, Mutex, atomic::Ordering},
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
-use common::{
-    Agent, attacker, block_list, block_of, http_get, lab_setup, netanom_in, read_alerts, sample,
-    start_lab_agent, status_json, udp_flood, udp_through, wait_until, xdp_attached,
-};
 use netanom::{
-    alerts::{self, AlertContext, AlertSink, Kind},
-    cidr::Cidr,
-    config::{MitigationConfig, Mode},
-    detect::{Finding, Subject},
-    respond::{MitigationCounters, Responder},
-    tables::Tables,
+    detect::{Finding, Kind, Subject},
+    pipeline::clock::mono_now_ns,
+    respond::{
+        AlertContext, Cidr, Enforcer, KernelTables, MemoryTables, MitigationConfig, Mode, Responder,
+        enforcer::reason_bytes,
+    },
+    telemetry::{ResponseCounters, ResponseTotals},
 };
-use netanom_lab::{Endpoint, Pair, StateDirs, require_root, sweep_state_leftovers};
+use netanom_common::{
+    mitigate::{BlockEntry, Origin},
+    time::{Instant as Moment, NS_PER_S},
+};
+use netanom_lab::{
+    Agent, Endpoint, Pair, StateDirs,
+    agent::{block_list, block_of, netanom_in, status_json, xdp_attached},
+    http::{http_get, sample},
+    lab_setup,
+    probes::{attacker, udp_flood, udp_through},
+    read_alerts, require_root, start_agent as start_lab_agent, sweep_state_leftovers, wait_until,
+};
 use serde_json::Value;
 
 /// The lab scenarios share two cores: one at a time, so that timings mean something.
 static SERIAL: Mutex<()> = Mutex::new(());
 
 // ---------------------------------------------------------------------------------------------
-// The responder alone.
+// The kernel tables against the in-memory enforcer.
 
-/// A responder in mitigate mode on freshly pinned maps, writing alerts to a file.
-struct Rig {
-    responder: Responder,
-    counters: Arc<MitigationCounters>,
-    alerts: PathBuf,
-    // Last: the pins go after the responder's map handles.
-    _dirs: StateDirs,
-}
-
-fn rig(tag: &str, cfg: MitigationConfig) -> Option<Rig> {
+/// The responder's policy itself (caps, breaker, escalation, forgetting) is unit-tested on the
+/// in-memory enforcer (`netanom/src/respond/tests.rs`); this runs one scenario through both
+/// enforcers and requires the same decisions, alerts and counters at every step, and the same
+/// lists in the end, from the real pinned maps.
+#[test]
+fn kernel_tables_behave_like_the_in_memory_enforcer() {
     if !require_root() {
         eprintln!("skipped: needs root (bpffs, BPF maps)");
-        return None;
+        return;
     }
     if !netanom::datapath::has_program() {
         eprintln!("skipped: netanom was built without its XDP program (bpf-linker missing)");
-        return None;
+        return;
     }
     sweep_state_leftovers();
-    let dirs = StateDirs::new(tag);
-    std::fs::create_dir_all(&dirs.state_dir).unwrap();
-    let tables = Tables::open_or_create(&dirs.pin_dir).unwrap();
-    let alerts = dirs.state_dir.join("alerts.json");
-    let sink = AlertSink::open(alerts.to_str().unwrap()).unwrap();
-    let ctx = AlertContext {
-        in_iface: Some("nalab0".into()),
-        mode: alerts::Mode::Mitigate,
-        bundle: "rails test".into(),
-    };
-    let counters = Arc::new(MitigationCounters::default());
-    let responder = Responder::new(Mode::Mitigate, cfg, tables, sink, ctx, counters.clone());
-    Some(Rig {
-        responder,
-        counters,
-        alerts,
-        _dirs: dirs,
-    })
+    let dirs = StateDirs::new("rails-kernel");
+    let kernel = KernelTables::open_or_create(&dirs.pin_dir).unwrap();
+    let on_kernel = scenario(Box::new(kernel));
+    let on_memory = scenario(Box::new(MemoryTables::new()));
+    assert_eq!(on_kernel.len(), on_memory.len());
+    for (k, m) in on_kernel.iter().zip(&on_memory) {
+        assert_eq!(k, m, "kernel tables and memory differ at step {}", k.step);
+    }
+    // The steps did something: blocks, the breaker, a rate limit, escalation.
+    let last = on_kernel.last().unwrap();
+    assert!(
+        last.counters.blocks_added >= 5 && last.counters.breaker_trips >= 2,
+        "{last:?}"
+    );
+    assert!(last.blocks.iter().any(|b| b.1 == 2), "a second strike: {last:?}");
+    assert_eq!(last.rate_limits, 1, "{last:?}");
+}
+
+/// What one step of the scenario left.
+#[derive(Debug, PartialEq)]
+struct Step {
+    step: usize,
+    /// (prefix, strikes, ttl_s, origin, active at the step's time)
+    blocks: Vec<(String, u32, u32, String, bool)>,
+    rate_limits: usize,
+    counters: ResponseTotals,
+    alerts: Vec<Value>,
 }
 
 fn ip(last: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(198, 18, 0, last))
 }
 
-/// A source flood finding about 198.18.0.`last`, as the detector makes them.
-fn offender(last: u8) -> Finding {
+fn offenders(lasts: &[u8]) -> Vec<Finding> {
+    lasts
+        .iter()
+        .map(|l| Finding {
+            kind: Kind::SourceFlood,
+            subject: Subject::Source(ip(*l)),
+            reason: format!("{} sent 9000 packets/s", ip(*l)),
+            rates: vec![("src_packets_per_s".into(), 9000.0, 2000.0)],
+            flow: None,
+        })
+        .collect()
+}
+
+fn victim() -> Finding {
     Finding {
-        kind: Kind::SourceFlood,
-        subject: Subject::Source(ip(last)),
-        reason: format!("{} sent 9000 packets/s", ip(last)),
-        rates: vec![("src_packets_per_s".into(), 9000.0, 2000.0)],
+        kind: Kind::VictimFlood,
+        subject: Subject::Victim {
+            dst: "198.18.1.2".parse().unwrap(),
+            port: 80,
+            proto: 6,
+            tcp_flags: 0x02,
+            limitable: true,
+        },
+        reason: "5000 distinct sources/s to 198.18.1.2 port 80".into(),
+        rates: vec![("dst_distinct_srcs_per_s".into(), 5000.0, 200.0)],
         flow: None,
     }
 }
 
-impl Rig {
-    fn offend(&mut self, lasts: &[u8], now: Instant) {
-        self.responder
-            .handle(lasts.iter().map(|l| offender(*l)).collect(), now);
-        self.responder.flush();
-    }
-
-    /// Active blocks: prefix → (strikes, ttl_s).
-    fn active(&mut self) -> Vec<(String, u32, u32)> {
-        let now = netanom::drain::mono_now_ns();
-        self.responder
-            .tables()
+/// The scenario on `enforcer`: a minute's cap, the breaker and its cooldown, expiry and a
+/// second strike, a manual block counting towards `max_blocks` (the breaker again), a rate
+/// limit once the breaker has closed, maintenance.
+fn scenario(enforcer: Box<dyn Enforcer>) -> Vec<Step> {
+    let cfg = MitigationConfig {
+        max_new_blocks_per_minute: 3,
+        max_blocks: 4,
+        breaker_cooldown: 5.0,
+        block_ttl: 1.0,
+        ttl_escalation: 3.0,
+        max_block_ttl: 5.0,
+        forget_after: 100.0,
+        ..MitigationConfig::default()
+    };
+    let (sink, lines) = netanom::sinks::alerts::memory();
+    let ctx = AlertContext {
+        in_iface: Some("nalab0".into()),
+        mode: Mode::Mitigate,
+        bundle: "rails test".into(),
+    };
+    let counters = Arc::new(ResponseCounters::default());
+    let t0 = Moment {
+        mono_ns: mono_now_ns(),
+        unix_ns: 1_700_000_000 * NS_PER_S,
+    };
+    let at = |s: f64| t0.plus_ns((s * NS_PER_S as f64) as u64);
+    let mut r = Responder::new(
+        Mode::Mitigate,
+        cfg,
+        enforcer,
+        Box::new(sink),
+        ctx,
+        counters.clone(),
+        t0,
+    );
+    let manual = BlockEntry {
+        expires_ns: at(120.0).mono_ns,
+        added_ns: at(61.5).mono_ns,
+        packets: 0,
+        bytes: 0,
+        ttl_s: 60,
+        strikes: 1,
+        origin: Origin::Manual as u32,
+        _pad: 0,
+        reason: reason_bytes("operator"),
+    };
+    let mut steps = Vec::new();
+    for (n, when) in [0.0, 2.0, 5.5, 61.0, 61.5, 62.0, 68.0, 70.0]
+        .into_iter()
+        .enumerate()
+    {
+        let now = at(when);
+        match n {
+            0 => r.handle(offenders(&[10, 11, 12, 13]), now),
+            1 | 2 | 7 => r.maintain(now).unwrap(),
+            3 => r.handle(offenders(&[10, 20]), now),
+            4 => r.enforcer().put_block(&Cidr::host(ip(99)), &manual).unwrap(),
+            5 => r.handle(offenders(&[21, 22]), now),
+            _ => r.handle(vec![victim()], now),
+        }
+        r.flush();
+        let blocks = r
+            .enforcer()
             .blocks()
             .unwrap()
-            .into_iter()
-            .filter(|b| b.active(now))
-            .map(|b| (b.prefix.to_string(), b.entry.strikes, b.entry.ttl_s))
-            .collect()
+            .iter()
+            .map(|b| {
+                let e = &b.entry;
+                (
+                    b.prefix.to_string(),
+                    e.strikes,
+                    e.ttl_s,
+                    b.origin().to_owned(),
+                    b.active(now.mono_ns),
+                )
+            })
+            .collect();
+        steps.push(Step {
+            step: n,
+            blocks,
+            rate_limits: r.enforcer().rate_limits().unwrap().len(),
+            counters: counters.totals(),
+            alerts: lines
+                .lines()
+                .iter()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect(),
+        });
     }
-
-    fn entry(&mut self, last: u8) -> Option<netanom_common::mitigate::BlockEntry> {
-        self.responder
-            .tables()
-            .block_entry(&Cidr::host(ip(last)))
-            .unwrap()
-    }
-
-    fn alerts(&self) -> Vec<Value> {
-        read_alerts(&self.alerts)
-    }
-
-    fn load(&self, f: impl Fn(&MitigationCounters) -> &std::sync::atomic::AtomicU64) -> u64 {
-        f(&self.counters).load(Ordering::Relaxed)
-    }
-
-    fn breaker_open(&self) -> bool {
-        self.counters.breaker_open.load(Ordering::Relaxed)
-    }
-
-    /// Waits (bounded by `limit`) until the block on 198.18.0.`last` is no longer active.
-    fn wait_expired(&mut self, last: u8, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        while self
-            .entry(last)
-            .is_some_and(|e| e.active(netanom::drain::mono_now_ns()))
-        {
-            assert!(Instant::now() < deadline, "block on {} never expired", ip(last));
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
+    steps
 }
 
 fn of_action<'a>(a: &'a [Value], action: &str) -> Vec<&'a Value> {
@@ -162,274 +230,6 @@ fn srcs(v: &[&Value]) -> BTreeSet<String> {
     v.iter()
         .map(|x| x["src_ip"].as_str().unwrap_or_default().to_owned())
         .collect()
-}
-
-fn set(ips: &[&str]) -> BTreeSet<String> {
-    ips.iter().map(|s| s.to_string()).collect()
-}
-
-#[test]
-fn responder_new_blocks_per_minute_cap_trips_the_breaker_until_cooldown_and_minute_pass() {
-    let cfg = MitigationConfig {
-        max_new_blocks_per_minute: 3,
-        max_blocks: 100,
-        breaker_cooldown: 5.0,
-        block_ttl: 600.0,
-        ..MitigationConfig::default()
-    };
-    let Some(mut r) = rig("rails-rate", cfg) else {
-        return;
-    };
-    let t0 = Instant::now();
-    let s = |secs: f64| t0 + Duration::from_secs_f64(secs);
-
-    // Five offenders at once: exactly three blocked, the fourth trips the breaker, the
-    // fourth and fifth are reported as would-block.
-    r.offend(&[10, 11, 12, 13, 14], t0);
-    let mut active = r.active();
-    active.sort();
-    assert_eq!(
-        active,
-        vec![
-            ("198.18.0.10/32".to_owned(), 1, 600),
-            ("198.18.0.11/32".to_owned(), 1, 600),
-            ("198.18.0.12/32".to_owned(), 1, 600),
-        ]
-    );
-    assert!(
-        r.entry(13).is_none() && r.entry(14).is_none(),
-        "nothing pinned for them"
-    );
-    assert_eq!(r.load(|c| &c.blocks_added), 3);
-    assert_eq!(r.load(|c| &c.breaker_trips), 1);
-    assert_eq!(r.load(|c| &c.would_block), 2);
-    assert!(r.breaker_open());
-    assert_eq!(r.responder.effective_mode(s(1.0)), Mode::Observe);
-    let a = r.alerts();
-    let blocked = of_action(&a, "blocked");
-    assert_eq!(
-        srcs(&blocked),
-        set(&["198.18.0.10", "198.18.0.11", "198.18.0.12"])
-    );
-    assert!(
-        blocked.iter().all(|x| x["netanom"]["mode"] == "mitigate"),
-        "{a:?}"
-    );
-    let trips = breaker_alerts(&a);
-    assert_eq!(trips.len(), 1, "{a:?}");
-    let why = trips[0]["netanom"]["reason"].as_str().unwrap_or_default();
-    assert!(
-        why.contains("3 new blocks within a minute (mitigation.max_new_blocks_per_minute = 3)")
-            && why.contains("observe mode for 5 s"),
-        "{}",
-        trips[0]
-    );
-    assert_eq!(trips[0]["netanom"]["mode"], "observe");
-    let would = of_action(&a, "would-block");
-    assert_eq!(srcs(&would), set(&["198.18.0.13", "198.18.0.14"]), "{a:?}");
-    for x in &would {
-        assert_eq!(x["netanom"]["mode"], "observe", "{x}");
-        assert_eq!(x["netanom"]["block"]["strikes"], 1, "{x}");
-        assert_eq!(x["netanom"]["block"]["ttl_s"], 600, "{x}");
-    }
-
-    // Still open two seconds later: a repeat is counted, not blocked, not re-alerted.
-    r.offend(&[13], s(2.0));
-    assert!(r.entry(13).is_none());
-    assert_eq!(r.load(|c| &c.would_block), 3);
-    assert_eq!(r.alerts().len(), a.len());
-
-    // After the cooldown the breaker closes (maintenance notices it without any finding)...
-    r.responder.maintain(s(5.5)).unwrap();
-    assert!(!r.breaker_open());
-    assert_eq!(r.responder.effective_mode(s(5.5)), Mode::Mitigate);
-    // ...but the minute's three blocks are spent: the next new block would be the fourth
-    // within a minute, so the breaker trips again instead.
-    r.offend(&[15], s(6.0));
-    assert!(r.entry(15).is_none());
-    assert_eq!(r.load(|c| &c.breaker_trips), 2);
-    assert!(r.breaker_open());
-    assert_eq!(breaker_alerts(&r.alerts()).len(), 2);
-
-    // A minute after the first blocks (and past the second cooldown): blocking resumes, for
-    // exactly three new blocks again.
-    r.offend(&[13, 15, 16, 17], s(61.5));
-    let mut now_blocked: Vec<String> = r.active().into_iter().map(|(p, ..)| p).collect();
-    now_blocked.sort();
-    assert_eq!(
-        now_blocked,
-        [10, 11, 12, 13, 15, 16]
-            .iter()
-            .map(|l| format!("198.18.0.{l}/32"))
-            .collect::<Vec<_>>()
-    );
-    assert!(r.entry(17).is_none());
-    assert_eq!(r.load(|c| &c.blocks_added), 6);
-    assert_eq!(r.load(|c| &c.breaker_trips), 3);
-    let a = r.alerts();
-    assert_eq!(
-        srcs(&of_action(&a, "blocked")),
-        set(&[
-            "198.18.0.10",
-            "198.18.0.11",
-            "198.18.0.12",
-            "198.18.0.13",
-            "198.18.0.15",
-            "198.18.0.16"
-        ])
-    );
-}
-
-#[test]
-fn responder_max_blocks_trips_the_breaker_and_blocking_resumes_once_blocks_expired() {
-    let cfg = MitigationConfig {
-        max_blocks: 2,
-        max_new_blocks_per_minute: 100,
-        breaker_cooldown: 2.0,
-        block_ttl: 1.0,
-        max_block_ttl: 10.0,
-        forget_after: 60.0,
-        ..MitigationConfig::default()
-    };
-    let Some(mut r) = rig("rails-max", cfg) else {
-        return;
-    };
-    let t0 = Instant::now();
-    r.offend(&[20, 21, 22, 23], t0);
-    let mut active: Vec<String> = r.active().into_iter().map(|(p, ..)| p).collect();
-    active.sort();
-    assert_eq!(active, ["198.18.0.20/32", "198.18.0.21/32"]);
-    assert_eq!(r.load(|c| &c.breaker_trips), 1);
-    assert_eq!(r.load(|c| &c.would_block), 2);
-    assert!(r.breaker_open());
-    let a = r.alerts();
-    let trips = breaker_alerts(&a);
-    assert_eq!(trips.len(), 1, "{a:?}");
-    let why = trips[0]["netanom"]["reason"].as_str().unwrap_or_default();
-    assert!(
-        why.contains("2 active blocks (mitigation.max_blocks = 2)"),
-        "{}",
-        trips[0]
-    );
-    assert_eq!(
-        srcs(&of_action(&a, "would-block")),
-        set(&["198.18.0.22", "198.18.0.23"])
-    );
-
-    // The two blocks expire in the kernel (1 s); once the cooldown is over, there is room
-    // again and the next offender is blocked without another trip.
-    r.wait_expired(20, Duration::from_secs(5));
-    r.wait_expired(21, Duration::from_secs(5));
-    let later = t0 + Duration::from_secs_f64(2.5).max(t0.elapsed());
-    assert_eq!(r.responder.effective_mode(later), Mode::Mitigate);
-    r.offend(&[22], later);
-    assert_eq!(r.active(), vec![("198.18.0.22/32".to_owned(), 1, 1)]);
-    assert_eq!(r.load(|c| &c.breaker_trips), 1);
-    assert_eq!(r.load(|c| &c.blocks_added), 3);
-    assert!(!r.breaker_open());
-    // A cap counts active blocks of every origin: with a manual block and .22, the cap is
-    // reached again.
-    let manual = netanom_common::mitigate::BlockEntry {
-        expires_ns: netanom::drain::mono_now_ns() + 60_000_000_000,
-        added_ns: netanom::drain::mono_now_ns(),
-        packets: 0,
-        bytes: 0,
-        ttl_s: 60,
-        strikes: 1,
-        origin: netanom_common::mitigate::Origin::Manual as u32,
-        _pad: 0,
-        reason: netanom::tables::reason_bytes("operator"),
-    };
-    r.responder
-        .tables()
-        .put_block(&Cidr::host(ip(99)), &manual)
-        .unwrap();
-    r.offend(&[23], later + Duration::from_millis(100));
-    assert!(r.entry(23).is_none());
-    assert_eq!(r.load(|c| &c.breaker_trips), 2);
-}
-
-#[test]
-fn responder_escalates_the_ttl_of_repeat_offenders_up_to_the_cap() {
-    let cfg = MitigationConfig {
-        block_ttl: 1.0,
-        ttl_escalation: 3.0,
-        max_block_ttl: 5.0,
-        forget_after: 60.0,
-        ..MitigationConfig::default()
-    };
-    let Some(mut r) = rig("rails-esc", cfg) else {
-        return;
-    };
-    r.offend(&[30], Instant::now());
-    let e = r.entry(30).expect("blocked");
-    assert_eq!((e.strikes, e.ttl_s), (1, 1));
-    assert_eq!(e.expires_ns - e.added_ns, 1_000_000_000);
-    // Still blocked: a repeat finding changes nothing.
-    r.offend(&[30], Instant::now());
-    assert_eq!(r.entry(30), Some(e));
-    assert_eq!(r.alerts().len(), 1);
-
-    // Offending again after the block expired (within forget_after): strike 2, 1 s × 3.
-    r.wait_expired(30, Duration::from_secs(5));
-    // Maintenance keeps the expired entry: it remembers the strikes.
-    std::thread::sleep(Duration::from_millis(1100));
-    r.responder.maintain(Instant::now()).unwrap();
-    assert_eq!(
-        r.entry(30).map(|e| e.strikes),
-        Some(1),
-        "remembered after the sweep"
-    );
-    r.offend(&[30], Instant::now());
-    let e = r.entry(30).expect("blocked again");
-    assert_eq!((e.strikes, e.ttl_s), (2, 3));
-    assert_eq!(e.expires_ns - e.added_ns, 3_000_000_000);
-    // Third time: 1 × 3² = 9 s, capped at max_block_ttl = 5 s.
-    r.wait_expired(30, Duration::from_secs(8));
-    r.offend(&[30], Instant::now());
-    let e = r.entry(30).expect("blocked a third time");
-    assert_eq!((e.strikes, e.ttl_s), (3, 5));
-    let a = r.alerts();
-    let blocks: Vec<(u64, u64, &str)> = of_action(&a, "blocked")
-        .iter()
-        .map(|x| {
-            let b = &x["netanom"]["block"];
-            (
-                b["strikes"].as_u64().unwrap(),
-                b["ttl_s"].as_u64().unwrap(),
-                b["prefix"].as_str().unwrap(),
-            )
-        })
-        .collect();
-    assert_eq!(
-        blocks,
-        [
-            (1, 1, "198.18.0.30/32"),
-            (2, 3, "198.18.0.30/32"),
-            (3, 5, "198.18.0.30/32")
-        ]
-    );
-    assert_eq!(r.load(|c| &c.blocks_added), 3);
-}
-
-#[test]
-fn responder_forgets_strikes_after_forget_after() {
-    let cfg = MitigationConfig {
-        block_ttl: 1.0,
-        ttl_escalation: 4.0,
-        forget_after: 1.0,
-        ..MitigationConfig::default()
-    };
-    let Some(mut r) = rig("rails-forget", cfg) else {
-        return;
-    };
-    r.offend(&[31], Instant::now());
-    assert_eq!(r.entry(31).map(|e| (e.strikes, e.ttl_s)), Some((1, 1)));
-    r.wait_expired(31, Duration::from_secs(5));
-    // More than forget_after (1 s) after the expiry: a first offence again.
-    std::thread::sleep(Duration::from_millis(1300));
-    r.offend(&[31], Instant::now());
-    assert_eq!(r.entry(31).map(|e| (e.strikes, e.ttl_s)), Some((1, 1)));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -48,12 +48,43 @@ pub fn test(env: &Env) -> anyhow::Result<()> {
     }
     let started = Instant::now();
     let cargo = cargo();
+    lint(&cargo)?;
+
+    section("build the agent for the integration tests");
+    let bin = build(env, false)?;
+
+    section("unit and integration tests");
+    let mut t = cmd::new(&cargo, &["test", "--workspace", "--no-fail-fast"]);
+    t.env("NETANOM_BIN", &bin).env("NETANOM_ORT_LIB", &env.ort_lib);
+    let shared = cmd::root().join("..").join("shared");
+    if shared.is_dir() {
+        t.env("NETANOM_SHARED", &shared);
+    }
+    cmd::status(t)?;
+
+    cuda_fallback(env, &cargo, &shared)?;
+
+    section("model pipeline (pytest, in models/.venv)");
+    crate::models::pytest()?;
+
+    section("leftovers");
+    check_leftovers()?;
+    println!(
+        "xtask test: all checks passed in {:.0}s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// `cargo fmt --check`, then clippy with warnings denied on the user-space crates and on the
+/// eBPF crate for its real target.
+fn lint(cargo: &str) -> anyhow::Result<()> {
     section("rustfmt");
-    cmd::status(cmd::new(&cargo, &["fmt", "--all", "--", "--check"]))?;
+    cmd::status(cmd::new(cargo, &["fmt", "--all", "--", "--check"]))?;
 
     section("clippy: user-space crates (warnings denied)");
     cmd::status(cmd::new(
-        &cargo,
+        cargo,
         &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
     ))?;
 
@@ -82,21 +113,17 @@ pub fn test(env: &Env) -> anyhow::Result<()> {
     c.env_remove("RUSTC").env_remove("RUSTC_WORKSPACE_WRAPPER");
     cmd::status(c)?;
 
-    section("build the agent for the integration tests");
-    let bin = build(env, false)?;
+    Ok(())
+}
 
-    section("unit and integration tests");
-    let mut t = cmd::new(&cargo, &["test", "--workspace", "--no-fail-fast"]);
-    t.env("NETANOM_BIN", &bin).env("NETANOM_ORT_LIB", &env.ort_lib);
-    let shared = cmd::root().join("..").join("shared");
-    if shared.is_dir() {
-        t.env("NETANOM_SHARED", &shared);
-    }
-    cmd::status(t)?;
-
+/// The `cuda` build: clippy, and the model tests requesting CUDA with the CPU-only library
+/// (no CUDA provider) and with onnxruntime-gpu's (a provider that cannot start without a
+/// GPU). Every load falls back to the CPU, says why, and scores the same; on a GPU machine
+/// the second run scores on CUDA.
+fn cuda_fallback(env: &Env, cargo: &str, shared: &std::path::Path) -> anyhow::Result<()> {
     section("the `cuda` feature: clippy, and the model tests requesting CUDA");
     cmd::status(cmd::new(
-        &cargo,
+        cargo,
         &[
             "clippy",
             "--package",
@@ -114,7 +141,7 @@ pub fn test(env: &Env) -> anyhow::Result<()> {
     // same. On a GPU machine the second run scores on CUDA.
     for lib in [&env.ort_lib, &env.ort_cuda_lib] {
         let mut t = cmd::new(
-            &cargo,
+            cargo,
             &[
                 "test",
                 "--package",
@@ -127,20 +154,11 @@ pub fn test(env: &Env) -> anyhow::Result<()> {
         );
         t.env("NETANOM_ORT_LIB", lib).env("NETANOM_TEST_PROVIDER", "cuda");
         if shared.is_dir() {
-            t.env("NETANOM_SHARED", &shared);
+            t.env("NETANOM_SHARED", shared);
         }
         cmd::status(t)?;
     }
 
-    section("model pipeline (pytest, in models/.venv)");
-    crate::models::pytest()?;
-
-    section("leftovers");
-    check_leftovers()?;
-    println!(
-        "xtask test: all checks passed in {:.0}s",
-        started.elapsed().as_secs_f64()
-    );
     Ok(())
 }
 

@@ -9,13 +9,12 @@ use std::{
 use ort::{environment::Environment, session::Session, value::ValueType};
 use sha2::{Digest, Sha256};
 
+use super::runtime as onnx;
 use super::{
     ModelError,
     manifest::{Manifest, ModelSpec},
     preprocess::Preprocessor,
-    scorer::Scorer,
 };
-use crate::onnx;
 
 /// Where the models run.
 #[derive(
@@ -96,7 +95,7 @@ static RUNTIME: Mutex<Option<(PathBuf, Environment)>> = Mutex::new(None);
 /// The process-wide ONNX Runtime environment, loading the library on first use: `explicit`,
 /// else `$NETANOM_ORT_LIB`, else [`onnx::search_path`]. Later calls return the same
 /// environment whatever path they name (the library cannot be swapped in a running process).
-pub fn runtime(explicit: Option<&Path>) -> Result<Environment, ModelError> {
+pub fn environment(explicit: Option<&Path>) -> Result<Environment, ModelError> {
     let mut guard = RUNTIME.lock().unwrap_or_else(|p| p.into_inner());
     if let Some((path, env)) = guard.as_ref() {
         if let Some(e) = explicit
@@ -246,7 +245,7 @@ impl Bundle {
         }
         let env = match &opts.environment {
             Some(e) => e.clone(),
-            None => runtime(opts.ort_lib.as_deref())?,
+            None => environment(opts.ort_lib.as_deref())?,
         };
         let threads = opts.intra_threads.max(1);
         let (sessions, provider, fallback) = match opts.provider {
@@ -372,11 +371,6 @@ impl Bundle {
             width: provided.len(),
             gather,
         })
-    }
-
-    /// A scorer over this bundle's raw column order.
-    pub fn scorer(self) -> Scorer {
-        Scorer::new(self)
     }
 }
 

@@ -197,7 +197,7 @@ fn trim_eol(buf: &mut Vec<u8>) {
 }
 
 /// Writes one field, quoted when it holds a comma, a quote or a line break.
-pub fn write_field<W: Write>(w: &mut W, field: &str) -> io::Result<()> {
+pub fn write_field<W: Write + ?Sized>(w: &mut W, field: &str) -> io::Result<()> {
     if field.contains([',', '"', '\n', '\r']) {
         w.write_all(b"\"")?;
         w.write_all(field.replace('"', "\"\"").as_bytes())?;

@@ -6,7 +6,7 @@
 //! with the others; an error names the key (`models.rf.threshold`, ...).
 use serde_json::Value;
 
-use super::{MODEL_NAMES, ModelError, SUPPORTED_FORMAT_VERSIONS, preprocess::Preprocessor};
+use super::{MODEL_NAMES, ModelError, SUPPORTED_FORMAT_VERSIONS, json_path::At, preprocess::Preprocessor};
 
 /// How the per-model normalised scores r_i = score_i / threshold_i combine into the ensemble
 /// score E; a row is an anomaly when E > [`Manifest::ensemble_threshold`] (1.0).
@@ -78,96 +78,6 @@ pub struct Manifest {
     pub json: Value,
 }
 
-/// A cursor into the JSON document that remembers its path, for error messages.
-#[derive(Clone)]
-pub(crate) struct At<'a> {
-    pub v: &'a Value,
-    path: String,
-    origin: &'a str,
-}
-
-impl<'a> At<'a> {
-    pub(crate) fn root(v: &'a Value, origin: &'a str) -> Self {
-        Self {
-            v,
-            path: String::new(),
-            origin,
-        }
-    }
-    pub(crate) fn err(&self, what: impl std::fmt::Display) -> ModelError {
-        let path = if self.path.is_empty() {
-            "the top level".to_owned()
-        } else {
-            format!("`{}`", self.path)
-        };
-        ModelError::manifest(self.origin, format!("{path} {what}"))
-    }
-    pub(crate) fn origin(&self) -> &'a str {
-        self.origin
-    }
-    pub(crate) fn path(&self) -> &str {
-        &self.path
-    }
-    /// Child `key`, which must be present and not null.
-    pub(crate) fn get(&self, key: &str) -> Result<At<'a>, ModelError> {
-        self.opt(key)?.ok_or_else(|| self.missing(key))
-    }
-    /// The error for a missing key.
-    pub(crate) fn missing(&self, key: &str) -> ModelError {
-        ModelError::manifest(self.origin, format!("`{}` is missing", self.child_path(key)))
-    }
-    pub(crate) fn opt(&self, key: &str) -> Result<Option<At<'a>>, ModelError> {
-        let obj = self.v.as_object().ok_or_else(|| self.err("must be an object"))?;
-        Ok(obj.get(key).filter(|v| !v.is_null()).map(|v| At {
-            v,
-            path: self.child_path(key),
-            origin: self.origin,
-        }))
-    }
-    fn child_path(&self, key: &str) -> String {
-        if self.path.is_empty() {
-            key.to_owned()
-        } else {
-            format!("{}.{key}", self.path)
-        }
-    }
-    pub(crate) fn index(&self, i: usize, v: &'a Value) -> At<'a> {
-        At {
-            v,
-            path: format!("{}[{i}]", self.path),
-            origin: self.origin,
-        }
-    }
-    pub(crate) fn str(&self) -> Result<&'a str, ModelError> {
-        self.v.as_str().ok_or_else(|| self.err("must be a string"))
-    }
-    pub(crate) fn f64(&self) -> Result<f64, ModelError> {
-        self.v
-            .as_f64()
-            .filter(|x| x.is_finite())
-            .ok_or_else(|| self.err("must be a finite number"))
-    }
-    pub(crate) fn u64(&self) -> Result<u64, ModelError> {
-        self.v
-            .as_u64()
-            .ok_or_else(|| self.err("must be a non-negative integer"))
-    }
-    pub(crate) fn array(&self) -> Result<Vec<At<'a>>, ModelError> {
-        let a = self.v.as_array().ok_or_else(|| self.err("must be a list"))?;
-        Ok(a.iter().enumerate().map(|(i, v)| self.index(i, v)).collect())
-    }
-    pub(crate) fn strings(&self) -> Result<Vec<String>, ModelError> {
-        self.array()?.iter().map(|a| a.str().map(str::to_owned)).collect()
-    }
-    pub(crate) fn f64s(&self) -> Result<Vec<f64>, ModelError> {
-        self.array()?.iter().map(At::f64).collect()
-    }
-    pub(crate) fn keys(&self) -> Result<Vec<&'a str>, ModelError> {
-        let obj = self.v.as_object().ok_or_else(|| self.err("must be an object"))?;
-        Ok(obj.keys().map(String::as_str).collect())
-    }
-}
-
 impl Manifest {
     /// Parses and validates `text`; `origin` names the file in error messages.
     pub fn parse(text: &str, origin: &str) -> Result<(Manifest, Preprocessor), ModelError> {
@@ -177,211 +87,18 @@ impl Manifest {
         if !json.is_object() {
             return Err(root.err("must be a JSON object"));
         }
-        let version = root.get("bundle_format_version")?.u64()?;
-        if !SUPPORTED_FORMAT_VERSIONS.contains(&version) {
-            return Err(ModelError::manifest(
-                origin,
-                format!(
-                    "its bundle_format_version is {version}, and this netanom reads version(s) {:?}; \
-                     use a netanom release that matches the bundle, or retrain the bundle with this \
-                     tree's models/",
-                    SUPPORTED_FORMAT_VERSIONS
-                ),
-            ));
-        }
-        let dataset = match root.opt("dataset")? {
-            Some(d) => d.str()?.to_owned(),
-            None => "unnamed bundle".to_owned(),
-        };
-        let n_features = root.get("n_features")?.u64()? as usize;
-        let features = root.get("features")?.strings()?;
-        if features.len() != n_features {
-            return Err(ModelError::manifest(
-                origin,
-                format!(
-                    "`features` lists {} names but `n_features` is {n_features}",
-                    features.len()
-                ),
-            ));
-        }
-        if n_features == 0 {
-            return Err(root.get("n_features")?.err("must be at least 1"));
-        }
-
+        let (format_version, dataset, n_features, features) = header(&root)?;
         // Format 2 carries the normative scorer contract under `scorer`; format 1 only the
         // descriptive keys. Where both describe the same thing they must agree.
         let scorer = root.opt("scorer")?;
-        if version >= 2 && scorer.is_none() {
+        if format_version >= 2 && scorer.is_none() {
             return Err(root.missing("scorer"));
         }
-        let top_models = root.opt("models")?;
-        let models_at = match &scorer {
-            Some(s) => s.get("models")?,
-            None => root.get("models")?,
-        };
-        for obj in [Some(&models_at), top_models.as_ref()].into_iter().flatten() {
-            if let Some(extra) = obj.keys()?.into_iter().find(|n| !MODEL_NAMES.contains(n)) {
-                return Err(obj.err(format!(
-                    "lists the model `{extra}`, which this netanom does not know (it scores {})",
-                    MODEL_NAMES.join(", ")
-                )));
-            }
-        }
-        let thresholds_values = match root.opt("thresholds")? {
-            Some(t) => t.opt("values")?,
-            None => None,
-        };
-        let scorer_thresholds = match &scorer {
-            Some(s) => Some(s.get("thresholds")?),
-            None => None,
-        };
-        let mut models = Vec::with_capacity(MODEL_NAMES.len());
-        for name in MODEL_NAMES {
-            let m = models_at.get(name)?;
-            let top = match &top_models {
-                Some(t) => t.opt(name)?,
-                None => None,
-            };
-            let file_at = m.get("file")?;
-            let file = file_at.str()?.to_owned();
-            if file.is_empty() || file.contains('/') || file.contains('\\') || file.starts_with('.') {
-                return Err(file_at.err(format!(
-                    "must be a plain file name inside the bundle, not {file:?}"
-                )));
-            }
-            // The checksum and size live in the descriptive `models` entry.
-            let desc = top.clone().unwrap_or_else(|| m.clone());
-            if let Some(f) = desc.opt("file")? {
-                let f = f.str()?;
-                if f != file {
-                    return Err(desc.get("file")?.err(format!(
-                        "is {f:?}, but `{}` is {file:?}; they must agree",
-                        file_at.path()
-                    )));
-                }
-            }
-            let sha256 = match desc.opt("sha256")? {
-                Some(s) => {
-                    let v = s.str()?.to_ascii_lowercase();
-                    if v.len() != 64 || !v.bytes().all(|b| b.is_ascii_hexdigit()) {
-                        return Err(s.err("must be 64 hexadecimal digits"));
-                    }
-                    Some(v)
-                }
-                None => None,
-            };
-            let bytes = desc.opt("bytes")?.map(|b| b.u64()).transpose()?;
-            let input_at = m.get("input")?;
-            let (input, in_width) = tensor_spec(&input_at, 2)?;
-            let (output, _) = tensor_spec(&m.get("output")?, 1)?;
-            if in_width != Some(n_features) {
-                return Err(input_at.err(format!(
-                    "must have the shape [\"batch\", {n_features}] (n_features), found {}",
-                    input_at.get("shape")?.v
-                )));
-            }
-            // Every place that states the threshold must state the same one.
-            let mut sources = Vec::new();
-            if let Some(t) = &scorer_thresholds {
-                sources.push(t.get(name)?);
-            }
-            if let Some(t) = top.as_ref().map(|t| t.opt("threshold")).transpose()?.flatten() {
-                sources.push(t);
-            }
-            if let Some(t) = thresholds_values
-                .as_ref()
-                .map(|t| t.opt(name))
-                .transpose()?
-                .flatten()
-            {
-                sources.push(t);
-            }
-            let Some(first) = sources.first() else {
-                return Err(m.missing("threshold"));
-            };
-            let threshold = first.f64()?;
-            for other in &sources[1..] {
-                let t = other.f64()?;
-                if t != threshold {
-                    return Err(other.err(format!(
-                        "is {t}, but `{}` is {threshold}; they must agree",
-                        first.path()
-                    )));
-                }
-            }
-            if threshold <= 0.0 {
-                return Err(first.err(format!(
-                    "must be positive (scores are divided by it), found {threshold}"
-                )));
-            }
-            models.push(ModelSpec {
-                name: name.to_owned(),
-                file,
-                sha256,
-                bytes,
-                input,
-                output,
-                threshold,
-            });
-        }
-
-        // Ensemble.
-        let ens = match &scorer {
-            Some(s) => s.get("ensemble")?,
-            None => root.get("ensemble")?,
-        };
-        let rule_at = ens.get("rule")?;
-        let rule = EnsembleRule::parse(rule_at.str()?)
-            .ok_or_else(|| rule_at.err("must be one of \"any\", \"majority\", \"weighted\""))?;
-        if scorer.is_some()
-            && let Some(top_rule) = root
-                .opt("ensemble")?
-                .map(|e| e.opt("rule"))
-                .transpose()?
-                .flatten()
-            && top_rule.str()? != rule.name()
-        {
-            return Err(top_rule.err(format!(
-                "is {:?}, but `{}` is {:?}; they must agree",
-                top_rule.str()?,
-                rule_at.path(),
-                rule.name()
-            )));
-        }
-        let weights = match ens.opt("weights")? {
-            None if rule != EnsembleRule::Weighted => vec![1.0; MODEL_NAMES.len()],
-            None => return Err(ens.missing("weights")),
-            Some(w) => {
-                if w.v.is_array() {
-                    let ws = w.f64s()?;
-                    if ws.len() != MODEL_NAMES.len() {
-                        return Err(w.err(format!("must hold {} weights", MODEL_NAMES.len())));
-                    }
-                    ws
-                } else {
-                    MODEL_NAMES
-                        .iter()
-                        .map(|name| w.get(name)?.f64())
-                        .collect::<Result<Vec<_>, _>>()?
-                }
-            }
-        };
-        if weights.iter().any(|w| *w < 0.0) || weights.iter().sum::<f64>() <= 0.0 {
-            return Err(ens
-                .get("weights")?
-                .err("must be non-negative with a positive sum"));
-        }
-        // Normalised to sum 1 (the identity for the weights the pipeline writes, which already
-        // sum to exactly 1.0).
-        let sum: f64 = weights.iter().sum();
-        let weights = weights.iter().map(|w| w / sum).collect();
-        let ensemble_threshold = match ens.opt("threshold")? {
-            Some(t) => t.f64()?,
-            None => 1.0,
-        };
-
+        let models = model_specs(&root, scorer.as_ref(), n_features)?;
+        let (rule, weights, ensemble_threshold) = ensemble(&root, scorer.as_ref())?;
+        let pre = Preprocessor::from_manifest(&root, n_features, &features)?;
         let manifest = Manifest {
-            format_version: version,
+            format_version,
             dataset,
             n_features,
             features,
@@ -391,13 +108,255 @@ impl Manifest {
             ensemble_threshold,
             json: Value::Null,
         };
-        let pre = Preprocessor::from_manifest(&root, &manifest)?;
         Ok((Manifest { json, ..manifest }, pre))
     }
 
     pub fn model(&self, name: &str) -> Option<&ModelSpec> {
         self.models.iter().find(|m| m.name == name)
     }
+}
+
+/// The format version, dataset, and the model-input vector's width and element names.
+fn header(root: &At<'_>) -> Result<(u64, String, usize, Vec<String>), ModelError> {
+    let origin = root.origin();
+    let version = root.get("bundle_format_version")?.u64()?;
+    if !SUPPORTED_FORMAT_VERSIONS.contains(&version) {
+        return Err(ModelError::manifest(
+            origin,
+            format!(
+                "its bundle_format_version is {version}, and this netanom reads version(s) {:?}; \
+                 use a netanom release that matches the bundle, or retrain the bundle with this \
+                 tree's models/",
+                SUPPORTED_FORMAT_VERSIONS
+            ),
+        ));
+    }
+    let dataset = match root.opt("dataset")? {
+        Some(d) => d.str()?.to_owned(),
+        None => "unnamed bundle".to_owned(),
+    };
+    let n_features = root.get("n_features")?.u64()? as usize;
+    let features = root.get("features")?.strings()?;
+    if features.len() != n_features {
+        return Err(ModelError::manifest(
+            origin,
+            format!(
+                "`features` lists {} names but `n_features` is {n_features}",
+                features.len()
+            ),
+        ));
+    }
+    if n_features == 0 {
+        return Err(root.get("n_features")?.err("must be at least 1"));
+    }
+    Ok((version, dataset, n_features, features))
+}
+
+/// Where the manifest describes the models: the scorer contract, the descriptive `models`
+/// entry, and the format-1 `thresholds.values`.
+struct ModelPlaces<'a> {
+    contract: At<'a>,
+    descriptive: Option<At<'a>>,
+    thresholds: Option<At<'a>>,
+    scorer_thresholds: Option<At<'a>>,
+}
+
+/// Every model's spec, in [`MODEL_NAMES`] order.
+fn model_specs(
+    root: &At<'_>,
+    scorer: Option<&At<'_>>,
+    n_features: usize,
+) -> Result<Vec<ModelSpec>, ModelError> {
+    let descriptive = root.opt("models")?;
+    let contract = match scorer {
+        Some(s) => s.get("models")?,
+        None => root.get("models")?,
+    };
+    for obj in [Some(&contract), descriptive.as_ref()].into_iter().flatten() {
+        if let Some(extra) = obj.keys()?.into_iter().find(|n| !MODEL_NAMES.contains(n)) {
+            return Err(obj.err(format!(
+                "lists the model `{extra}`, which this netanom does not know (it scores {})",
+                MODEL_NAMES.join(", ")
+            )));
+        }
+    }
+    let places = ModelPlaces {
+        contract,
+        descriptive,
+        thresholds: match root.opt("thresholds")? {
+            Some(t) => t.opt("values")?,
+            None => None,
+        },
+        scorer_thresholds: scorer.map(|s| s.get("thresholds")).transpose()?,
+    };
+    MODEL_NAMES
+        .iter()
+        .map(|name| model_spec(&places, name, n_features))
+        .collect()
+}
+
+/// The spec of model `name`: file, checksum, tensors and threshold, each place that states one
+/// agreeing with the others.
+fn model_spec(places: &ModelPlaces<'_>, name: &str, n_features: usize) -> Result<ModelSpec, ModelError> {
+    let m = places.contract.get(name)?;
+    let top = match &places.descriptive {
+        Some(t) => t.opt(name)?,
+        None => None,
+    };
+    let file_at = m.get("file")?;
+    let file = file_at.str()?.to_owned();
+    if file.is_empty() || file.contains('/') || file.contains('\\') || file.starts_with('.') {
+        return Err(file_at.err(format!(
+            "must be a plain file name inside the bundle, not {file:?}"
+        )));
+    }
+    // The checksum and size live in the descriptive `models` entry.
+    let desc = top.clone().unwrap_or_else(|| m.clone());
+    if let Some(f) = desc.opt("file")? {
+        let f = f.str()?;
+        if f != file {
+            return Err(desc.get("file")?.err(format!(
+                "is {f:?}, but `{}` is {file:?}; they must agree",
+                file_at.path()
+            )));
+        }
+    }
+    let sha256 = match desc.opt("sha256")? {
+        Some(s) => {
+            let v = s.str()?.to_ascii_lowercase();
+            if v.len() != 64 || !v.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(s.err("must be 64 hexadecimal digits"));
+            }
+            Some(v)
+        }
+        None => None,
+    };
+    let bytes = desc.opt("bytes")?.map(|b| b.u64()).transpose()?;
+    let input_at = m.get("input")?;
+    let (input, in_width) = tensor_spec(&input_at, 2)?;
+    let (output, _) = tensor_spec(&m.get("output")?, 1)?;
+    if in_width != Some(n_features) {
+        return Err(input_at.err(format!(
+            "must have the shape [\"batch\", {n_features}] (n_features), found {}",
+            input_at.get("shape")?.v
+        )));
+    }
+    let threshold = threshold(places, &m, top.as_ref(), name)?;
+    Ok(ModelSpec {
+        name: name.to_owned(),
+        file,
+        sha256,
+        bytes,
+        input,
+        output,
+        threshold,
+    })
+}
+
+/// Model `name`'s threshold: every place that states one must state the same, positive one.
+fn threshold(
+    places: &ModelPlaces<'_>,
+    m: &At<'_>,
+    top: Option<&At<'_>>,
+    name: &str,
+) -> Result<f64, ModelError> {
+    let mut sources = Vec::new();
+    if let Some(t) = &places.scorer_thresholds {
+        sources.push(t.get(name)?);
+    }
+    if let Some(t) = top.map(|t| t.opt("threshold")).transpose()?.flatten() {
+        sources.push(t);
+    }
+    if let Some(t) = places
+        .thresholds
+        .as_ref()
+        .map(|t| t.opt(name))
+        .transpose()?
+        .flatten()
+    {
+        sources.push(t);
+    }
+    let Some(first) = sources.first() else {
+        return Err(m.missing("threshold"));
+    };
+    let threshold = first.f64()?;
+    for other in &sources[1..] {
+        let t = other.f64()?;
+        if t != threshold {
+            return Err(other.err(format!(
+                "is {t}, but `{}` is {threshold}; they must agree",
+                first.path()
+            )));
+        }
+    }
+    if threshold <= 0.0 {
+        return Err(first.err(format!(
+            "must be positive (scores are divided by it), found {threshold}"
+        )));
+    }
+    Ok(threshold)
+}
+
+/// The ensemble's rule, weights (normalised to sum 1) and threshold.
+fn ensemble(root: &At<'_>, scorer: Option<&At<'_>>) -> Result<(EnsembleRule, Vec<f64>, f64), ModelError> {
+    let ens = match scorer {
+        Some(s) => s.get("ensemble")?,
+        None => root.get("ensemble")?,
+    };
+    let rule_at = ens.get("rule")?;
+    let rule = EnsembleRule::parse(rule_at.str()?)
+        .ok_or_else(|| rule_at.err("must be one of \"any\", \"majority\", \"weighted\""))?;
+    if scorer.is_some()
+        && let Some(top_rule) = root
+            .opt("ensemble")?
+            .map(|e| e.opt("rule"))
+            .transpose()?
+            .flatten()
+        && top_rule.str()? != rule.name()
+    {
+        return Err(top_rule.err(format!(
+            "is {:?}, but `{}` is {:?}; they must agree",
+            top_rule.str()?,
+            rule_at.path(),
+            rule.name()
+        )));
+    }
+    let weights = weights(&ens, rule)?;
+    let ensemble_threshold = match ens.opt("threshold")? {
+        Some(t) => t.f64()?,
+        None => 1.0,
+    };
+    Ok((rule, weights, ensemble_threshold))
+}
+
+/// The ensemble's weights in model order (a list, or an object by model name), normalised to
+/// sum 1 (the identity for the weights the pipeline writes, which already sum to exactly 1.0).
+fn weights(ens: &At<'_>, rule: EnsembleRule) -> Result<Vec<f64>, ModelError> {
+    let weights = match ens.opt("weights")? {
+        None if rule != EnsembleRule::Weighted => vec![1.0; MODEL_NAMES.len()],
+        None => return Err(ens.missing("weights")),
+        Some(w) => {
+            if w.v.is_array() {
+                let ws = w.f64s()?;
+                if ws.len() != MODEL_NAMES.len() {
+                    return Err(w.err(format!("must hold {} weights", MODEL_NAMES.len())));
+                }
+                ws
+            } else {
+                MODEL_NAMES
+                    .iter()
+                    .map(|name| w.get(name)?.f64())
+                    .collect::<Result<Vec<_>, _>>()?
+            }
+        }
+    };
+    if weights.iter().any(|w| *w < 0.0) || weights.iter().sum::<f64>() <= 0.0 {
+        return Err(ens
+            .get("weights")?
+            .err("must be non-negative with a positive sum"));
+    }
+    let sum: f64 = weights.iter().sum();
+    Ok(weights.iter().map(|w| w / sum).collect())
 }
 
 /// (tensor name, width of the last dimension if it is a number) of an `input`/`output` entry,

@@ -18,7 +18,8 @@
 //! - [`Scorer`]: batched scoring with reused buffers ([`Scorer::score`]) → [`Scores`]: per-model
 //!   scores and decisions, the continuous ensemble score and the ensemble decision;
 //! - [`metrics`]: ROC-AUC, average precision and threshold metrics for `netanom eval`;
-//! - [`cli`]: `netanom score` and `netanom eval`.
+//! - [`table`]: a bundle over a CSV file (what `netanom score` and `netanom eval` do);
+//! - [`runtime`]: locating and loading ONNX Runtime.
 //!
 //! **Raw rows are `f32`.** One value per raw input column, in [`Preprocessor::input_names`]
 //! order (or in the caller's order through a [`Binding`]). A categorical column carries the
@@ -36,15 +37,17 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 pub mod bundle;
-pub mod cli;
 pub mod csv;
 pub mod embedded;
+pub mod json_path;
 pub mod manifest;
 pub mod metrics;
 pub mod preprocess;
+pub mod runtime;
 pub mod scorer;
+pub mod table;
 
-pub use bundle::{Binding, Bundle, BundleOptions, ExecutionProvider, runtime};
+pub use bundle::{Binding, Bundle, BundleOptions, ExecutionProvider, environment};
 pub use manifest::{EnsembleRule, Manifest, ModelSpec};
 pub use preprocess::{Preprocessor, UNSEEN_CATEGORY};
 pub use scorer::{Scorer, Scores};
@@ -140,7 +143,7 @@ pub enum ModelError {
     #[error("ONNX Runtime failed to score a batch with {model}: {detail}")]
     Inference { model: String, detail: String },
     #[error(transparent)]
-    Runtime(#[from] crate::onnx::OrtError),
+    Runtime(#[from] runtime::OrtError),
 }
 
 impl ModelError {

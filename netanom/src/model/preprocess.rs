@@ -9,10 +9,7 @@
 //! refused when the bundle loads.
 use std::collections::HashMap;
 
-use super::{
-    ModelError,
-    manifest::{At, Manifest},
-};
+use super::{ModelError, json_path::At};
 
 /// The canonical code of a category the bundle does not know: it gives an all-zero one-hot
 /// block. Any other value that is not the index of a category does the same.
@@ -64,19 +61,23 @@ pub struct Preprocessor {
 impl Preprocessor {
     /// Builds the preprocessor from the manifest's scorer contract (format 2) or its
     /// `preprocessing` key (format 1), and checks it against `features`.
-    pub(crate) fn from_manifest(root: &At<'_>, m: &Manifest) -> Result<Self, ModelError> {
+    pub(crate) fn from_manifest(
+        root: &At<'_>,
+        n_features: usize,
+        features: &[String],
+    ) -> Result<Self, ModelError> {
         let (names, columns) = match root.opt("scorer")? {
-            Some(s) => from_contract(&s, m.n_features)?,
-            None => from_v1(&root.get("preprocessing")?, &m.features)?,
+            Some(s) => from_contract(&s, n_features)?,
+            None => from_v1(&root.get("preprocessing")?, features)?,
         };
-        let p = Self::new(names, columns, m.n_features).map_err(|d| {
+        let p = Self::new(names, columns, n_features).map_err(|d| {
             ModelError::manifest(
                 root.origin(),
                 format!("its preprocessing steps are inconsistent: {d}"),
             )
         })?;
         // The element names the manifest lists must be those the layout gives.
-        for (j, want) in m.features.iter().enumerate() {
+        for (j, want) in features.iter().enumerate() {
             let got = p.element_name(j);
             if &got != want {
                 return Err(ModelError::manifest(
@@ -258,15 +259,42 @@ impl Preprocessor {
 
 /// Format 2: `scorer.raw_columns` and the `build_input_vector` step's element list.
 fn from_contract(s: &At<'_>, n_features: usize) -> Result<(Vec<String>, Vec<Column>), ModelError> {
-    const KNOWN_STEPS: [&str; 6] = [
-        "read_raw_columns",
-        "build_input_vector",
-        "run_models",
-        "normalise",
-        "per_model_decision",
-        "ensemble",
-    ];
-    let raw_at = s.get("raw_columns")?;
+    let (names, categorical) = raw_columns(&s.get("raw_columns")?)?;
+    let build = build_step(s, &names, n_features)?;
+    let index: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
+    let mut columns: Vec<Option<Column>> = categorical
+        .iter()
+        .map(|&cat| {
+            cat.then(|| Column::Categorical {
+                categories: Vec::new(),
+                elements: Vec::new(),
+            })
+        })
+        .collect();
+    for (pos, e) in build.get("elements")?.array()?.into_iter().enumerate() {
+        let j = match e.opt("index")? {
+            Some(i) => i.u64()? as usize,
+            None => pos,
+        };
+        let src_at = e.get("source")?;
+        let src = src_at.str()?;
+        let c = *index
+            .get(src)
+            .ok_or_else(|| src_at.err(format!("names `{src}`, which is not in `scorer.raw_columns`")))?;
+        place_element(&e, src, j, &mut columns[c])?;
+    }
+    let columns = columns
+        .into_iter()
+        .zip(&names)
+        .map(|(c, name)| {
+            c.ok_or_else(|| build.err(format!("produces no element for the numeric column `{name}`")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((names, columns))
+}
+
+/// The raw columns' names, and whether each is categorical.
+fn raw_columns(raw_at: &At<'_>) -> Result<(Vec<String>, Vec<bool>), ModelError> {
     let mut names = Vec::new();
     let mut categorical = Vec::new();
     for c in raw_at.array()? {
@@ -282,6 +310,20 @@ fn from_contract(s: &At<'_>, n_features: usize) -> Result<(Vec<String>, Vec<Colu
             }
         });
     }
+    Ok((names, categorical))
+}
+
+/// The `build_input_vector` step, after checking that every step is one this scorer
+/// implements and that the steps agree with the raw columns and `n_features`.
+fn build_step<'a>(s: &At<'a>, names: &[String], n_features: usize) -> Result<At<'a>, ModelError> {
+    const KNOWN_STEPS: [&str; 6] = [
+        "read_raw_columns",
+        "build_input_vector",
+        "run_models",
+        "normalise",
+        "per_model_decision",
+        "ensemble",
+    ];
     let mut build = None;
     for step in s.get("steps")?.array()? {
         let op_at = step.get("op")?;
@@ -325,62 +367,39 @@ fn from_contract(s: &At<'_>, n_features: usize) -> Result<(Vec<String>, Vec<Colu
                 .err(format!("is {n}, but `n_features` is {n_features}")));
         }
     }
-    let index: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
-    let mut columns: Vec<Option<Column>> = categorical
-        .iter()
-        .map(|&cat| {
-            cat.then(|| Column::Categorical {
-                categories: Vec::new(),
-                elements: Vec::new(),
-            })
-        })
-        .collect();
-    for (pos, e) in build.get("elements")?.array()?.into_iter().enumerate() {
-        let j = match e.opt("index")? {
-            Some(i) => i.u64()? as usize,
-            None => pos,
-        };
-        let src_at = e.get("source")?;
-        let src = src_at.str()?;
-        let c = *index
-            .get(src)
-            .ok_or_else(|| src_at.err(format!("names `{src}`, which is not in `scorer.raw_columns`")))?;
-        let kind_at = e.get("kind")?;
-        match (kind_at.str()?, &mut columns[c]) {
-            ("numeric", slot @ None) => *slot = Some(Column::Numeric { element: j }),
-            ("numeric", Some(_)) => {
-                return Err(e.err(format!(
-                    "is a second element (or a numeric element) for column `{src}`, which must produce exactly one"
-                )));
+    Ok(build)
+}
+
+/// Puts element `e` (vector position `j`, from raw column `src`) into the column's layout.
+fn place_element(e: &At<'_>, src: &str, j: usize, column: &mut Option<Column>) -> Result<(), ModelError> {
+    let kind_at = e.get("kind")?;
+    match (kind_at.str()?, column) {
+        ("numeric", slot @ None) => *slot = Some(Column::Numeric { element: j }),
+        ("numeric", Some(_)) => {
+            return Err(e.err(format!(
+                "is a second element (or a numeric element) for column `{src}`, which must produce exactly one"
+            )));
+        }
+        ("onehot", Some(Column::Categorical { categories, elements })) => {
+            let cat = e.get("category")?.str()?.to_owned();
+            if categories.contains(&cat) {
+                return Err(e.err(format!("repeats category {cat:?} of column `{src}`")));
             }
-            ("onehot", Some(Column::Categorical { categories, elements })) => {
-                let cat = e.get("category")?.str()?.to_owned();
-                if categories.contains(&cat) {
-                    return Err(e.err(format!("repeats category {cat:?} of column `{src}`")));
-                }
-                categories.push(cat);
-                elements.push(j);
-            }
-            ("onehot", _) => {
-                return Err(e.err(format!(
-                    "is a one-hot element of `{src}`, which is not a categorical column"
-                )));
-            }
-            (other, _) => {
-                return Err(kind_at.err(format!(
-                    "is {other:?}; this netanom builds elements of kind \"numeric\" and \"onehot\""
-                )));
-            }
+            categories.push(cat);
+            elements.push(j);
+        }
+        ("onehot", _) => {
+            return Err(e.err(format!(
+                "is a one-hot element of `{src}`, which is not a categorical column"
+            )));
+        }
+        (other, _) => {
+            return Err(kind_at.err(format!(
+                "is {other:?}; this netanom builds elements of kind \"numeric\" and \"onehot\""
+            )));
         }
     }
-    let columns = columns
-        .into_iter()
-        .zip(&names)
-        .map(|(c, name)| {
-            c.ok_or_else(|| build.err(format!("produces no element for the numeric column `{name}`")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((names, columns))
+    Ok(())
 }
 
 /// Format 1: `preprocessing.source_columns`, each categorical column replaced in place by its

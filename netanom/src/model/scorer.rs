@@ -80,6 +80,13 @@ pub struct Scorer {
     rejected_total: u64,
 }
 
+impl Bundle {
+    /// A scorer over this bundle's raw column order.
+    pub fn scorer(self) -> Scorer {
+        Scorer::new(self)
+    }
+}
+
 impl Scorer {
     /// A scorer taking rows in the bundle's raw column order
     /// ([`super::Preprocessor::input_names`]).

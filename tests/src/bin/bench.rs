@@ -29,11 +29,10 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use netanom::{
-    batch::BatchMap,
-    cidr::Cidr,
-    datapath::{Datapath, LoadOptions},
-    drain,
-    tables::{self, Tables},
+    datapath::{Datapath, LoadOptions, batch::BatchMap},
+    pipeline::clock::mono_now_ns,
+    respond::{Cidr, Enforcer as _, KernelTables, kernel},
+    sources::live as drain,
 };
 use netanom_common::{
     flow::{FlowKey, FlowTimeouts, FlowValue},
@@ -110,7 +109,7 @@ fn xdp_cost(r: &mut Report, quick: bool) -> anyhow::Result<()> {
     );
     // Mitigation lists pinned in a lab directory (removed on drop), so blocks can be added.
     let dirs = StateDirs::new("bench-xdp");
-    tables::ensure_dir(&dirs.pin_dir)?;
+    kernel::ensure_dir(&dirs.pin_dir)?;
     let mut dp = Datapath::load_pinned(
         &LoadOptions {
             flow_entries: 1 << 20,
@@ -148,8 +147,8 @@ fn xdp_cost(r: &mut Report, quick: bool) -> anyhow::Result<()> {
         let ours = each_once_ns(&mut dp, names::PROG_XDP, &news)?;
         r.line(row("new flow", fam, bare, parse, ours));
     }
-    let mut tables = Tables::open(&dirs.pin_dir)?;
-    let now = drain::mono_now_ns();
+    let mut tables = KernelTables::open(&dirs.pin_dir)?;
+    let now = mono_now_ns();
     let entry = BlockEntry {
         expires_ns: now + 3_600_000_000_000,
         added_ns: now,
@@ -159,7 +158,7 @@ fn xdp_cost(r: &mut Report, quick: bool) -> anyhow::Result<()> {
         strikes: 1,
         origin: Origin::Manual as u32,
         _pad: 0,
-        reason: tables::reason_bytes("benchmark"),
+        reason: netanom::respond::enforcer::reason_bytes("benchmark"),
     };
     for i in 0..1_000u32 {
         let v4 = std::net::Ipv4Addr::from(0xc613_8000 | i);
@@ -350,7 +349,7 @@ fn mitigation(r: &mut Report, quick: bool) -> anyhow::Result<()> {
     let result = (|| -> anyhow::Result<()> {
         let t0 = Instant::now();
         let tables = loop {
-            match netanom::tables::Tables::open(&dirs.pin_dir) {
+            match KernelTables::open(&dirs.pin_dir) {
                 Ok(t)
                     if lab
                         .a
@@ -370,7 +369,7 @@ fn mitigation(r: &mut Report, quick: bool) -> anyhow::Result<()> {
         for i in 0..runs {
             let mut src = lab.b_side.ep;
             src.ipv4 = std::net::Ipv4Addr::new(198, 18, 0, 100 + i as u8);
-            let prefix = netanom::cidr::Cidr::host(src.ipv4.into());
+            let prefix = Cidr::host(src.ipv4.into());
             let dst = lab.a_side.ep;
             let got = std::thread::scope(|s| {
                 let t0 = Instant::now();
@@ -680,7 +679,7 @@ fn drain_cost(r: &mut Report, quick: bool) -> anyhow::Result<()> {
             flow_entries: (2 * n as u32).max(1024),
             ..LoadOptions::default()
         })?;
-        let now = drain::mono_now_ns();
+        let now = mono_now_ns();
         let (keys, values) = synthetic_flows(n, now);
         let data = dp.map_data(names::MAP_FLOWS)?;
         let map: BatchMap<'_, FlowKey, FlowValue> = BatchMap::new(data.fd());
@@ -699,13 +698,7 @@ fn drain_cost(r: &mut Report, quick: bool) -> anyhow::Result<()> {
         let mut got = 0usize;
         let mut consume = |r: &netanom_common::flow::FlowRecord| got += r.value.fwd.packets as usize;
         let t = Instant::now();
-        let s = drain::sweep_flows(
-            &dp,
-            drain::mono_now_ns(),
-            &FlowTimeouts::DEFAULT,
-            false,
-            &mut consume,
-        )?;
+        let s = drain::sweep_flows(&dp, mono_now_ns(), &FlowTimeouts::DEFAULT, false, &mut consume)?;
         let sweep = t.elapsed().as_nanos() as f64 / s.entries.max(1) as f64;
         if s.entries != n || s.exported != 0 {
             bail!("sweep saw {} entries, exported {}", s.entries, s.exported);

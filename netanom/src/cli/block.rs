@@ -1,0 +1,218 @@
+//! `netanom block list|add|del`: the blocklist pinned under `--pin-dir`, with or without a
+//! running agent.
+use anyhow::bail;
+use clap::{Args, Subcommand};
+use netanom_common::mitigate::{BlockEntry, Origin};
+use serde::Serialize;
+
+use super::args::{self, Where};
+use crate::{
+    datapath::host,
+    pipeline::clock::{Clock as _, SystemClock},
+    respond::{Cidr, Enforcer as _, KernelTables, enforcer::reason_bytes},
+};
+
+#[derive(Debug, Args)]
+pub struct BlockArgs {
+    #[command(subcommand)]
+    pub cmd: BlockCmd,
+    #[command(flatten)]
+    pub at: Where,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BlockCmd {
+    /// List blocks (active ones; --all adds those expired but remembered for escalation).
+    List {
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        all: bool,
+    },
+    /// Block a source prefix (IPv4 or IPv6; a bare address blocks just that host).
+    Add {
+        #[arg(value_name = "CIDR", value_parser = args::parse_cidr)]
+        cidr: Cidr,
+        /// Seconds until the block lapses (enforced by the kernel); without it the block stays
+        /// until `netanom block del`.
+        #[arg(long, value_name = "SECONDS", value_parser = args::parse_ttl)]
+        ttl: Option<u32>,
+        /// Why (shown by `block list`; up to 48 bytes kept).
+        #[arg(long, value_name = "TEXT", default_value = "manual")]
+        reason: String,
+        /// Block even a prefix that contains this host's own address or default gateway.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Remove the block on exactly this prefix.
+    Del {
+        #[arg(value_name = "CIDR", value_parser = args::parse_cidr)]
+        cidr: Cidr,
+    },
+}
+
+/// Shortest prefixes `block add` accepts: anything wider would cut off a large part of the
+/// Internet by mistake.
+const MIN_BLOCK_LEN_V4: u8 = 8;
+const MIN_BLOCK_LEN_V6: u8 = 16;
+
+#[derive(Serialize)]
+struct BlockRow {
+    prefix: String,
+    active: bool,
+    /// Seconds until expiry (negative: expired that long ago); null: never expires.
+    expires_in_s: Option<f64>,
+    expires: Option<String>,
+    added: String,
+    ttl_s: u32,
+    strikes: u32,
+    origin: &'static str,
+    reason: String,
+    dropped_packets: u64,
+    dropped_bytes: u64,
+}
+
+fn block_rows(tables: &KernelTables, all: bool) -> anyhow::Result<Vec<BlockRow>> {
+    let clock = SystemClock::new();
+    let now = clock.now().mono_ns;
+    Ok(tables
+        .blocks()?
+        .into_iter()
+        .filter(|b| all || b.active(now))
+        .map(|b| {
+            let e = &b.entry;
+            let ts = |mono: u64| netanom_common::time::EveTime(clock.unix_ns(mono)).to_string();
+            BlockRow {
+                prefix: b.prefix.to_string(),
+                active: b.active(now),
+                expires_in_s: (e.expires_ns != 0).then(|| (e.expires_ns as f64 - now as f64) / 1e9),
+                expires: (e.expires_ns != 0).then(|| ts(e.expires_ns)),
+                added: ts(e.added_ns),
+                ttl_s: e.ttl_s,
+                strikes: e.strikes,
+                origin: b.origin(),
+                reason: b.reason(),
+                dropped_packets: e.packets,
+                dropped_bytes: e.bytes,
+            }
+        })
+        .collect())
+}
+
+/// Refuses a block that would cut this host off: its own addresses, its gateways.
+fn lockout_check(cidr: &Cidr) -> anyhow::Result<()> {
+    let own = host::host_addresses();
+    let gw = host::default_gateways();
+    let hit = own
+        .iter()
+        .map(|ip| (ip, "one of this host's addresses"))
+        .chain(gw.iter().map(|ip| (ip, "this host's default gateway")))
+        .find(|(ip, _)| cidr.contains(**ip));
+    if let Some((ip, what)) = hit {
+        bail!(
+            "refusing to block {cidr}: it contains {ip}, {what}, and blocking it could lock you \
+             out. Block a narrower prefix, or pass --force if you are sure."
+        );
+    }
+    Ok(())
+}
+
+/// Runs `netanom block ...`.
+pub fn run(a: &BlockArgs) -> anyhow::Result<()> {
+    host::check_privileges()?;
+    match &a.cmd {
+        BlockCmd::List { json, all } => list(a, *json, *all),
+        BlockCmd::Add {
+            cidr,
+            ttl,
+            reason,
+            force,
+        } => add(a, cidr, *ttl, reason, *force),
+        BlockCmd::Del { cidr } => {
+            let mut tables = KernelTables::open(&a.at.pin_dir)?;
+            if !tables.del_block(cidr)? {
+                bail!(
+                    "{cidr} is not in the blocklist (`netanom block list --all` shows every entry; \
+                     the prefix must match exactly)"
+                );
+            }
+            tables.sync_counts()?;
+            println!("unblocked {cidr}");
+            Ok(())
+        }
+    }
+}
+
+fn list(a: &BlockArgs, json: bool, all: bool) -> anyhow::Result<()> {
+    let tables = KernelTables::open(&a.at.pin_dir)?;
+    let rows = block_rows(&tables, all)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    if rows.is_empty() {
+        println!("no active blocks");
+        return Ok(());
+    }
+    println!(
+        "{:<43} {:>7} {:>10} {:>7} {:>8} {:>12}  reason",
+        "prefix", "origin", "expires_in", "strikes", "ttl_s", "dropped"
+    );
+    for r in rows {
+        let exp = r.expires_in_s.map_or("never".to_owned(), |s| {
+            if s >= 0.0 {
+                format!("{s:.0}s")
+            } else {
+                "expired".into()
+            }
+        });
+        println!(
+            "{:<43} {:>7} {:>10} {:>7} {:>8} {:>12}  {}",
+            r.prefix, r.origin, exp, r.strikes, r.ttl_s, r.dropped_packets, r.reason
+        );
+    }
+    Ok(())
+}
+
+fn add(a: &BlockArgs, cidr: &Cidr, ttl: Option<u32>, reason: &str, force: bool) -> anyhow::Result<()> {
+    let min = if cidr.is_v4() {
+        MIN_BLOCK_LEN_V4
+    } else {
+        MIN_BLOCK_LEN_V6
+    };
+    if cidr.len() < min {
+        bail!(
+            "refusing to block {cidr}: prefixes shorter than /{min} are too wide to block \
+             by hand. Block narrower prefixes."
+        );
+    }
+    if !force {
+        lockout_check(cidr)?;
+    }
+    let mut tables = KernelTables::open_or_create(&a.at.pin_dir)?;
+    if let Some(allow) = tables.allowed_by(cidr.addr())? {
+        eprintln!(
+            "netanom: note: {cidr} is covered by the allowlist entry {allow}, which takes \
+             precedence: its traffic is not dropped while that entry exists."
+        );
+    }
+    let now = SystemClock::new().now().mono_ns;
+    let old = tables.block_entry(cidr)?;
+    let entry = BlockEntry {
+        expires_ns: ttl.map_or(0, |t| now + u64::from(t) * 1_000_000_000),
+        added_ns: now,
+        packets: old.map_or(0, |e| e.packets),
+        bytes: old.map_or(0, |e| e.bytes),
+        ttl_s: ttl.unwrap_or(0),
+        strikes: old.map_or(1, |e| e.strikes.max(1)),
+        origin: Origin::Manual as u32,
+        _pad: 0,
+        reason: reason_bytes(reason),
+    };
+    tables.put_block(cidr, &entry)?;
+    match ttl {
+        Some(t) => println!("blocked {cidr} for {t} s"),
+        None => println!("blocked {cidr} until `netanom block del {cidr}`"),
+    }
+    Ok(())
+}

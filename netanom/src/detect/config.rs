@@ -1,0 +1,51 @@
+//! `[detection]`: when a source is an offender, and online threshold recalibration.
+use serde::{Deserialize, Serialize};
+
+/// `[detection]`: when a source is an offender, and online threshold recalibration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectionConfig {
+    /// Seconds over which a source's anomalous flows are counted (1 to 3600).
+    pub flow_window: f64,
+    /// A source is an offender when at least this many of its flows in the window are
+    /// anomalous...
+    pub min_anomalous_flows: u32,
+    /// ...and they are at least this fraction of its flows (0 to 1).
+    pub min_anomalous_ratio: f64,
+    /// Floor, packets per second from one source.
+    pub src_pps: f64,
+    /// Floor, unanswered SYNs per second from one source.
+    pub src_syn_rate: f64,
+    /// Floor, distinct destination ports per second from one source.
+    pub src_port_rate: f64,
+    /// Floor, distinct sources per second hitting one destination service.
+    pub dst_sources: f64,
+    /// Floor, packets per second to one destination service.
+    pub dst_pps: f64,
+    /// An aggregate must exceed its learned normal level times this (>= 1).
+    pub learned_margin: f64,
+    pub recalibrate: bool,
+    /// Quantile of recent normal scores used as the online threshold (0.5 to below 1).
+    pub recalibrate_quantile: f64,
+    /// Normal flow scores needed before an online threshold replaces the bundle's (>= 100).
+    pub recalibrate_min_samples: u64,
+}
+
+impl Default for DetectionConfig {
+    fn default() -> Self {
+        Self {
+            flow_window: 10.0,
+            min_anomalous_flows: 10,
+            min_anomalous_ratio: 0.5,
+            src_pps: 2000.0,
+            src_syn_rate: 200.0,
+            src_port_rate: 100.0,
+            dst_sources: 200.0,
+            dst_pps: 5000.0,
+            learned_margin: 3.0,
+            recalibrate: true,
+            recalibrate_quantile: 0.999,
+            recalibrate_min_samples: 5000,
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! Detection: turns scored flows and per-interval aggregates into findings about sources
+//! (offenders) and destinations (victims).
+//!
+//! - [`detector`]: the state (flow windows, learned levels, the freeze during attacks);
+//! - [`flows`]: offenders from anomalous flows;
+//! - [`aggregates`]: offenders from their per-source rates (floods, SYN floods, scans);
+//! - [`victims`]: destinations under a flood, per service and per host;
+//! - [`learned`]: learned normal levels (running quantiles) and rates with floors;
+//! - [`moments`]: how unusual a flow's features are;
+//! - [`finding`], [`kind`]: what detection concludes, and the signature of each kind;
+//! - [`config`]: the `[detection]` configuration section.
+//!
+//! Model thresholds can be recalibrated online: per model, the same running quantile of the
+//! scores of flows judged normal replaces the bundle's threshold once enough flows were seen.
+//! While any finding is recent (an attack is in progress), nothing is learned, so an attacker
+//! cannot teach the detector that the attack is normal. Time is the `now` each call is given:
+//! detection reads no clock.
+pub mod aggregates;
+pub mod config;
+pub mod detector;
+pub mod finding;
+pub mod flows;
+pub mod kind;
+pub mod learned;
+pub mod moments;
+pub mod victims;
+
+pub use config::DetectionConfig;
+pub use detector::Detector;
+pub use finding::{Finding, FlowEvidence, Subject};
+pub use flows::{ScoredFlow, is_icmp_error};
+pub use kind::Kind;
+
+#[cfg(test)]
+mod tests;

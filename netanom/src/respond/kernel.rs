@@ -1,0 +1,349 @@
+//! The kernel enforcer: the pinned mitigation maps (blocklist, allowlist and rate limits) under
+//! the pin directory
+//! (default `/sys/fs/bpf/netanom`), read and written by the agent and by the
+//! `netanom block|allow|status` commands, with or without a running agent.
+//!
+//! The maps are created from the same program object the agent loads (so their definitions
+//! cannot drift), pinned on first use, and reused by every later agent and command. A pinned
+//! map whose layout does not match this binary's is refused with what to do about it.
+use std::{
+    fs, io,
+    path::{Path, PathBuf},
+};
+
+use aya::maps::{Array, HashMap, LpmTrie, Map, MapData, MapError, lpm_trie::Key};
+use netanom_common::{
+    mitigate::{AllowEntry, BlockEntry, Control, Origin, PatternKey, RateLimit},
+    names,
+};
+
+use super::{
+    enforcer::{Allow, Block, EnforceError, Enforcer},
+    prefix::Cidr,
+};
+
+fn map_err(op: &'static str, map: &'static str) -> impl Fn(MapError) -> EnforceError {
+    move |e| EnforceError::Map {
+        op,
+        map,
+        detail: match &e {
+            MapError::SyscallError(s) => format!("{} ({})", s.call, s.io_error),
+            other => other.to_string(),
+        },
+    }
+}
+
+/// Expected (key size, value size, max entries) of each pinned map.
+fn layout(name: &str) -> (u32, u32, u32) {
+    use netanom_common::mitigate as m;
+    let lpm = |n: usize| (4 + n) as u32;
+    match name {
+        names::MAP_BLOCK4 => (lpm(4), size_of::<BlockEntry>() as u32, m::BLOCK_ENTRIES),
+        names::MAP_BLOCK6 => (lpm(16), size_of::<BlockEntry>() as u32, m::BLOCK_ENTRIES),
+        names::MAP_ALLOW4 => (lpm(4), size_of::<AllowEntry>() as u32, m::ALLOW_ENTRIES),
+        names::MAP_ALLOW6 => (lpm(16), size_of::<AllowEntry>() as u32, m::ALLOW_ENTRIES),
+        names::MAP_RATE_LIMITS => (
+            size_of::<PatternKey>() as u32,
+            size_of::<RateLimit>() as u32,
+            m::RATE_LIMIT_ENTRIES,
+        ),
+        _ => (4, 8, m::CONTROL_SLOTS),
+    }
+}
+
+/// Checks the maps already pinned in `dir` against this binary's layout; returns whether all
+/// of them are there.
+pub fn check_pins(dir: &Path) -> Result<bool, EnforceError> {
+    let mut all = true;
+    for name in names::PINNED_MAPS {
+        let path = dir.join(name);
+        if !path.exists() {
+            all = false;
+            continue;
+        }
+        let info = aya::maps::MapInfo::from_pin(&path).map_err(|e| EnforceError::PinDir {
+            dir: dir.display().to_string(),
+            detail: format!("reading {}: {e}", path.display()),
+        })?;
+        let (k, v, n) = layout(name);
+        for (what, found, expected) in [
+            ("key size", info.key_size(), k),
+            ("value size", info.value_size(), v),
+            ("capacity", info.max_entries(), n),
+        ] {
+            if found != expected {
+                return Err(EnforceError::Incompatible {
+                    path: path.display().to_string(),
+                    dir: dir.display().to_string(),
+                    what,
+                    found,
+                    expected,
+                });
+            }
+        }
+    }
+    Ok(all)
+}
+
+/// Creates the pin directory (on bpffs) if needed.
+pub fn ensure_dir(dir: &Path) -> Result<(), EnforceError> {
+    fs::create_dir_all(dir).map_err(|e| EnforceError::PinDir {
+        dir: dir.display().to_string(),
+        detail: e.to_string(),
+    })
+}
+
+/// Handles on the pinned maps.
+pub struct KernelTables {
+    dir: PathBuf,
+    block4: LpmTrie<MapData, [u8; 4], BlockEntry>,
+    block6: LpmTrie<MapData, [u8; 16], BlockEntry>,
+    allow4: LpmTrie<MapData, [u8; 4], AllowEntry>,
+    allow6: LpmTrie<MapData, [u8; 16], AllowEntry>,
+    rate: HashMap<MapData, PatternKey, RateLimit>,
+    control: Array<MapData, u64>,
+}
+
+fn open_pin(dir: &Path, name: &'static str) -> Result<MapData, EnforceError> {
+    MapData::from_pin(dir.join(name)).map_err(map_err("opening", name))
+}
+
+impl KernelTables {
+    /// Opens the maps pinned in `dir`; fails if they are not there.
+    pub fn open(dir: &Path) -> Result<KernelTables, EnforceError> {
+        if !check_pins(dir)? {
+            return Err(EnforceError::NotPinned {
+                dir: dir.display().to_string(),
+            });
+        }
+        let lpm = |name| -> Result<Map, EnforceError> { Ok(Map::LpmTrie(open_pin(dir, name)?)) };
+        let mut t = KernelTables {
+            dir: dir.to_owned(),
+            block4: LpmTrie::try_from(lpm(names::MAP_BLOCK4)?)
+                .map_err(map_err("opening", names::MAP_BLOCK4))?,
+            block6: LpmTrie::try_from(lpm(names::MAP_BLOCK6)?)
+                .map_err(map_err("opening", names::MAP_BLOCK6))?,
+            allow4: LpmTrie::try_from(lpm(names::MAP_ALLOW4)?)
+                .map_err(map_err("opening", names::MAP_ALLOW4))?,
+            allow6: LpmTrie::try_from(lpm(names::MAP_ALLOW6)?)
+                .map_err(map_err("opening", names::MAP_ALLOW6))?,
+            rate: HashMap::try_from(Map::HashMap(open_pin(dir, names::MAP_RATE_LIMITS)?))
+                .map_err(map_err("opening", names::MAP_RATE_LIMITS))?,
+            control: Array::try_from(Map::Array(open_pin(dir, names::MAP_CONTROL)?))
+                .map_err(map_err("opening", names::MAP_CONTROL))?,
+        };
+        // Lists pinned by an older agent may lack the counts: store them now.
+        t.sync_counts()?;
+        Ok(t)
+    }
+
+    /// Opens the maps pinned in `dir`, creating and pinning them first if they are missing.
+    pub fn open_or_create(dir: &Path) -> Result<KernelTables, EnforceError> {
+        ensure_dir(dir)?;
+        if !check_pins(dir)? {
+            crate::datapath::create_pins(dir).map_err(|e| EnforceError::PinDir {
+                dir: dir.display().to_string(),
+                detail: e.to_string(),
+            })?;
+        }
+        KernelTables::open(dir)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn remove_block(&mut self, prefix: &Cidr) -> Result<bool, EnforceError> {
+        let r = match prefix {
+            Cidr::V4 { addr, len } => self.block4.remove(&Key::new(u32::from(*len), addr.octets())),
+            Cidr::V6 { addr, len } => self.block6.remove(&Key::new(u32::from(*len), addr.octets())),
+        };
+        not_found_is_false(r, names::MAP_BLOCK4)
+    }
+
+    /// Stores the number of blocklist entries and of rate limits in the control array; a
+    /// zero lets the XDP program skip that lookup. Every writer stores the counts after its
+    /// change, and the agent again on every maintenance pass, so that a count two writers
+    /// raced on is corrected within a pass.
+    pub fn sync_counts(&mut self) -> Result<(), EnforceError> {
+        let blocks = (self.block4.keys().count() + self.block6.keys().count()) as u64;
+        let limits = self.rate.keys().count() as u64;
+        for (slot, n) in [(Control::Blocks, blocks), (Control::RateLimits, limits)] {
+            self.control
+                .set(slot as u32, n, 0)
+                .map_err(map_err("updating", names::MAP_CONTROL))?;
+        }
+        Ok(())
+    }
+}
+
+impl Enforcer for KernelTables {
+    /// Every blocklist entry, active or expired, IPv4 first.
+    fn blocks(&self) -> Result<Vec<Block>, EnforceError> {
+        let mut out: Vec<Block> = entries(&self.block4, &self.block6, names::MAP_BLOCK4)?
+            .into_iter()
+            .map(|(prefix, entry)| Block { prefix, entry })
+            .collect();
+        out.sort_by_key(|a| a.prefix);
+        Ok(out)
+    }
+
+    /// Installs or replaces the block on `prefix`.
+    fn put_block(&mut self, prefix: &Cidr, entry: &BlockEntry) -> Result<(), EnforceError> {
+        let r = match prefix {
+            Cidr::V4 { addr, len } => self
+                .block4
+                .insert(&Key::new(u32::from(*len), addr.octets()), entry, 0),
+            Cidr::V6 { addr, len } => self
+                .block6
+                .insert(&Key::new(u32::from(*len), addr.octets()), entry, 0),
+        };
+        r.map_err(|e| match &e {
+            MapError::SyscallError(s) if s.io_error.raw_os_error() == Some(libc::ENOSPC) => {
+                EnforceError::Full {
+                    capacity: netanom_common::mitigate::BLOCK_ENTRIES,
+                    family: if prefix.is_v4() { "IPv4" } else { "IPv6" },
+                }
+            }
+            _ => map_err("adding to", names::MAP_BLOCK4)(e),
+        })?;
+        self.sync_counts()
+    }
+
+    /// Removes the block on exactly `prefix`; returns whether there was one.
+    fn del_block(&mut self, prefix: &Cidr) -> Result<bool, EnforceError> {
+        let r = self.remove_block(prefix)?;
+        self.sync_counts()?;
+        Ok(r)
+    }
+
+    /// Every allowlist entry, IPv4 first.
+    fn allows(&self) -> Result<Vec<Allow>, EnforceError> {
+        let mut out: Vec<Allow> = entries(&self.allow4, &self.allow6, names::MAP_ALLOW4)?
+            .into_iter()
+            .map(|(prefix, entry)| Allow { prefix, entry })
+            .collect();
+        out.sort_by_key(|a| a.prefix);
+        Ok(out)
+    }
+
+    /// Adds `prefix` to the allowlist (keeping the hit count of an existing entry).
+    fn put_allow(&mut self, prefix: &Cidr, origin: Origin, now_ns: u64) -> Result<(), EnforceError> {
+        let hits = self
+            .allows()?
+            .into_iter()
+            .find(|a| a.prefix == *prefix)
+            .map_or(0, |a| a.entry.hits);
+        let entry = AllowEntry {
+            added_ns: now_ns,
+            hits,
+            origin: origin as u32,
+            _pad: 0,
+        };
+        let r = match prefix {
+            Cidr::V4 { addr, len } => self
+                .allow4
+                .insert(&Key::new(u32::from(*len), addr.octets()), entry, 0),
+            Cidr::V6 { addr, len } => self
+                .allow6
+                .insert(&Key::new(u32::from(*len), addr.octets()), entry, 0),
+        };
+        r.map_err(map_err("adding to", names::MAP_ALLOW4))
+    }
+
+    /// Removes exactly `prefix` from the allowlist; returns whether it was there.
+    fn del_allow(&mut self, prefix: &Cidr) -> Result<bool, EnforceError> {
+        let r = match prefix {
+            Cidr::V4 { addr, len } => self.allow4.remove(&Key::new(u32::from(*len), addr.octets())),
+            Cidr::V6 { addr, len } => self.allow6.remove(&Key::new(u32::from(*len), addr.octets())),
+        };
+        not_found_is_false(r, names::MAP_ALLOW4)
+    }
+
+    /// Every rate limit.
+    fn rate_limits(&self) -> Result<Vec<(PatternKey, RateLimit)>, EnforceError> {
+        self.rate
+            .iter()
+            .map(|r| r.map_err(map_err("listing", names::MAP_RATE_LIMITS)))
+            .collect()
+    }
+
+    /// Installs or replaces a rate limit, and tells the XDP program that limits are in force.
+    fn put_rate_limit(&mut self, key: &PatternKey, limit: &RateLimit) -> Result<(), EnforceError> {
+        self.rate
+            .insert(key, limit, 0)
+            .map_err(map_err("adding to", names::MAP_RATE_LIMITS))?;
+        self.sync_counts()
+    }
+
+    fn del_rate_limit(&mut self, key: &PatternKey) -> Result<bool, EnforceError> {
+        let r = not_found_is_false(self.rate.remove(key), names::MAP_RATE_LIMITS)?;
+        self.sync_counts()?;
+        Ok(r)
+    }
+
+    /// Removes what has expired: rate limits at once, block entries `keep_ns` after their
+    /// expiry (they remember a source's strikes until then). Returns (blocks, rate limits)
+    /// removed.
+    fn sweep(&mut self, now_ns: u64, keep_ns: u64) -> Result<(usize, usize), EnforceError> {
+        let stale: Vec<Cidr> = self
+            .blocks()?
+            .into_iter()
+            .filter(|b| b.entry.expires_ns != 0 && b.entry.expires_ns.saturating_add(keep_ns) <= now_ns)
+            .map(|b| b.prefix)
+            .collect();
+        for p in &stale {
+            self.remove_block(p)?;
+        }
+        let expired: Vec<PatternKey> = self
+            .rate_limits()?
+            .into_iter()
+            .filter(|(_, r)| !r.active(now_ns))
+            .map(|(k, _)| k)
+            .collect();
+        for k in &expired {
+            let _ = not_found_is_false(self.rate.remove(k), names::MAP_RATE_LIMITS)?;
+        }
+        self.sync_counts()?;
+        Ok((stale.len(), expired.len()))
+    }
+}
+
+/// Every (prefix, value) of an IPv4 and an IPv6 trie holding the same kind of value.
+fn entries<V: aya::Pod>(
+    v4: &LpmTrie<MapData, [u8; 4], V>,
+    v6: &LpmTrie<MapData, [u8; 16], V>,
+    map: &'static str,
+) -> Result<Vec<(Cidr, V)>, EnforceError> {
+    let mut out = Vec::new();
+    for r in v4.iter() {
+        let (k, v) = r.map_err(map_err("listing", map))?;
+        out.push((
+            Cidr::V4 {
+                addr: k.data().into(),
+                len: k.prefix_len() as u8,
+            },
+            v,
+        ));
+    }
+    for r in v6.iter() {
+        let (k, v) = r.map_err(map_err("listing", map))?;
+        out.push((
+            Cidr::V6 {
+                addr: k.data().into(),
+                len: k.prefix_len() as u8,
+            },
+            v,
+        ));
+    }
+    Ok(out)
+}
+
+fn not_found_is_false(r: Result<(), MapError>, map: &'static str) -> Result<bool, EnforceError> {
+    match r {
+        Ok(()) => Ok(true),
+        Err(MapError::KeyNotFound) => Ok(false),
+        Err(MapError::SyscallError(s)) if s.io_error.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(map_err("removing from", map)(e)),
+    }
+}
