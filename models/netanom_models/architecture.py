@@ -185,6 +185,15 @@ def log_step(dataset: str) -> bool:
     return LOG_STEP.get(dataset, False)
 
 
+# ---- pseudo-labels (data sets without labels: flows, unlabelled csv) ----------------------------
+#: Without labels, the Random Forest learns Isolation Forest pseudo-labels: the top
+#: PSEUDO_LABEL_SHARE of the fit rows by Isolation Forest score (-score_samples, sklearn, on the
+#: rows the forest was fitted on) are attacks, at least one row; the rest are normal. Ties at the
+#: cut go to the earlier row. 1 %: ten times the share the 0.999 thresholds flag, so that the
+#: forest sees more than a handful of positives on a small site capture; its own threshold is
+#: still the 0.999 quantile of its calibration scores.
+PSEUDO_LABEL_SHARE = 0.01
+
 # ---- thresholds and ensemble ---------------------------------------------------------------
 DEFAULT_QUANTILE = 0.999
 #: Lower bound on every threshold, so that score / threshold is always defined.

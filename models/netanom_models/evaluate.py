@@ -292,7 +292,9 @@ def evaluate(dataset: str, bundle_dir: Path | None = None, reports_dir: Path | N
     train_table = datasets.load_file(train_path, spec)
     train_labels = set(train_table.labels)
     single = man.get("baselines", {}).get("single_feature")
-    calib = _calibration(sc, spec, train_table)
+    # the table as read serves the labels and the notebook section; the split is recreated on the
+    # training table as fitted (deduplicated where the spec says so)
+    calib = _calibration(sc, spec, None if spec.dedup_train else train_table)
 
     results = {}
     sections = []
@@ -653,7 +655,7 @@ def rf_sweep(dataset: str, reports_dir: Path | None = None) -> list[dict]:
     seed_everything(0, 1)
     p = prepare(spec, None, 0)
     table, y, split = p.table, p.is_attack, p.split
-    pre = Preprocessor.fit_vocabulary(table.features)
+    pre = Preprocessor.fit_vocabulary(table.features, table.categorical)
     pre.log_columns = list(p.log_columns)
     raw, _ = pre.raw_matrix(table.features)
     fit, cal, val = split["fit"], split["calibration"], split["validation"]
@@ -973,7 +975,7 @@ def if_sweep(dataset: str, reports_dir: Path | None = None, bundle_dir: Path | N
     if not p.labelled:
         raise DataError(f"if-sweep needs a labelled data set ({dataset} has no labels)")
     table, y, split = p.table, p.is_attack.astype(bool), p.split
-    pre = Preprocessor.fit_vocabulary(table.features)
+    pre = Preprocessor.fit_vocabulary(table.features, table.categorical)
     pre.log_columns = list(p.log_columns)
     raw, _ = pre.raw_matrix(table.features)
     log_mask = pre.log_mask() if pre.log_columns else None

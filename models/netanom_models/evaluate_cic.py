@@ -55,7 +55,7 @@ def _loco(sc: Scorer, p, s_test: dict, y_test: np.ndarray, labels_test: np.ndarr
     cal_n = cal[p.normal[cal]]
     labels_fit = p.table.labels[fit]
     rows = []
-    for c in _attack_order(labels_test, p.table.normal_label):
+    for c in _attack_order(labels_test, p.table.normal[0]):
         keep = fit[labels_fit != c]
         rf = train_rf(raw_all[keep], p.is_attack[keep].astype(np.int64), params, seed)
         thr = scoring.threshold(rf.predict_proba(raw_all[cal_n])[:, 1].astype(np.float32), q)
