@@ -397,7 +397,7 @@ def require_normal_rows(table: Table, label_column: str, where: str) -> None:
         return
     uniq, counts = np.unique(table.labels, return_counts=True)
     order = np.argsort(-counts, kind="stable")
-    top = ", ".join(f"{uniq[i]!r} ({int(counts[i]):,})" for i in order[:8])
+    top = ", ".join(f"{str(uniq[i])!r} ({int(counts[i]):,})" for i in order[:8])
     raise NoNormalRows(f"{where}: no normal rows: no value of the label column {label_column!r} is one of "
                        f"{list(table.normal)}; it holds {top}{' ...' if len(uniq) > 8 else ''}. Name the normal "
                        "value(s) with --normal")

@@ -218,7 +218,8 @@ def train_autoencoder(pre: Preprocessor, raw_fit_normal: np.ndarray, raw_cal_nor
     gen = torch.Generator().manual_seed(cfg.seed)
     best, best_state, best_epoch, bad = float("inf"), None, -1, 0
     history = []
-    n, bs = xs_fit.shape[0], t["batch_size"]
+    n = xs_fit.shape[0]
+    bs = arch.ae_batch_size(n)
     for epoch in range(cfg.max_epochs):
         ae.train()
         perm = torch.randperm(n, generator=gen)
@@ -244,6 +245,7 @@ def train_autoencoder(pre: Preprocessor, raw_fit_normal: np.ndarray, raw_cal_nor
     ae.eval()
     scorer.eval()
     info = {
+        "batch_size": bs,
         "epochs_run": len(history),
         "best_epoch": best_epoch + 1,
         "best_calibration_loss": round(best, 9),
