@@ -47,6 +47,18 @@ def _metrics_row(name: str, m: dict) -> str:
             f"{m['tn']:,} | {m['fn']:,} |")
 
 
+def model_rows(sc, res: dict, row=None) -> list[str]:
+    """Table rows of each model, the bundle's ensemble rule, the other rules and "flag
+    everything", from `res` (keys models, ensemble, baselines); `row` formats one row."""
+    row = row or _metrics_row
+    lines = [row(LABELS[m], res["models"][m]) for m in arch.MODEL_NAMES]
+    lines.append(row(f"**ensemble ({sc.rule})**", res["ensemble"][sc.rule]))
+    lines += [row(f"ensemble ({rule}, not selected)", res["ensemble"][rule])
+              for rule in arch.ENSEMBLE_RULES if rule != sc.rule]
+    lines.append(row("baseline: flag everything", res["baselines"]["flag_everything"]))
+    return lines
+
+
 METRICS_HEADER = ("| model | ROC-AUC | PR-AUC | precision | recall | F1 | FPR | TP | FP | TN | FN |\n"
                   "|---|---|---|---|---|---|---|---|---|---|---|")
 
@@ -442,13 +454,7 @@ def _test_section(sc: Scorer, test_name: str, res: dict, slug: str, single: dict
         "",
         METRICS_HEADER,
     ]
-    for m in arch.MODEL_NAMES:
-        lines.append(_metrics_row(LABELS[m], res["models"][m]))
-    lines.append(_metrics_row(f"**ensemble ({sc.rule})**", res["ensemble"][sc.rule]))
-    for rule in arch.ENSEMBLE_RULES:
-        if rule != sc.rule:
-            lines.append(_metrics_row(f"ensemble ({rule}, not selected)", res["ensemble"][rule]))
-    lines.append(_metrics_row("baseline: flag everything", res["baselines"]["flag_everything"]))
+    lines += model_rows(sc, res)
     if single:
         lines.append(_metrics_row(
             f"baseline: {single['feature']} {single['direction']} {single['threshold']:g}",

@@ -29,7 +29,8 @@ from . import flows, scoring
 from .datasets import MODELS_DIR, default_bundle_dir
 from .eval_sets import EvalSet, find_netanom, flows_of, parse_eval_arg, read_eval_list
 from .evaluate import (
-    LABELS, METRICS_HEADER, SENSITIVITY_QUANTILES, Scorer, _display, _fmt, _metrics_row, _plt, _save, plot_hist, plot_roc,
+    LABELS, METRICS_HEADER, SENSITIVITY_QUANTILES, Scorer, _display, _fmt, _metrics_row, _plt, _save, model_rows,
+    plot_hist, plot_roc,
 )
 from .tabular import EmptyFile, load, sha256_file
 from .train import prepare, sample_rows
@@ -362,13 +363,7 @@ def _pooled_section(sc: Scorer, res: dict) -> list[str]:
         "",
         METRICS_HEADER,
     ]
-    for m in arch.MODEL_NAMES:
-        lines.append(_metrics_row(LABELS[m], pm["models"][m]))
-    lines.append(_metrics_row(f"**ensemble ({sc.rule})**", pm["ensemble"][sc.rule]))
-    for rule in arch.ENSEMBLE_RULES:
-        if rule != sc.rule:
-            lines.append(_metrics_row(f"ensemble ({rule}, not selected)", pm["ensemble"][rule]))
-    lines.append(_metrics_row("baseline: flag everything", pm["baselines"]["flag_everything"]))
+    lines += model_rows(sc, pm)
     lines.append(_metrics_row("baseline: range rule", pm["baselines"][RANGE]))
     return lines + [""]
 
