@@ -8,7 +8,7 @@ import sys
 
 from . import DataError
 from .architecture import DEFAULT_QUANTILE, ENSEMBLE_RULES
-from .dataset_args import add_eval_arguments, add_train_arguments, spec_from_args, user_path
+from .dataset_args import add_eval_arguments, add_train_arguments, check_eval_args, spec_from_args, user_path
 from .datasets import GIVEN_KINDS, SPECS
 
 
@@ -75,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         from .datasets import check_available, dataset_dir, spec
 
         given = spec_from_args(args) if args.command == "train" else None
+        if args.command == "eval":
+            check_eval_args(args)
         if given is not None:
             check_available(given)
         elif args.dataset == "flows":

@@ -100,3 +100,12 @@ def add_eval_arguments(e: argparse.ArgumentParser) -> None:
     g.add_argument("--netanom", type=user_path, metavar="BIN",
                    help="the netanom executable that turns pcaps into flows (default: $NETANOM_BIN, else "
                         "target/release/netanom, else target/debug/netanom)")
+
+
+def check_eval_args(args: argparse.Namespace) -> None:
+    """The flows options of `eval` only go with --dataset flows."""
+    given = [o for d, o in {"input": "--input", "eval": "--eval", "eval_list": "--eval-list",
+                            "netanom": "--netanom"}.items() if getattr(args, d, None)]
+    if given and args.dataset != "flows":
+        raise DataError(f"{', '.join(given)}: only for eval --dataset flows ({args.dataset} is evaluated on its "
+                        "own test files)")

@@ -213,6 +213,11 @@ def test_cli_trains_and_evaluates_flows_with_caller_relative_paths(site_flows, t
     assert "--label-column: only for --dataset csv" in capsys.readouterr().err
     assert main(["train", "--dataset", "flows", "--input", "missing.csv"]) == 2
     assert "data file not found" in capsys.readouterr().err
+    assert main(["eval", "--dataset", "nsl-kdd", "--eval", "attack=syn.csv"]) == 2
+    assert "--eval: only for eval --dataset flows" in capsys.readouterr().err
+    assert main(["eval", "--dataset", "flows", "--bundle", "bundle", "--input", "site-a.csv", "--input",
+                 "site-b.csv"]) == 2
+    assert "no labelled sets to evaluate on" in capsys.readouterr().err
 
 
 def test_netanom_is_found_or_named(tmp_path, monkeypatch):
