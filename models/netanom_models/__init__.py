@@ -1,6 +1,7 @@
 """netanom's model pipeline: train, export (ONNX bundle) and evaluate the anomaly scorers.
 
-Entry point: ``python -m netanom_models {train,eval,rf-sweep} --dataset nsl-kdd|kdd99``.
+Entry point: ``python -m netanom_models {train,eval,rf-sweep,if-sweep} --dataset nsl-kdd|kdd99|cic-ids2017``,
+and ``train``/``eval`` with ``--dataset csv|flows --input FILE`` (a data set of one's own).
 """
 
 import os

@@ -1,57 +1,81 @@
-"""Dataset locations, loading and validation (NSL-KDD, KDD Cup 99, CIC-IDS2017 improved sample).
+"""The data sets, each a configuration of the generic loader (tabular.TabularFormat).
 
-Files are read where they are (gzip CSV under ``$NETANOM_SHARED/datasets``, default
-``<repo>/../shared/datasets``); nothing is copied into the repository.
+- ``nsl-kdd``, ``kdd99``: headerless KDD files: the 41 features named by field_names.csv, then
+  the label (and NSL-KDD's difficulty, not an input); three categorical columns; KDD Cup 99's
+  labels end in a dot, which is stripped.
+- ``cic-ids2017``: the improved CIC-IDS2017 sample: 17 CSVs with the header of
+  data_header_reference.csv; the inputs are the live FLOW_FEATURES that match a CIC column
+  (schema.py); exact duplicate rows dropped; TCP and UDP rows only.
+- ``csv`` (:func:`csv_spec`): any labelled (or unlabelled) CSV brought on the command line.
+- ``flows`` (:func:`flows.flows_spec`): netanom's own flow exports.
+
+The built-in data sets are read where they are (gzip CSV under ``$NETANOM_SHARED/datasets``,
+default ``<repo>/../shared/datasets``); nothing is copied into the repository.
 """
 
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
 from . import DataError
+from .tabular import (  # noqa: F401 (re-exported: the loader's names, where the pipeline used to find them)
+    RowFilter, Table, TabularFormat, count_columns, load, sha256_file, split_by_label,
+)
 
 #: models/ (the directory holding this package).
 MODELS_DIR = Path(__file__).resolve().parent.parent
 #: The repository root.
 REPO_ROOT = MODELS_DIR.parent
 
+#: KDD's categorical columns.
 CATEGORICAL = ("protocol_type", "service", "flag")
 #: The data set of the bundle the agent embeds; its bundle lives in models/default/.
 DEFAULT_BUNDLE_DATASET = "cic-ids2017"
+NORMAL_LABEL = "normal"
+#: `--dataset csv`: label values that count as normal unless --normal says otherwise (the same
+#: as `netanom eval`'s).
+CSV_NORMAL = ("normal", "normal.", "BENIGN", "0")
 
 
 def default_bundle_dir(dataset: str) -> Path:
     return MODELS_DIR / "default" if dataset == DEFAULT_BUNDLE_DATASET else MODELS_DIR / "bundles" / dataset
-NORMAL_LABEL = "normal"
 
 
 @dataclass(frozen=True)
 class DatasetSpec:
     name: str
+    #: Folder under datasets_root() ("" for data sets given by path: csv, flows).
     folder: str
+    #: File name (or glob, for cic) of the training data inside `folder`.
     train_file: str
-    #: (display name, file name) of each labelled test set.
+    #: (display name, file name) of each labelled test set (a path for csv).
     test_files: tuple[tuple[str, str], ...]
-    #: Columns after the 41 features: ("label",) or ("label", "difficulty").
+    #: KDD: columns after the 41 features: ("label",) or ("label", "difficulty").
     trailing: tuple[str, ...]
-    #: Drop exact duplicate rows (features + label) from the training file.
+    #: Drop exact duplicate rows (every column as read) from the training data.
     dedup_train: bool
-    #: Folders searched, in order, for field_names.csv (kdd99/ has none; its PROVENANCE.md
+    #: KDD: folders searched, in order, for field_names.csv (kdd99/ has none; its PROVENANCE.md
     #: says the names are those of ../nsl-kdd/field_names.csv).
     field_name_folders: tuple[str, ...]
     has_labels: bool = True
-    #: "kdd" (41 headerless columns + label) or "cic" (CICFlowMeter CSVs with a header row).
+    #: "kdd", "cic", "csv" or "flows": which format and manifest entries the data set gets.
     kind: str = "kdd"
-    #: The label of normal rows.
-    normal_label: str = NORMAL_LABEL
+    #: The label values of normal rows.
+    normal: tuple[str, ...] = (NORMAL_LABEL,)
+    #: csv, flows: the training files, in order.
+    inputs: tuple[Path, ...] = ()
+    #: csv, flows: how they are read.
+    fmt: TabularFormat | None = None
+    #: csv: "counts" gives the autoencoder and the Isolation Forest the signed log1p step on the
+    #: count columns (tabular.count_columns), "none" does not. KDD: architecture.LOG_STEP.
+    log_step: str = "none"
+
+    @property
+    def normal_label(self) -> str:
+        return self.normal[0]
 
 
 SPECS: dict[str, DatasetSpec] = {
@@ -82,9 +106,11 @@ SPECS: dict[str, DatasetSpec] = {
         dedup_train=True,
         field_name_folders=(),
         kind="cic",
-        normal_label="BENIGN",
+        normal=("BENIGN",),
     ),
 }
+#: Data sets given on the command line (--input) rather than found in the shared folder.
+GIVEN_KINDS = ("csv", "flows")
 
 # ---- CIC-IDS2017 improved sample ------------------------------------------------------------
 #: Identifier columns (PROVENANCE.md: drop before training). `Protocol` is only used to keep
@@ -106,6 +132,7 @@ CIC_POPULATION = {
 }
 #: Label-stratified split of the CIC sample (there are no separate test files). Attack rows are
 #: never used for calibration (thresholds come from benign rows), so their share goes to test.
+#: `--dataset csv` without --test splits the same way.
 CIC_SPLIT = {
     "normal": {"fit": 0.50, "calibration": 0.20, "validation": 0.10, "test": 0.20},
     "attack": {"fit": 0.50, "calibration": 0.0, "validation": 0.15, "test": 0.35},
@@ -116,7 +143,9 @@ def spec(name: str) -> DatasetSpec:
     try:
         return SPECS[name]
     except KeyError:
-        raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(SPECS)}") from None
+        given = f"; or {' / '.join(GIVEN_KINDS)} with --input" if name not in GIVEN_KINDS else \
+            f" (--dataset {name} needs --input FILE)"
+        raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(SPECS)}{given}") from None
 
 
 def datasets_root() -> Path:
@@ -135,14 +164,17 @@ def dataset_dir(s: DatasetSpec) -> Path:
     return d
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def check_available(s: DatasetSpec) -> None:
+    """Fails fast (before the heavy imports) when the data set's files are not there."""
+    if s.kind in GIVEN_KINDS:
+        for p in list(s.inputs) + [Path(f) for _, f in s.test_files]:
+            if not Path(p).is_file():
+                raise DataError(f"data file not found: {p}")
+    else:
+        dataset_dir(s)
 
 
+# ---- KDD ------------------------------------------------------------------------------------------
 def field_names(s: DatasetSpec) -> tuple[list[str], Path]:
     """The 41 feature names, in file order, and the field_names.csv they came from."""
     root = datasets_root()
@@ -165,8 +197,10 @@ def field_names(s: DatasetSpec) -> tuple[list[str], Path]:
 
 def attack_categories(s: DatasetSpec) -> dict[str, str]:
     """label -> category (normal, dos, probe, r2l, u2r). Missing file -> empty map."""
+    import pandas as pd
+
     p = datasets_root() / s.folder / "attack_categories.csv"
-    if not p.is_file():
+    if not s.folder or not p.is_file():
         return {}
     df = pd.read_csv(p, dtype=str)
     if list(df.columns[:2]) != ["label", "category"]:
@@ -174,163 +208,25 @@ def attack_categories(s: DatasetSpec) -> dict[str, str]:
     return dict(zip(df["label"].str.strip(), df["category"].str.strip()))
 
 
-@dataclass
-class Table:
-    """One loaded data file."""
-
-    path: Path
-    #: The 41 feature columns: categorical ones as str, the others float64.
-    features: pd.DataFrame
-    #: Labels without the trailing dot ("normal", "smurf", ...); None when unlabelled.
-    labels: np.ndarray | None
-    sha256_gz: str
-    sha256_raw: str
-    rows_read: int
-    normal_label: str = NORMAL_LABEL
-    #: Multi-file data sets (CIC): one {path, sha256, sha256_uncompressed, rows} per file.
-    files: list | None = None
-    #: Loader statistics (rows dropped and why), for the manifest.
-    stats: dict | None = None
-
-    @property
-    def is_attack(self) -> np.ndarray:
-        assert self.labels is not None
-        return self.labels != self.normal_label
-
-    def categories(self, mapping: dict[str, str]) -> np.ndarray:
-        assert self.labels is not None
-        return np.array([mapping.get(lab, "unknown") for lab in self.labels], dtype=object)
-
-    def subset(self, idx: np.ndarray) -> "Table":
-        return Table(
-            path=self.path,
-            features=self.features.iloc[idx].reset_index(drop=True),
-            labels=None if self.labels is None else self.labels[idx],
-            sha256_gz=self.sha256_gz,
-            sha256_raw=self.sha256_raw,
-            rows_read=self.rows_read,
-            normal_label=self.normal_label,
-            files=self.files,
-            stats=self.stats,
-        )
-
-
-def _read_text(path: Path) -> tuple[str, str]:
-    try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError, zlib.error) as e:
-        raise DataError(f"{path}: cannot read ({e})") from None
-    try:
-        text = raw.decode("ascii")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not an ASCII CSV file ({e})") from None
-    return text, hashlib.sha256(raw).hexdigest()
-
-
-def load_file(path: Path, s: DatasetSpec, require_labels: bool = True) -> Table:
-    """Reads and validates one CSV (gzip or plain). Raises DataError on any problem."""
-    if not path.is_file():
-        raise DataError(f"data file not found: {path}")
+def kdd_format(s: DatasetSpec) -> TabularFormat:
+    """41 headerless features, then `trailing` (the label, NSL-KDD's difficulty)."""
     names, _ = field_names(s)
-    columns = names + list(s.trailing)
-    text, sha_raw = _read_text(path)
-    if not text.strip():
-        raise DataError(f"{path}: file is empty")
-    first = text.lstrip().split("\n", 1)[0]
-    n_first = len(first.split(","))
-    if n_first != len(columns):
-        raise DataError(
-            f"{path}: expected {len(columns)} comma-separated columns "
-            f"(41 features, {', '.join(s.trailing)}), found {n_first} in the first row"
-        )
-    from io import StringIO
-
-    try:
-        df = pd.read_csv(
-            StringIO(text), header=None, names=columns, dtype=str, keep_default_na=False,
-            skip_blank_lines=True,
-        )
-    except (pd.errors.ParserError, ValueError) as e:
-        raise DataError(f"{path}: malformed CSV ({str(e).strip()})") from None
-    if len(df) == 0:
-        raise DataError(f"{path}: file has no data rows")
-    # Rows with too few fields come back padded with NaN.
-    short = df.isna().any(axis=1).to_numpy()
-    if short.any():
-        raise DataError(f"{path}: row {int(np.argmax(short)) + 1} has fewer than {len(columns)} columns")
-
-    feats = {}
-    for c in names:
-        col = df[c].str.strip()
-        if c in CATEGORICAL:
-            bad = (col == "").to_numpy()
-            if bad.any():
-                raise DataError(f"{path}: row {int(np.argmax(bad)) + 1}: empty value in column {c!r}")
-            feats[c] = col.to_numpy(dtype=object)
-        else:
-            vals = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
-            bad = ~np.isfinite(vals)
-            if bad.any():
-                i = int(np.argmax(bad))
-                raise DataError(
-                    f"{path}: row {i + 1}, column {c!r}: value {df[c].iloc[i]!r} is not a finite number "
-                    f"({int(bad.sum())} such value(s) in this column; NaN/inf are rejected)"
-                )
-            feats[c] = vals
-    features = pd.DataFrame(feats, columns=names)
-
-    labels = None
-    if "label" in df.columns:
-        lab = df["label"].str.strip().str.rstrip(".").to_numpy(dtype=object)
-        empty = lab == ""
-        if empty.any():
-            raise DataError(f"{path}: row {int(np.argmax(empty)) + 1}: empty label")
-        labels = lab.astype(str)
-    elif require_labels:
-        raise DataError(f"{path}: no label column")
-    return Table(
-        path=path,
-        features=features,
-        labels=labels,
-        sha256_gz=sha256_file(path),
-        sha256_raw=sha_raw,
-        rows_read=len(df),
+    label = "label" if "label" in s.trailing else None
+    return TabularFormat(
+        header=False,
+        columns=tuple(names) + tuple(s.trailing),
+        columns_note=", ".join(("41 features",) + tuple(s.trailing)),
+        ignore=tuple(c for c in s.trailing if c != "label"),
+        categorical=CATEGORICAL,
+        label=label,
+        normal=s.normal,
+        label_strip=".",
     )
 
 
-def count_columns(features: pd.DataFrame) -> list[str]:
-    """The numeric columns whose maximum over `features` is above 1: bytes, durations and
-    counts, as opposed to rates and 0/1 flags (file order). These get the log step where
-    architecture.LOG_STEP says so."""
-    out = []
-    for c in features.columns:
-        if c in CATEGORICAL:
-            continue
-        v = features[c].to_numpy(dtype=np.float64)
-        if len(v) and np.nanmax(v) > 1.0:
-            out.append(c)
-    return out
-
-
-def dedup(t: Table) -> Table:
-    """Drops exact duplicate rows (features + label), keeping the first of each."""
-    key = t.features.copy()
-    if t.labels is not None:
-        key["__label"] = t.labels
-    return t.subset(np.flatnonzero(~key.duplicated(keep="first").to_numpy()))
-
-
-def load_train(s: DatasetSpec, table: Table | None = None) -> Table:
-    """The training table as used for fitting (deduplicated where the spec says so).
-    `table`: the already loaded training file, to avoid reading it twice."""
-    if s.kind == "cic":
-        return table if table is not None else load_cic(s)
-    t = table if table is not None else load_file(dataset_dir(s) / s.train_file, s, require_labels=s.has_labels)
-    return dedup(t) if s.dedup_train else t
-
-
-def load_test(s: DatasetSpec, file_name: str) -> Table:
-    return load_file(dataset_dir(s) / file_name, s)
+def load_file(path: Path, s: DatasetSpec, require_labels: bool = True) -> Table:
+    """Reads and validates one KDD file (gzip or plain). Raises DataError on any problem."""
+    return load([path], kdd_format(s), require_labels=require_labels)
 
 
 # ---- CIC-IDS2017 ------------------------------------------------------------------------------
@@ -362,99 +258,96 @@ def cic_header(s: DatasetSpec) -> list[str]:
         return [c.strip() for c in f.readline().split(",")]
 
 
-def parse_cic_frame(df: pd.DataFrame, feature_names: list[str], where: str = "data") -> tuple[pd.DataFrame, np.ndarray, dict]:
-    """Validates and cleans the concatenated CIC rows (all columns as str).
-
-    Drops exact duplicate rows (all columns), then rows whose Protocol is not TCP/UDP; checks
-    that every feature column is a finite number. Returns (features as float64 in
-    `feature_names` order, labels, statistics)."""
-    need = set(feature_names) | {"Protocol", "Label"}
-    missing = [c for c in sorted(need) if c not in df.columns]
-    if missing:
-        raise DataError(f"{where}: missing column(s) {missing}")
-    n0 = len(df)
-    df = df[~df.duplicated(keep="first")]
-    n_dup = n0 - len(df)
-    proto = pd.to_numeric(df["Protocol"].str.strip(), errors="coerce")
-    keep = proto.isin(CIC_PROTOCOLS).to_numpy()
-    dropped_proto = {str(k): int(v) for k, v in sorted(proto[~keep].value_counts(dropna=False).items(),
-                                                         key=lambda kv: str(kv[0]))}
-    df = df[keep].reset_index(drop=True)
-    if len(df) == 0:
-        raise DataError(f"{where}: no TCP/UDP rows")
-    feats = {}
-    for c in feature_names:
-        raw = df[c].str.strip()
-        vals = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
-        bad = ~np.isfinite(vals)
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise DataError(f"{where}: column {c!r}, row {i + 1} (after dedup/filter): value {raw.iloc[i]!r} "
-                            f"is not a finite number ({int(bad.sum())} such value(s); NaN/inf are rejected)")
-        feats[c] = vals
-    labels = df["Label"].str.strip().to_numpy(dtype=object).astype(str)
-    if (labels == "").any():
-        raise DataError(f"{where}: empty label")
-    stats = {
-        "rows_read": n0,
-        "exact_duplicates_dropped": int(n_dup),
-        "non_tcp_udp_dropped": dropped_proto,
-        "rows_kept": int(len(df)),
-    }
-    return pd.DataFrame(feats, columns=feature_names), labels, stats
+def cic_format(s: DatasetSpec, feature_names: list[str]) -> TabularFormat:
+    """The CICFlowMeter header of data_header_reference.csv; `feature_names` as inputs; TCP and
+    UDP rows only."""
+    return TabularFormat(
+        header=True,
+        columns=tuple(cic_header(s)),
+        header_source=CIC_HEADER_FILE,
+        features=tuple(feature_names),
+        label="Label",
+        normal=s.normal,
+        row_filter=RowFilter("Protocol", CIC_PROTOCOLS, "non_tcp_udp_dropped", "TCP/UDP"),
+    )
 
 
 def load_cic(s: DatasetSpec, feature_names: list[str] | None = None) -> Table:
     """Reads every CIC CSV of the sample (sorted by file name), checks each header against
-    data_header_reference.csv, and returns the cleaned table (see parse_cic_frame)."""
-    from io import StringIO
-
+    data_header_reference.csv, drops exact duplicate rows (all columns) and non-TCP/UDP rows,
+    and returns the inputs `feature_names` (default: chosen from the Rust schema now)."""
     if feature_names is None:
         feature_names = cic_feature_names()[0]
-    header = cic_header(s)
-    frames, files = [], []
-    for path in cic_files(s):
-        text, sha_raw = _read_text(path)
-        if not text.strip():
-            raise DataError(f"{path}: file is empty")
-        try:
-            df = pd.read_csv(StringIO(text), dtype=str, keep_default_na=False)
-        except (pd.errors.ParserError, ValueError) as e:
-            raise DataError(f"{path}: malformed CSV ({str(e).strip()})") from None
-        cols = [c.strip() for c in df.columns]
-        if cols != header:
-            raise DataError(f"{path}: header differs from {CIC_HEADER_FILE} ({len(cols)} columns, expected {len(header)})")
-        df.columns = cols
-        if len(df) == 0:
-            raise DataError(f"{path}: file has no data rows")
-        frames.append(df)
-        files.append({"path": f"{s.folder}/{path.name}", "sha256": sha256_file(path),
-                      "sha256_uncompressed": sha_raw, "rows": int(len(df))})
-    all_rows = pd.concat(frames, ignore_index=True)
-    features, labels, stats = parse_cic_frame(all_rows, feature_names, where=str(dataset_dir(s)))
-    digest = hashlib.sha256("".join(f["sha256"] for f in files).encode()).hexdigest()
-    return Table(path=dataset_dir(s), features=features, labels=labels, sha256_gz=digest, sha256_raw="",
-                 rows_read=stats["rows_read"], normal_label=s.normal_label, files=files, stats=stats)
+    files = cic_files(s)
+    return load(files, cic_format(s, feature_names), dedup=True, display=[f"{s.folder}/{p.name}" for p in files],
+                where=str(dataset_dir(s)))
 
 
-def split_by_label(labels: np.ndarray, normal_label: str, fractions: dict, seed: int) -> dict[str, np.ndarray]:
-    """Deterministic split stratified by label: each label's rows are shuffled (numpy
-    default_rng(seed)) and cut by the fractions of its group ("normal" or "attack"), with
-    largest-remainder rounding. Returns sorted index arrays per part."""
-    rng = np.random.default_rng(seed)
-    parts = list(fractions["normal"])
-    out = {k: [] for k in parts}
-    for lab in sorted(set(labels.tolist())):
-        idx = np.flatnonzero(labels == lab)
-        idx = idx[rng.permutation(len(idx))]
-        fr = fractions["normal" if lab == normal_label else "attack"]
-        want = np.array([fr[k] * len(idx) for k in parts])
-        n = np.floor(want).astype(int)
-        order = [j for j in np.argsort(-(want - n), kind="stable") if want[j] > 0]
-        for j in order[: len(idx) - n.sum()]:
-            n[j] += 1
-        start = 0
-        for k, c in zip(parts, n):
-            out[k].append(idx[start : start + c])
-            start += c
-    return {k: np.sort(np.concatenate(v)).astype(np.int64) for k, v in out.items()}
+# ---- a data set brought on the command line ------------------------------------------------------
+def csv_spec(inputs: list[Path], label_column: str | None, normal: tuple[str, ...] | None = None,
+             categorical: tuple[str, ...] = (), ignore: tuple[str, ...] = (), tests: list[Path] = (),
+             name: str | None = None, log_step: str = "none", dedup: bool = False) -> DatasetSpec:
+    """`--dataset csv`: files with a header row; `label_column` holds the label (None: no
+    labels, the Random Forest learns Isolation Forest pseudo-labels); every other column not in
+    `ignore` is an input, numeric unless it is in `categorical`."""
+    if not inputs:
+        raise DataError("--dataset csv needs --input FILE")
+    if log_step not in ("none", "counts"):
+        raise DataError(f"--log-step must be none or counts, not {log_step!r}")
+    both = set(categorical) & set(ignore)
+    if both:
+        raise DataError(f"column(s) {sorted(both)} are both --categorical and --ignore")
+    if label_column is not None and label_column in set(categorical) | set(ignore):
+        raise DataError(f"the label column {label_column!r} cannot also be --categorical or --ignore")
+    normal = tuple(normal) if normal else CSV_NORMAL
+    fmt = TabularFormat(header=True, ignore=tuple(ignore), categorical=tuple(categorical), label=label_column,
+                        normal=normal)
+    return DatasetSpec(
+        name=name or _stem(inputs[0]),
+        folder="",
+        train_file=", ".join(Path(p).name for p in inputs),
+        test_files=tuple((Path(t).name, str(t)) for t in tests),
+        trailing=(),
+        dedup_train=dedup,
+        field_name_folders=(),
+        has_labels=label_column is not None,
+        kind="csv",
+        normal=normal,
+        inputs=tuple(Path(p) for p in inputs),
+        fmt=fmt,
+        log_step=log_step,
+    )
+
+
+def _stem(p: Path) -> str:
+    name = Path(p).name
+    for ext in (".gz", ".csv", ".txt"):
+        name = name.removesuffix(ext)
+    return name or "csv"
+
+
+def load_given(s: DatasetSpec, paths: list[Path] | None = None, require_labels: bool | None = None) -> Table:
+    """A csv or flows data set's training files (or `paths`, read with the same format)."""
+    paths = list(paths if paths is not None else s.inputs)
+    req = s.has_labels if require_labels is None else require_labels
+    return load(paths, s.fmt, dedup=s.dedup_train and paths == list(s.inputs), require_labels=req)
+
+
+# ---- training and test tables ------------------------------------------------------------------------
+def load_train(s: DatasetSpec, table: Table | None = None) -> Table:
+    """The training table as used for fitting (deduplicated where the spec says so).
+    `table`: the already loaded training data, to avoid reading it twice."""
+    if table is not None:
+        return table
+    if s.kind == "cic":
+        return load_cic(s)
+    if s.kind in GIVEN_KINDS:
+        return load_given(s)
+    fmt = kdd_format(s)
+    return load([dataset_dir(s) / s.train_file], fmt, dedup=s.dedup_train, require_labels=s.has_labels)
+
+
+def load_test(s: DatasetSpec, file_name: str) -> Table:
+    if s.kind in GIVEN_KINDS:
+        return load_given(s, [Path(file_name)], require_labels=True)
+    return load_file(dataset_dir(s) / file_name, s)

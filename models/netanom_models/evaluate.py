@@ -47,6 +47,18 @@ def _metrics_row(name: str, m: dict) -> str:
             f"{m['tn']:,} | {m['fn']:,} |")
 
 
+def model_rows(sc, res: dict, row=None) -> list[str]:
+    """Table rows of each model, the bundle's ensemble rule, the other rules and "flag
+    everything", from `res` (keys models, ensemble, baselines); `row` formats one row."""
+    row = row or _metrics_row
+    lines = [row(LABELS[m], res["models"][m]) for m in arch.MODEL_NAMES]
+    lines.append(row(f"**ensemble ({sc.rule})**", res["ensemble"][sc.rule]))
+    lines += [row(f"ensemble ({rule}, not selected)", res["ensemble"][rule])
+              for rule in arch.ENSEMBLE_RULES if rule != sc.rule]
+    lines.append(row("baseline: flag everything", res["baselines"]["flag_everything"]))
+    return lines
+
+
 METRICS_HEADER = ("| model | ROC-AUC | PR-AUC | precision | recall | F1 | FPR | TP | FP | TN | FN |\n"
                   "|---|---|---|---|---|---|---|---|---|---|---|")
 
@@ -292,7 +304,9 @@ def evaluate(dataset: str, bundle_dir: Path | None = None, reports_dir: Path | N
     train_table = datasets.load_file(train_path, spec)
     train_labels = set(train_table.labels)
     single = man.get("baselines", {}).get("single_feature")
-    calib = _calibration(sc, spec, train_table)
+    # the table as read serves the labels and the notebook section; the split is recreated on the
+    # training table as fitted (deduplicated where the spec says so)
+    calib = _calibration(sc, spec, None if spec.dedup_train else train_table)
 
     results = {}
     sections = []
@@ -440,13 +454,7 @@ def _test_section(sc: Scorer, test_name: str, res: dict, slug: str, single: dict
         "",
         METRICS_HEADER,
     ]
-    for m in arch.MODEL_NAMES:
-        lines.append(_metrics_row(LABELS[m], res["models"][m]))
-    lines.append(_metrics_row(f"**ensemble ({sc.rule})**", res["ensemble"][sc.rule]))
-    for rule in arch.ENSEMBLE_RULES:
-        if rule != sc.rule:
-            lines.append(_metrics_row(f"ensemble ({rule}, not selected)", res["ensemble"][rule]))
-    lines.append(_metrics_row("baseline: flag everything", res["baselines"]["flag_everything"]))
+    lines += model_rows(sc, res)
     if single:
         lines.append(_metrics_row(
             f"baseline: {single['feature']} {single['direction']} {single['threshold']:g}",
@@ -653,7 +661,7 @@ def rf_sweep(dataset: str, reports_dir: Path | None = None) -> list[dict]:
     seed_everything(0, 1)
     p = prepare(spec, None, 0)
     table, y, split = p.table, p.is_attack, p.split
-    pre = Preprocessor.fit_vocabulary(table.features)
+    pre = Preprocessor.fit_vocabulary(table.features, table.categorical)
     pre.log_columns = list(p.log_columns)
     raw, _ = pre.raw_matrix(table.features)
     fit, cal, val = split["fit"], split["calibration"], split["validation"]
@@ -973,7 +981,7 @@ def if_sweep(dataset: str, reports_dir: Path | None = None, bundle_dir: Path | N
     if not p.labelled:
         raise DataError(f"if-sweep needs a labelled data set ({dataset} has no labels)")
     table, y, split = p.table, p.is_attack.astype(bool), p.split
-    pre = Preprocessor.fit_vocabulary(table.features)
+    pre = Preprocessor.fit_vocabulary(table.features, table.categorical)
     pre.log_columns = list(p.log_columns)
     raw, _ = pre.raw_matrix(table.features)
     log_mask = pre.log_mask() if pre.log_columns else None

@@ -19,7 +19,7 @@ from . import architecture as arch
 from . import datasets, scoring
 from .evaluate import (
     LABELS, METRICS_HEADER, Scorer, _calibration, _display, _fmt, _metrics_row, _sensitivity, _test_section,
-    _validation_section, evaluate_table, plot_confusion, plot_hist, plot_roc,
+    _validation_section, evaluate_table, model_rows, plot_confusion, plot_hist, plot_roc,
 )
 from .train import prepare, sample_rows
 
@@ -55,7 +55,7 @@ def _loco(sc: Scorer, p, s_test: dict, y_test: np.ndarray, labels_test: np.ndarr
     cal_n = cal[p.normal[cal]]
     labels_fit = p.table.labels[fit]
     rows = []
-    for c in _attack_order(labels_test, p.table.normal_label):
+    for c in _attack_order(labels_test, p.table.normal[0]):
         keep = fit[labels_fit != c]
         rf = train_rf(raw_all[keep], p.is_attack[keep].astype(np.int64), params, seed)
         thr = scoring.threshold(rf.predict_proba(raw_all[cal_n])[:, 1].astype(np.float32), q)
@@ -277,13 +277,7 @@ def _reweighted_section(sc: Scorer, res: dict, labels: np.ndarray, single: dict 
         return (f"| {name} | {_fmt(m['roc_auc'])} | {_fmt(m['pr_auc'])} | {_fmt(m['precision'])} | "
                 f"{_fmt(m['recall'])} | {_fmt(m['f1'])} | {_fmt(m['fpr'])} |")
 
-    for m in arch.MODEL_NAMES:
-        lines.append(row(LABELS[m], rw["models"][m]))
-    lines.append(row(f"**ensemble ({sc.rule})**", rw["ensemble"][sc.rule]))
-    for rule in arch.ENSEMBLE_RULES:
-        if rule != sc.rule:
-            lines.append(row(f"ensemble ({rule}, not selected)", rw["ensemble"][rule]))
-    lines.append(row("baseline: flag everything", rw["baselines"]["flag_everything"]))
+    lines += model_rows(sc, rw, row)
     if single:
         lines.append(row(f"baseline: {single['feature']} {single['direction']} {single['threshold']:g}",
                          rw["baselines"]["single_feature"]))

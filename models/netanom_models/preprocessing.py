@@ -1,7 +1,7 @@
 """Raw feature vector (what the Rust scorer builds) and min-max scaling parameters.
 
-The input vector of every ONNX model is the *raw* vector: the 41 KDD columns in file order,
-with each categorical column replaced, in place, by its one-hot block (categories sorted as
+The input vector of every ONNX model is the *raw* vector: the source columns in file order
+(KDD: the 41 columns), with each categorical column replaced, in place, by its one-hot block (categories sorted as
 stored in the manifest). Numeric values are cast to float32. A category not in the list gives
 an all-zero block. Min-max scaling (``clip((x - min) / range, 0, 1)``) happens inside
 ``autoencoder.onnx``; the tree models need no scaling (trees are invariant to it).
@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 
 from . import DataError
-from .datasets import CATEGORICAL
 
 
 def log_indices(log_mask) -> np.ndarray:
@@ -53,10 +52,11 @@ class Preprocessor:
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
-    def fit_vocabulary(cls, features: pd.DataFrame) -> "Preprocessor":
+    def fit_vocabulary(cls, features: pd.DataFrame, categorical=()) -> "Preprocessor":
+        """The columns of `features`, and the sorted categories of those in `categorical`."""
         cats = {}
         for c in features.columns:
-            if c in CATEGORICAL:
+            if c in categorical:
                 cats[c] = sorted(str(v) for v in pd.unique(features[c]))
         return cls(columns=list(features.columns), categories=cats)
 

@@ -34,6 +34,7 @@ MODEL_FILES = {"autoencoder": "autoencoder.onnx", "iforest": "iforest.onnx", "rf
 
 @dataclass
 class TrainConfig:
+    #: The bundle's data set name (a built-in one, or the name of a csv/flows data set).
     dataset: str
     out_dir: Path | None = None
     quantile: float = arch.DEFAULT_QUANTILE
@@ -47,6 +48,11 @@ class TrainConfig:
     #: None: architecture.iforest_params(dataset).
     iforest_params: dict | None = None
     quiet: bool = False
+    #: The data set, for csv and flows (built from the command line); None: SPECS[dataset].
+    spec: datasets.DatasetSpec | None = None
+
+    def resolved_spec(self) -> datasets.DatasetSpec:
+        return self.spec if self.spec is not None else datasets.spec(self.dataset)
 
     def resolved_out(self) -> Path:
         return self.out_dir if self.out_dir is not None else datasets.default_bundle_dir(self.dataset)
@@ -121,36 +127,78 @@ class Prepared:
     schema: dict | None = None
 
 
+def _schema_inputs(spec: datasets.DatasetSpec, feature_names: list[str] | None):
+    """(inputs, log columns, feature_schema entry) of a data set whose inputs are live
+    FLOW_FEATURES (cic, flows); `feature_names` (a bundle's) override today's choice."""
+    if spec.kind == "cic":
+        names, log_columns, entry = datasets.cic_feature_names()
+    else:
+        from . import flows
+
+        names, log_columns, entry = flows.feature_names()
+    if feature_names is not None:
+        names = list(feature_names)
+        log_columns = [n for n in log_columns if n in set(names)]
+    return names, log_columns, entry
+
+
+def _split(spec: datasets.DatasetSpec, table: datasets.Table, labelled: bool, is_attack, seed: int):
+    """(fit/calibration/validation indices, held-out test indices or None)."""
+    if spec.kind == "flows":
+        from .flows import FLOWS_SPLIT
+
+        # stratified by input file; every flow counts as normal
+        parts = datasets.split_by_label(table.source.astype(str), set(table.source.astype(str)), FLOWS_SPLIT, seed)
+    elif spec.kind == "cic" or (spec.kind == "csv" and not spec.test_files):
+        labels = table.labels if labelled else np.full(len(table.features), "-", dtype=object)
+        parts = datasets.split_by_label(labels, set(spec.normal) if labelled else {"-"}, datasets.CIC_SPLIT, seed)
+    else:
+        return split_indices(is_attack, len(table.features), seed), None
+    return {k: parts[k] for k in ("fit", "calibration", "validation")}, parts["test"]
+
+
+def _log_columns(spec: datasets.DatasetSpec, table: datasets.Table, fit_normal: np.ndarray) -> list[str]:
+    """KDD (architecture.LOG_STEP) and csv (--log-step counts): the count columns of the fit
+    split's normal rows."""
+    if (spec.kind == "kdd" and arch.log_step(spec.name)) or (spec.kind == "csv" and spec.log_step == "counts"):
+        return datasets.count_columns(table.features.iloc[fit_normal], table.categorical)
+    return []
+
+
 def prepare(spec: datasets.DatasetSpec, sample: int | None, seed: int, table: datasets.Table | None = None,
             feature_names: list[str] | None = None) -> Prepared:
     """Training rows (deduplicated, sampled) and their split; deterministic, so that `eval`
-    can recreate the calibration and validation rows from the manifest. For CIC,
+    can recreate the calibration and validation rows from the manifest. For CIC and flows,
     `feature_names` (default: chosen from the Rust schema now) are the model inputs."""
-    log_columns, schema_entry, test = [], None, None
-    if spec.kind == "cic":
-        from . import schema
+    from .tabular import NoAttackRows, require_normal_rows
 
-        names, log_columns, schema_entry = datasets.cic_feature_names()
-        if feature_names is not None:
-            names = list(feature_names)
-            log_columns = [n for n in log_columns if n in set(names)]
+    log_columns, schema_entry = [], None
+    if spec.kind in ("cic", "flows"):
+        names, log_columns, schema_entry = _schema_inputs(spec, feature_names)
         if table is None:
-            table = datasets.load_cic(spec, names)
+            if spec.kind == "cic":
+                table = datasets.load_cic(spec, names)
+            else:
+                from .flows import with_inputs
+
+                table = datasets.load_given(with_inputs(spec, names))
     table = datasets.load_train(spec, table)
     rows_after_dedup = len(table.features)
     table = table.subset(sample_rows(rows_after_dedup, sample, seed))
     labelled = spec.has_labels and table.labels is not None
+    if labelled and spec.kind == "csv":
+        where = ", ".join(str(p) for p in spec.inputs)
+        require_normal_rows(table, spec.fmt.label, where)
+        if not table.is_attack.any():
+            raise NoAttackRows(f"{where}: every row of the label column {spec.fmt.label!r} is normal "
+                               f"({list(spec.normal)}); the Random Forest learns attack against normal. Without "
+                               "attack rows, leave out --label-column: the Random Forest then learns Isolation "
+                               "Forest pseudo-labels")
     is_attack = table.is_attack if labelled else None
     normal = ~is_attack if labelled else np.ones(len(table.features), dtype=bool)
-    if spec.kind == "cic":
-        parts = datasets.split_by_label(table.labels, spec.normal_label, datasets.CIC_SPLIT, seed)
-        split = {k: parts[k] for k in ("fit", "calibration", "validation")}
-        test = parts["test"]
-    else:
-        split = split_indices(is_attack, len(table.features), seed)
-        if arch.log_step(spec.name):
-            fit_n = split["fit"][normal[split["fit"]]]
-            log_columns = datasets.count_columns(table.features.iloc[fit_n])
+    split, test = _split(spec, table, labelled, is_attack, seed)
+    if spec.kind in ("kdd", "csv"):
+        log_columns = _log_columns(spec, table, split["fit"][normal[split["fit"]]])
     return Prepared(table, rows_after_dedup, labelled, is_attack, normal, split, test, log_columns, schema_entry)
 
 
@@ -170,7 +218,8 @@ def train_autoencoder(pre: Preprocessor, raw_fit_normal: np.ndarray, raw_cal_nor
     gen = torch.Generator().manual_seed(cfg.seed)
     best, best_state, best_epoch, bad = float("inf"), None, -1, 0
     history = []
-    n, bs = xs_fit.shape[0], t["batch_size"]
+    n = xs_fit.shape[0]
+    bs = arch.ae_batch_size(n)
     for epoch in range(cfg.max_epochs):
         ae.train()
         perm = torch.randperm(n, generator=gen)
@@ -196,6 +245,7 @@ def train_autoencoder(pre: Preprocessor, raw_fit_normal: np.ndarray, raw_cal_nor
     ae.eval()
     scorer.eval()
     info = {
+        "batch_size": bs,
         "epochs_run": len(history),
         "best_epoch": best_epoch + 1,
         "best_calibration_loss": round(best, 9),
@@ -212,6 +262,42 @@ def train_iforest(raw_fit_normal: np.ndarray, params: dict, seed: int):
         m = IsolationForest(**params, random_state=seed, n_jobs=1).fit(raw_fit_normal)
     export.snap_tree_thresholds(m)
     return m
+
+
+def pseudo_labels(if_scores: np.ndarray, share: float) -> np.ndarray:
+    """1 for the top `share` of rows by Isolation Forest score (at least one row), else 0; the
+    earlier row wins a tie at the cut."""
+    k = max(1, int(np.ceil(share * len(if_scores))))
+    y = np.zeros(len(if_scores), dtype=np.int64)
+    y[np.argsort(-if_scores, kind="stable")[:k]] = 1
+    return y
+
+
+def check_split_sizes(spec: datasets.DatasetSpec, p: "Prepared", fit_normal: int, cal_normal: int) -> None:
+    """TooFewRows unless the fit split has >= 10 normal rows and the calibration split >= 2."""
+    from .tabular import TooFewRows
+
+    if fit_normal >= 10 and cal_normal >= 2:
+        return
+    n = len(p.table.features)
+    raise TooFewRows(
+        f"[{spec.name}] too few rows to split: {n:,} rows ({int(p.normal.sum()):,} normal) give {fit_normal} "
+        f"normal rows to fit on and {cal_normal} to calibrate on; training needs >= 10 and >= 2"
+        + (" (use a larger --sample)" if n < p.rows_after_dedup else
+           f"; bring more {'flows' if spec.kind == 'flows' else 'rows'} (about {_rows_needed(spec)} at least)"))
+
+
+def _rows_needed(spec: datasets.DatasetSpec) -> int:
+    """Roughly the fewest normal rows that give 10 fit and 2 calibration rows under the split."""
+    if spec.kind == "flows":
+        from .flows import FLOWS_SPLIT
+
+        fr = FLOWS_SPLIT["normal"]
+    elif spec.kind == "cic" or (spec.kind == "csv" and not spec.test_files):
+        fr = datasets.CIC_SPLIT["normal"]
+    else:
+        fr = arch.SPLIT
+    return int(max(np.ceil(10 / fr["fit"]), np.ceil(2 / fr["calibration"])))
 
 
 def train_rf(raw: np.ndarray, y: np.ndarray, params: dict, seed: int):
@@ -261,7 +347,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         raise DataError(f"--ensemble must be one of {arch.ENSEMBLE_RULES}")
     if cfg.sample is not None and cfg.sample < 20:
         raise DataError("--sample must be at least 20 rows")
-    spec = datasets.spec(cfg.dataset)
+    spec = cfg.resolved_spec()
     rf_params = dict(cfg.rf_params) if cfg.rf_params is not None else arch.rf_params(cfg.dataset)
     if_params = dict(cfg.iforest_params) if cfg.iforest_params is not None else arch.iforest_params(cfg.dataset)
     seed_everything(cfg.seed, cfg.threads)
@@ -272,10 +358,9 @@ def train(cfg: TrainConfig) -> TrainResult:
     is_attack, normal, split = p.is_attack, p.normal, p.split
     fit_n = split["fit"][normal[split["fit"]]]
     cal_n = split["calibration"][normal[split["calibration"]]]
-    if len(fit_n) < 10 or len(cal_n) < 2:
-        raise DataError("too few normal rows in the training data (need >= 10 to fit, >= 2 to calibrate)")
+    check_split_sizes(spec, p, len(fit_n), len(cal_n))
 
-    pre = Preprocessor.fit_vocabulary(table.features)
+    pre = Preprocessor.fit_vocabulary(table.features, table.categorical)
     pre.log_columns = list(p.log_columns)
     raw_all, _ = pre.raw_matrix(table.features)
     pre.fit_scaling(raw_all[fit_n])
@@ -299,13 +384,10 @@ def train(cfg: TrainConfig) -> TrainResult:
         def if_in(idx):
             return export.signed_log1p_onnx(raw_all[idx], log_mask) if log_mask is not None else raw_all[idx]
 
-        if_cal = -iforest.score_samples(if_in(split["calibration"]))
-        t_if = scoring.threshold(if_cal, cfg.quantile)
-        if_fit = -iforest.score_samples(if_in(split["fit"]))
-        y_fit = (if_fit > t_if).astype(np.int64)
-        if not y_fit.any():  # nothing above the threshold: take the top (1 - q) share of fit rows
-            y_fit = (if_fit >= np.quantile(if_fit, cfg.quantile)).astype(np.int64)
-        rf_labels = f"Isolation Forest pseudo-labels (-score_samples > its {cfg.quantile} calibration quantile)"
+        y_fit = pseudo_labels(-iforest.score_samples(if_in(split["fit"])), arch.PSEUDO_LABEL_SHARE)
+        rf_labels = (f"Isolation Forest pseudo-labels: the top {arch.PSEUDO_LABEL_SHARE:.0%} of the fit rows by "
+                     f"Isolation Forest score (-score_samples), at least one, are attacks ({int(y_fit.sum())} of "
+                     f"{len(y_fit)}), the rest normal; ties at the cut go to the earlier row")
     log(cfg, f"[{spec.name}] training random forest on {len(split['fit'])} rows ({rf_labels})")
     rf = train_rf(raw_all[split["fit"]], y_fit, rf_params, cfg.seed)
 
@@ -524,6 +606,8 @@ def training_data_entry(spec, cfg: TrainConfig, p: Prepared) -> dict:
                 "counts": datasets.CIC_POPULATION,
             },
         }
+    if spec.kind in datasets.GIVEN_KINDS:
+        return given_data_entry(spec, cfg, p, parts)
     _, fn_path = datasets.field_names(spec)
     return {
         "files": [{
@@ -548,6 +632,51 @@ def training_data_entry(spec, cfg: TrainConfig, p: Prepared) -> dict:
     }
 
 
+def given_data_entry(spec, cfg: TrainConfig, p: Prepared, parts: dict) -> dict:
+    """training_data of a csv or flows data set: the files (by name and sha256, so that the same
+    data gives the same bundle wherever it lies), how they were read, the split."""
+    table, fmt = p.table, spec.fmt
+    split = {"fractions": None, "stratified_by": None, **parts}
+    if p.test is not None:
+        split["test"] = _counts(p.is_attack, p.test)
+    if spec.kind == "flows":
+        from .flows import FLOWS_SPLIT
+
+        split["fractions"] = FLOWS_SPLIT
+        split["stratified_by"] = "input file (per-file shuffle with numpy default_rng(seed), largest-remainder rounding)"
+        split["per_file"] = {f["path"]: {k: int(np.sum(table.source[v] == i)) for k, v in
+                                         {**p.split, "test": p.test}.items()}
+                             for i, f in enumerate(table.files)}
+    elif p.test is not None:
+        split["fractions"] = datasets.CIC_SPLIT
+        split["stratified_by"] = ("label (per-label shuffle with numpy default_rng(seed), largest-remainder "
+                                  "rounding)" if p.labelled else "none (no labels)")
+    else:
+        split["fractions"] = arch.SPLIT
+        split["stratified_by"] = "attack vs normal"
+    return {
+        "kind": spec.kind,
+        "files": table.files,
+        "test_files": [name for name, _ in spec.test_files],
+        "format": {
+            "header": fmt.header,
+            "label_column": fmt.label,
+            "normal_values": list(fmt.normal) if fmt.label else None,
+            "categorical_columns": list(table.categorical),
+            "ignored_columns": list(fmt.ignore),
+            "inputs": "FLOW_FEATURES (feature_schema)" if spec.kind == "flows" else "every column but the label "
+                      "and the ignored ones, in file order",
+            "log_step": "schema count units (feature_schema.log_units)" if spec.kind == "flows" else spec.log_step,
+        },
+        "loader": table.stats,
+        "deduplicated": spec.dedup_train,
+        "rows_after_dedup": p.rows_after_dedup,
+        "sample": cfg.sample,
+        "rows_used": int(len(table.features)),
+        "split": split,
+    }
+
+
 def write_parity_fixture(spec, p: Prepared, pre: Preprocessor, out: Path, sessions, thresholds, rule, weights,
                          cfg: TrainConfig) -> dict | None:
     """parity.csv from the data set's first test file (or, for data sets whose test rows are a
@@ -555,11 +684,13 @@ def write_parity_fixture(spec, p: Prepared, pre: Preprocessor, out: Path, sessio
     if spec.test_files:
         name, file_name = spec.test_files[0]
         t = datasets.load_test(spec, file_name)
-        features, y, source = t.features, t.is_attack, f"test file {spec.folder}/{file_name} ({name})"
-    elif p.test is not None and p.labelled:
+        where = f"{spec.folder}/{file_name}" if spec.folder else name
+        features, y, source = t.features, t.is_attack, f"test file {where} ({name})"
+    elif p.test is not None and len(p.test):
         idx = p.test
         features = p.table.features.iloc[idx].reset_index(drop=True)
-        y, source = p.is_attack[idx], "the held-out test rows (training_data.split.test)"
+        y = p.is_attack[idx] if p.labelled else np.zeros(len(idx), dtype=bool)
+        source = "the held-out test rows (training_data.split.test)" + ("" if p.labelled else "; no labels: 0")
     else:
         return None
     log(cfg, f"[{spec.name}] writing {contract.PARITY_FILE} from {source}")

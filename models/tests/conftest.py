@@ -195,3 +195,76 @@ def make_cic(root: Path) -> Path:
     write_cic_csv(d / "Portscan_200.csv.gz", cic_rows(200, "Portscan", 5))
     write_cic_csv(d / "Botnet_30.csv.gz", cic_rows(30, "Botnet", 6))
     return root
+
+
+# ---- netanom flow exports (the header of `netanom features`) ------------------------------------
+FLOW_ID_COLUMNS = ["Flow ID", "Src IP", "Src Port", "Dst IP", "Dst Port", "Protocol", "Timestamp"]
+
+
+def flow_feature_names() -> list[str]:
+    from netanom_models import schema
+
+    return [f.name for f in schema.load_schema()]
+
+
+def flow_rows(n: int, kind: str, seed: int) -> list[list[str]]:
+    """Flow CSV rows: `benign` flows are short TCP/UDP sessions of varied sizes; `attack` flows
+    are single-packet SYNs from many sources with a large initial window."""
+    names = flow_feature_names()
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        f = dict.fromkeys(names, 0.0)
+        if kind == "benign":
+            proto = int(rng.choice([6, 17]))
+            fwd, bwd = int(rng.integers(1, 12)), int(rng.integers(0, 12))
+            f.update({"Flow Duration": float(rng.integers(10, 5_000_000)), "Total Fwd Packet": fwd,
+                      "Total Bwd packets": bwd, "Total Length of Fwd Packet": float(rng.integers(0, 3000)),
+                      "Total Length of Bwd Packet": float(rng.integers(0, 60000)), "protocol": proto,
+                      "FWD Init Win Bytes": 64240 if proto == 6 else 0, "Fwd Seg Size Min": 20 if proto == 6 else 8,
+                      "ICMP Code": -1, "ICMP Type": -1, "fwd_frame_bytes": float(rng.integers(60, 4000)),
+                      "Down/Up Ratio": bwd / fwd})
+            src, sport, dst, dport = f"198.18.1.{2 + i % 5}", 40000 + i, "198.18.3.2", int(rng.choice([53, 80, 443]))
+        else:
+            f.update({"Total Fwd Packet": 1, "SYN Flag Count": 1, "protocol": 6, "FWD Init Win Bytes": 1024,
+                      "Fwd Header Length": 40, "Fwd Seg Size Min": 40, "ICMP Code": -1, "ICMP Type": -1,
+                      "fwd_frame_bytes": 74})
+            src, sport, dst, dport = f"198.19.{i // 250}.{i % 250}", 1024 + i, "198.18.3.2", 25565
+        proto = int(f["protocol"])
+        ids = [f"{src}-{dst}-{sport}-{dport}-{proto}", src, str(sport), dst, str(dport), str(proto),
+               "2026-01-01 00:00:00.000000"]
+        rows.append(ids + [repr(float(f[c])) if isinstance(f[c], float) and not float(f[c]).is_integer()
+                           else str(int(f[c])) for c in names] + ["idle_timeout"])
+    return rows
+
+
+def write_flows(path: Path, rows) -> Path:
+    header = FLOW_ID_COLUMNS + flow_feature_names() + ["End Reason"]
+    path.write_text(",".join(header) + "\n" + "".join(",".join(r) + "\n" for r in rows))
+    return path
+
+
+def flows_spec_small(inputs, name="site"):
+    from netanom_models.flows import flows_spec
+
+    return flows_spec([Path(p) for p in inputs], name=name)
+
+
+def train_given(spec, out: Path, **kw):
+    """Trains a csv/flows spec with the test suite's small forests."""
+    from netanom_models.train import TrainConfig, train
+
+    return train(TrainConfig(dataset=spec.name, out_dir=out, max_epochs=kw.pop("max_epochs", 4), quiet=True,
+                             spec=spec, **SMALL, **kw))
+
+
+@pytest.fixture(scope="session")
+def site_flows(tmp_path_factory) -> list[Path]:
+    d = tmp_path_factory.mktemp("flows")
+    return [write_flows(d / "site-a.csv", flow_rows(160, "benign", 1)),
+            write_flows(d / "site-b.csv", flow_rows(60, "benign", 2))]
+
+
+@pytest.fixture(scope="session")
+def trained_flows(site_flows, tmp_path_factory):
+    return train_given(flows_spec_small(site_flows), tmp_path_factory.mktemp("flows_bundle") / "site")

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-import pandas as pd
 import pytest
 import torch
 
@@ -113,16 +112,23 @@ def test_schema_coupling_detects_rust_side_changes(edit, message):
 
 
 # ---- loader and split -----------------------------------------------------------------------------------
-def _frame(rows):
-    return pd.DataFrame(rows, columns=CIC_HEADER, dtype=str)
+def _load(tmp_path, rows, names, name="x.csv.gz"):
+    """The CIC configuration of the generic loader, on one file of `rows`."""
+    from conftest import write_cic_csv
+
+    p = tmp_path / name
+    write_cic_csv(p, rows)
+    s = datasets.spec("cic-ids2017")
+    return datasets.load([p], datasets.cic_format(s, names), dedup=True)
 
 
-def test_cic_loader_on_a_tiny_frame():
+def test_cic_loader_on_a_tiny_file(tmp_path):
     rows = cic_rows(6, "BENIGN", 1, 6) + cic_rows(3, "DDoS", 2, 6) + cic_rows(2, "BENIGN", 3, 1)
     rows.append(list(rows[0]))  # exact duplicate
     rows += cic_rows(1, "BENIGN", 4, 0)  # CIC's protocol 0 (other): dropped
     names = ["Flow Duration", "Total Fwd Packet", "Down/Up Ratio", "ICMP Type"]
-    feats, labels, stats = datasets.parse_cic_frame(_frame(rows), names)
+    t = _load(tmp_path, rows, names)
+    feats, labels, stats = t.features, t.labels, t.stats
     assert list(feats.columns) == names  # schema order, identifiers gone
     assert all(feats[c].dtype == np.float64 for c in names)
     assert len(feats) == 9 and list(labels) == ["BENIGN"] * 6 + ["DDoS"] * 3
@@ -130,20 +136,30 @@ def test_cic_loader_on_a_tiny_frame():
                      "rows_kept": 9}
     assert feats["Flow Duration"].iloc[0] == float(rows[0][CIC_HEADER.index("Flow Duration")])
     assert feats["ICMP Type"].eq(-1).all()
+    assert list(t.is_attack) == [False] * 6 + [True] * 3
 
 
 @pytest.mark.parametrize("bad", ["Infinity", "NaN", "", "abc"])
-def test_cic_loader_rejects_non_finite_values(bad):
+def test_cic_loader_rejects_non_finite_values_naming_file_line_and_column(tmp_path, bad):
+    from netanom_models.tabular import NonNumericValue
+
     rows = cic_rows(4, "BENIGN", 1, 6)
     rows[2][CIC_HEADER.index("Flow Bytes/s")] = bad
-    with pytest.raises(DataError, match=r"'Flow Bytes/s', row 3.*not a finite number"):
-        datasets.parse_cic_frame(_frame(rows), ["Flow Duration", "Flow Bytes/s"])
+    # header on line 1: the third data row is line 4
+    with pytest.raises(NonNumericValue, match=r"x\.csv\.gz: line 4, column 'Flow Bytes/s'.*not a finite number"):
+        _load(tmp_path, rows, ["Flow Duration", "Flow Bytes/s"])
 
 
-def test_cic_loader_requires_the_columns():
-    df = _frame(cic_rows(3, "BENIGN", 1)).drop(columns=["Flow Duration"])
-    with pytest.raises(DataError, match="missing column"):
-        datasets.parse_cic_frame(df, ["Flow Duration"])
+def test_cic_loader_requires_the_columns(tmp_path):
+    from netanom_models.tabular import MissingColumns
+
+    p = tmp_path / "x.csv"
+    header = [c for c in CIC_HEADER if c != "Flow Duration"]
+    rows = [[v for c, v in zip(CIC_HEADER, r) if c != "Flow Duration"] for r in cic_rows(3, "BENIGN", 1)]
+    p.write_text(",".join(header) + "\n" + "".join(",".join(r) + "\n" for r in rows))
+    fmt = datasets.TabularFormat(features=("Flow Duration",), label="Label")
+    with pytest.raises(MissingColumns, match=r"missing column\(s\) \['Flow Duration'\]"):
+        datasets.load([p], fmt)
 
 
 def test_cic_files_with_a_wrong_header_are_refused(shared, tmp_path, monkeypatch):

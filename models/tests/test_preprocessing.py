@@ -6,6 +6,7 @@ import pytest
 
 from netanom_models import DataError, datasets
 from netanom_models.preprocessing import Preprocessor
+from netanom_models.tabular import BadFieldCount, EmptyFile, NonNumericValue
 
 from conftest import FIELDS, synth_rows, write_csv_gz
 
@@ -20,7 +21,7 @@ def _frame(rows):
 
 def test_onehot_layout_in_place_and_unseen_category_is_all_zero():
     train = _frame(synth_rows(200, 3))
-    pre = Preprocessor.fit_vocabulary(train)
+    pre = Preprocessor.fit_vocabulary(train, datasets.CATEGORICAL)
     names = pre.feature_names()
     # one-hot blocks replace their column in place, categories sorted
     assert names[0] == "duration"
@@ -44,7 +45,7 @@ def test_onehot_layout_in_place_and_unseen_category_is_all_zero():
 
 def test_scaling_minmax_constant_columns_and_clipping():
     train = _frame(synth_rows(300, 5, attack_share=0.0))
-    pre = Preprocessor.fit_vocabulary(train)
+    pre = Preprocessor.fit_vocabulary(train, datasets.CATEGORICAL)
     raw, _ = pre.raw_matrix(train)
     pre.fit_scaling(raw)
     names = pre.feature_names()
@@ -76,13 +77,14 @@ def test_nan_inf_and_non_numeric_values_are_rejected(tmp_path, bad):
     rows[7][4] = bad  # src_bytes
     p = tmp_path / "x.txt.gz"
     write_csv_gz(p, rows)
-    with pytest.raises(DataError, match=r"row 8, column 'src_bytes'.*not a finite number"):
+    # headerless: the 8th row is line 8
+    with pytest.raises(NonNumericValue, match=r"x\.txt\.gz: line 8, column 'src_bytes'.*not a finite number"):
         datasets.load_file(p, datasets.spec("nsl-kdd"))
 
 
 def test_raw_matrix_rejects_nan():
     train = _frame(synth_rows(50, 7))
-    pre = Preprocessor.fit_vocabulary(train)
+    pre = Preprocessor.fit_vocabulary(train, datasets.CATEGORICAL)
     train.loc[3, "duration"] = np.nan
     with pytest.raises(DataError, match="NaN"):
         pre.raw_matrix(train)
@@ -96,7 +98,7 @@ def test_wrong_columns_empty_and_corrupt_files(tmp_path):
         datasets.load_file(p, s)
     p = tmp_path / "empty.gz"
     p.write_bytes(gzip.compress(b""))
-    with pytest.raises(DataError, match="empty"):
+    with pytest.raises(EmptyFile, match="empty"):
         datasets.load_file(p, s)
     p = tmp_path / "broken.gz"
     p.write_bytes(b"not gzip at all")
@@ -107,7 +109,7 @@ def test_wrong_columns_empty_and_corrupt_files(tmp_path):
     lines = [",".join(map(str, r)) + ",21" for r in rows]
     lines[4] = lines[4] + ",extra"
     p.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
-    with pytest.raises(DataError, match="malformed CSV"):
+    with pytest.raises(BadFieldCount, match="line 5 has 44 fields, expected 43"):
         datasets.load_file(p, s)
     with pytest.raises(DataError, match="not found"):
         datasets.load_file(tmp_path / "missing.gz", s)
@@ -120,4 +122,6 @@ def test_kdd99_labels_lose_trailing_dot_and_dedup(tmp_path):
     write_csv_gz(p, [r[:-1] + [r[-1] + "."] for r in rows], extra=())
     t = datasets.load_file(p, datasets.spec("kdd99"))
     assert set(t.labels) <= {"normal", "neptune", "smurf", "satan"}
-    assert len(datasets.dedup(t).features) == len({tuple(map(str, r)) for r in rows}) < 40
+    d = datasets.load([p], datasets.kdd_format(datasets.spec("kdd99")), dedup=True)
+    assert len(d.features) == len({tuple(map(str, r)) for r in rows}) < 40 == len(t.features)
+    assert d.stats["exact_duplicates_dropped"] == 40 - len(d.features)

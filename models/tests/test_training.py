@@ -238,8 +238,8 @@ def test_count_columns_rule():
 
     f = pd.DataFrame({"protocol_type": ["tcp", "udp"], "rate": [0.0, 1.0], "flag01": [0, 1],
                       "bytes": [0, 1500], "neg": [-5.0, 0.5]})
-    assert datasets.count_columns(f) == ["bytes"]
-    assert datasets.count_columns(f.iloc[:0]) == []
+    assert datasets.count_columns(f, datasets.CATEGORICAL) == ["bytes"]
+    assert datasets.count_columns(f.iloc[:0], datasets.CATEGORICAL) == []
 
 
 def test_log_step_forms_agree_bit_for_bit(monkeypatch):

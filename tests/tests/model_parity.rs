@@ -562,33 +562,44 @@ fn cuda_request_falls_back_to_cpu() {
     assert_eq!(scorer.provider(), ExecutionProvider::Cpu);
 }
 
+/// Every shipped bundle trained on live flow features (the default, CIC-IDS2017, and the flows
+/// bundles trained on netanom's own exports) binds to the live flow vector, as `netanom run`
+/// binds it; a flows bundle takes every feature, so it binds strictly.
 #[test]
-fn default_bundle_binds_to_the_live_flow_features() {
-    let Some(lib) = ort_lib("default_bundle_binds_to_the_live_flow_features") else {
+fn live_feature_bundles_bind_to_the_live_flow_features() {
+    let Some(lib) = ort_lib("live_feature_bundles_bind_to_the_live_flow_features") else {
         return;
     };
-    let dir = models_dir().join("default");
-    if !dir.join("manifest.json").is_file() {
-        eprintln!(
-            "default_bundle_binds_to_the_live_flow_features: SKIPPED: no {}",
-            dir.display()
-        );
-        return;
-    }
-    let bundle = Bundle::load_with(&dir, &options(&lib)).unwrap();
     let names: Vec<&str> = netanom::features::FLOW_FEATURES.iter().map(|f| f.name).collect();
-    let b = bundle.bind(&names).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(b.width, names.len());
-    match bundle.bind_strict(&names) {
-        Ok(_) => eprintln!(
-            "default bundle: binds strictly to all {} flow features",
-            names.len()
-        ),
-        Err(e) => eprintln!(
-            "default bundle: binds leniently ({} flow features); strict: {e}",
-            names.len()
-        ),
+    let mut checked = 0;
+    for dir in parity_bundles() {
+        let bundle = Bundle::load_with(&dir, &options(&lib)).unwrap();
+        let json = &bundle.manifest().json;
+        if json["scorer"]["steps"][0]["from_flow_features"].is_null() {
+            continue;
+        }
+        let b = bundle
+            .bind(&names)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        assert_eq!(b.width, names.len());
+        let strict = bundle.bind_strict(&names);
+        eprintln!(
+            "{}: binds to the {} flow features ({})",
+            dir.display(),
+            names.len(),
+            if strict.is_ok() { "strictly" } else { "leniently" }
+        );
+        if json["training_data"]["kind"] == "flows" {
+            let b = strict.unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+            assert!(
+                b.is_identity(),
+                "{}: a flows bundle takes the live vector as it is",
+                dir.display()
+            );
+        }
+        checked += 1;
     }
+    assert!(checked > 0, "no shipped bundle takes live flow features");
 }
 
 // ---- the CSV commands -----------------------------------------------------------------------

@@ -41,13 +41,15 @@ enum Command {
     /// privileged integration tests, the `cuda` build's fallback and pytest. Needs root.
     Test,
     /// Train a model bundle in models/ (its own virtualenv, created on first use):
-    /// `cargo xtask train -- --dataset nsl-kdd|kdd99|cic-ids2017 [--out DIR] [--quantile Q] [--ensemble RULE]`.
+    /// `cargo xtask train -- --dataset nsl-kdd|kdd99|cic-ids2017 [--out DIR] [--quantile Q] [--ensemble RULE]`,
+    /// `--dataset flows --input FLOWS.csv [...]` or `--dataset csv --input FILE --label-column C [...]`.
     Train {
         #[arg(last = true)]
         args: Vec<String>,
     },
     /// Evaluate and write models/reports/<dataset>.md with plots:
-    /// `cargo xtask eval -- --dataset nsl-kdd|kdd99|cic-ids2017`.
+    /// `cargo xtask eval -- --dataset nsl-kdd|kdd99|cic-ids2017`, or `--dataset flows --bundle DIR
+    /// --input FLOWS.csv --eval-list LIST.csv`.
     Eval {
         #[arg(last = true)]
         args: Vec<String>,

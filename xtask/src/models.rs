@@ -122,9 +122,12 @@ pub fn pytest() -> anyhow::Result<()> {
 
 fn run_module(command: &str, args: &[String]) -> anyhow::Result<()> {
     let python = ensure_venv()?;
+    // The pipeline runs in models/; relative paths on its command line are the caller's.
+    let caller = std::env::current_dir().context("cannot read the current directory")?;
     let status = Command::new(&python)
         .args(["-m", "netanom_models", command])
         .args(args)
+        .env("NETANOM_CALLER_DIR", caller)
         .current_dir(models_dir())
         .status()
         .with_context(|| format!("could not start `python -m netanom_models {command}`"))?;
