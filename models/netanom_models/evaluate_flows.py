@@ -123,7 +123,7 @@ def evaluate_flows(bundle_dir: Path, inputs: list[Path], sets: list[EvalSet], re
                         f"{man['dataset']}")
     problems = flows.schema_problems(man, schema.load_schema())
     if problems:
-        raise DataError(f"{bundle_dir} no longer fits netanom/src/features.rs: {'; '.join(problems)}")
+        raise DataError(f"{bundle_dir} no longer fits netanom/src/features/flow.rs: {'; '.join(problems)}")
     if not sets:
         raise DataError("no labelled sets to evaluate on: give --eval LABEL=FILE or --eval-list LIST.csv")
     name = man["dataset"]
@@ -278,7 +278,7 @@ def _report(sc: Scorer, bundle_dir: Path, p, res: dict) -> list[str]:
         + f"; {man['n_features']} inputs (every FLOW_FEATURES entry). Split per file, fit/calibration/test = "
         f"{sp['fit']['rows']:,}/{sp['calibration']['rows']:,}/{sp['test']['rows']:,} flows.",
         "- Training files (sha256) match the manifest: yes (checked); the bundle fits the current "
-        "netanom/src/features.rs: yes (checked).",
+        "netanom/src/features/flow.rs: yes (checked).",
         f"- Thresholds: quantile {man['thresholds']['quantile']} of each model's score on the calibration flows: "
         + ", ".join(f"{LABELS[m]} {sc.thresholds[m]:.6g}" for m in arch.MODEL_NAMES)
         + f"; reproduced from the recreated calibration flows: {'yes' if res['thresholds_reproduced'] else '**NO**'}.",

@@ -2,7 +2,7 @@
 
 The input is one or more CSV files exported by ``netanom run --flows-out`` or ``netanom
 features``: the identity columns (Flow ID, Src IP, ...), the FLOW_FEATURES values and End
-Reason (netanom/src/features.rs, ``csv_header``). The model inputs are **every**
+Reason (netanom/src/features/flow.rs, ``csv_header``). The model inputs are **every**
 FLOW_FEATURES entry, by name, in schema order: the flows were computed by netanom itself, so
 each feature means exactly what the live agent computes (no CIC matching is involved), and
 the bundle binds strictly to the live flow vector. Count units (schema.LOG_UNITS) get the
@@ -49,7 +49,7 @@ def schema_entry(feats) -> dict:
     from . import schema
 
     return {
-        "source": "netanom/src/features.rs (FLOW_FEATURES), cross-checked with netanom/FEATURES.md",
+        "source": "netanom/src/features/flow.rs (FLOW_FEATURES), cross-checked with netanom/FEATURES.md",
         "n_flow_features": len(feats),
         "schema_sha256": schema.schema_digest(feats),
         "flow_features": [{"index": f.index, "name": f.name, "unit": f.unit, "cic": f.cic} for f in feats],
@@ -79,7 +79,7 @@ def schema_problems(manifest: dict, feats) -> list[str]:
             problems.append(f"feature {old['name']!r} is no longer in FLOW_FEATURES; retrain")
         elif schema.feature_fingerprint(f) != old:
             changed = [k for k in old if old[k] != schema.feature_fingerprint(f)[k]]
-            problems.append(f"feature {f.name!r} changed its {', '.join(changed)} in features.rs; retrain")
+            problems.append(f"feature {f.name!r} changed its {', '.join(changed)} in features/flow.rs; retrain")
     if not problems and [now[n].index for n in fs["used"]] != fs["used_flow_feature_index"]:
         problems.append("FLOW_FEATURES indices of the bundle's inputs moved; retrain")
     return problems

@@ -54,7 +54,7 @@ def _rust_str(s: str) -> str:
 def parse_features_rs(text: str) -> list[Feature]:
     start = text.find("features! {")
     if start < 0:
-        raise DataError("features.rs: no `features! {` block found (the schema moved? update models/netanom_models/schema.py)")
+        raise DataError("features/flow.rs: no `features! {` block found (the schema moved? update models/netanom_models/schema.py)")
     # The block ends at the first line that is just "}" after the start.
     end = text.find("\n}\n", start)
     block = text[start : end if end > 0 else len(text)]
@@ -73,13 +73,13 @@ def parse_features_rs(text: str) -> list[Feature]:
         out.append(Feature(len(out), _rust_str(m.group(1)), _rust_str(m.group(2)), kind, note,
                            _rust_str(m.group(5))))
     if not out:
-        raise DataError("features.rs: the `features!` block has no entries the parser recognises")
+        raise DataError("features/flow.rs: the `features!` block has no entries the parser recognises")
     if len(out) != expected:
-        raise DataError(f"features.rs: parsed {len(out)} of {expected} `features!` entries (format changed? "
+        raise DataError(f"features/flow.rs: parsed {len(out)} of {expected} `features!` entries (format changed? "
                         "update models/netanom_models/schema.py)")
     names = [f.name for f in out]
     if len(set(names)) != len(names):
-        raise DataError("features.rs: duplicate feature names")
+        raise DataError("features/flow.rs: duplicate feature names")
     return out
 
 
@@ -101,7 +101,7 @@ def parse_features_md(text: str) -> list[tuple[int, str, str, str]]:
 
 
 def load_schema(rs_path: Path = FEATURES_RS, md_path: Path | None = FEATURES_MD) -> list[Feature]:
-    """FLOW_FEATURES from features.rs, cross-checked against FEATURES.md when it exists."""
+    """FLOW_FEATURES from features/flow.rs, cross-checked against FEATURES.md when it exists."""
     if not rs_path.is_file():
         raise DataError(f"feature schema not found: {rs_path}")
     feats = parse_features_rs(rs_path.read_text(encoding="utf-8"))
@@ -206,7 +206,7 @@ def bundle_schema_problems(manifest: dict, feats: list[Feature]) -> list[str]:
         for f, old in zip(used, fs["used_fingerprints"]):
             if feature_fingerprint(f) != old:
                 changed = [k for k in old if old[k] != feature_fingerprint(f)[k]]
-                problems.append(f"feature {f.name!r} changed its {', '.join(changed)} in features.rs; "
+                problems.append(f"feature {f.name!r} changed its {', '.join(changed)} in features/flow.rs; "
                                 "re-check it against CIC and retrain")
     names = [f.name for f in feats]
     idx = manifest["scorer"]["steps"][0].get("from_flow_features", {}).get("flow_feature_index")

@@ -240,7 +240,7 @@ SHIPPED_FLOWS = [d for d in sorted((datasets.MODELS_DIR / "bundles").glob("*"))
 
 @pytest.mark.parametrize("bundle", SHIPPED_FLOWS, ids=[d.name for d in SHIPPED_FLOWS])
 def test_shipped_flows_bundles_match_the_current_rust_schema(bundle):
-    """Fails when netanom/src/features.rs changes a feature a flows bundle takes: retrain it (the
+    """Fails when netanom/src/features/flow.rs changes a feature a flows bundle takes: retrain it (the
     commands are in models/README.md)."""
     man = json.loads((bundle / "manifest.json").read_text())
     assert flows.schema_problems(man, schema.load_schema()) == []

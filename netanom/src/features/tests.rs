@@ -361,7 +361,7 @@ fn features_md() -> (PathBuf, String) {
     (path, text)
 }
 
-const TABLE_BEGIN: &str = "<!-- BEGIN FLOW_FEATURES: generated from netanom/src/features.rs -->\n";
+const TABLE_BEGIN: &str = "<!-- BEGIN FLOW_FEATURES: generated from netanom/src/features/flow.rs -->\n";
 const TABLE_END: &str = "<!-- END FLOW_FEATURES -->";
 
 /// FEATURES.md carries exactly [`schema_markdown`]. To refresh it after changing the
