@@ -50,7 +50,7 @@ use tokio::{
     sync::{Semaphore, oneshot},
 };
 
-use crate::{config::Mode, datapath::Attachment, respond::MitigationCounters, stats::Snapshot};
+use crate::{alerts::Kind, config::Mode, datapath::Attachment, respond::MitigationCounters, stats::Snapshot};
 
 /// Where `netanom run` serves metrics unless told otherwise.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:9754";
@@ -178,7 +178,7 @@ pub struct Metrics {
     rate_limits_added: Counter,
     breaker_open: Gauge,
     breaker_trips: Counter,
-    findings: Counter,
+    findings: [Counter; Kind::ALL.len()],
     alerts: Counter,
     alert_write_errors: Counter,
     mode_info: Family<Labels2, Gauge>,
@@ -435,11 +435,14 @@ impl Metrics {
             "circuit_breaker_trips",
             "Times the circuit breaker opened",
         );
-        let findings = counter(
-            &mut r,
+        let findings_f = Family::<Labels1, Counter>::default();
+        r.register(
             "findings",
-            "Detections (anomalous flows and flood patterns) the response stage handled",
+            "Detections (anomalous flows and flood patterns) the response stage handled, by kind \
+             (the alert's netanom.kind)",
+            findings_f.clone(),
         );
+        let findings = Kind::ALL.map(|k| findings_f.get_or_create_owned(&[("kind", k.as_str())]));
         let alerts = counter(&mut r, "alerts", "Alerts written to the alert sink");
         let alert_write_errors = counter(
             &mut r,
@@ -617,7 +620,9 @@ impl Metrics {
         set_counter(&self.breaker_trips, ld(&c.breaker_trips));
         self.breaker_open
             .set(i64::from(c.breaker_open.load(Ordering::Relaxed)));
-        set_counter(&self.findings, ld(&c.findings));
+        for (counter, c) in self.findings.iter().zip(&c.findings) {
+            set_counter(counter, ld(c));
+        }
         set_counter(&self.alerts, ld(&c.alerts));
         set_counter(&self.alert_write_errors, ld(&c.alert_errors));
 
@@ -1136,7 +1141,10 @@ mod tests {
         c.breaker_open.store(true, Ordering::Relaxed);
         c.alerts.store(alerts, Ordering::Relaxed);
         c.alert_errors.store(0, Ordering::Relaxed);
-        c.findings.store(12, Ordering::Relaxed);
+        c.findings[Kind::ALL.iter().position(|k| *k == Kind::SourceFlood).unwrap()]
+            .store(9, Ordering::Relaxed);
+        c.findings[Kind::ALL.iter().position(|k| *k == Kind::VictimFlood).unwrap()]
+            .store(3, Ordering::Relaxed);
         c
     }
 
@@ -1163,7 +1171,9 @@ mod tests {
             ("netanom_rate_limits_added_total", 1.0),
             ("netanom_circuit_breaker_open", 1.0),
             ("netanom_circuit_breaker_trips_total", 1.0),
-            ("netanom_findings_total", 12.0),
+            (r#"netanom_findings_total{kind="source_flood"}"#, 9.0),
+            (r#"netanom_findings_total{kind="victim_flood"}"#, 3.0),
+            (r#"netanom_findings_total{kind="source_scan"}"#, 0.0),
             // A counter never goes down (10 was exposed before 8 was read).
             ("netanom_alerts_total", 10.0),
             ("netanom_alert_write_errors_total", 0.0),

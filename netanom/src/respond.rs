@@ -43,7 +43,15 @@ pub struct MitigationCounters {
     pub breaker_open: AtomicBool,
     pub alerts: AtomicU64,
     pub alert_errors: AtomicU64,
-    pub findings: AtomicU64,
+    /// Findings handled, by kind (index in [`Kind::ALL`]).
+    pub findings: [AtomicU64; Kind::ALL.len()],
+}
+
+impl MitigationCounters {
+    /// Findings handled, all kinds.
+    pub fn findings_total(&self) -> u64 {
+        self.findings.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
 }
 
 /// The agent's response state.
@@ -164,7 +172,8 @@ impl Responder {
     /// Handles findings: decides, acts, writes one alert per decision.
     pub fn handle(&mut self, findings: Vec<Finding>, now: Instant) {
         for f in findings {
-            self.counters.findings.fetch_add(1, Ordering::Relaxed);
+            let kind = Kind::ALL.iter().position(|k| *k == f.kind).unwrap_or(0);
+            self.counters.findings[kind].fetch_add(1, Ordering::Relaxed);
             self.ctx.mode = match self.effective_mode(now) {
                 Mode::Observe => alerts::Mode::Observe,
                 Mode::Mitigate => alerts::Mode::Mitigate,

@@ -890,7 +890,7 @@ fn mitigation_json(c: &MitigationCounters) -> serde_json::Value {
         "rate_limits_added": l(&c.rate_limits_added),
         "breaker_trips": l(&c.breaker_trips),
         "breaker_open": c.breaker_open.load(Ordering::Relaxed),
-        "findings": l(&c.findings),
+        "findings": c.findings_total(),
         "alerts": l(&c.alerts),
     })
 }
