@@ -169,6 +169,26 @@ fn ensure_rust_image(dir: &Path) -> anyhow::Result<String> {
     Ok(LOCAL_RUST_IMAGE.to_owned())
 }
 
+/// This machine's locally added CA certificates (PEM, concatenated): the build stage must
+/// trust whatever this machine trusts on its way to crates.io and PyPI.
+fn extra_ca_certs() -> anyhow::Result<String> {
+    let mut pem = String::new();
+    let Ok(dir) = fs::read_dir("/usr/local/share/ca-certificates") else {
+        return Ok(pem);
+    };
+    let mut files: Vec<PathBuf> = dir
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "crt"))
+        .collect();
+    files.sort();
+    for f in files {
+        pem.push_str(fs::read_to_string(&f)?.trim());
+        pem.push('\n');
+    }
+    Ok(pem)
+}
+
 /// What the test learns about the built image.
 struct Built {
     image: String,
@@ -183,7 +203,7 @@ fn build_image(rust_image: &str) -> anyhow::Result<Built> {
     let revision = cmd::output(cmd::new("git", &["rev-parse", "HEAD"]))
         .map(|s| s.trim().to_owned())
         .unwrap_or_else(|_| "unknown".into());
-    let args = [
+    let mut args = vec![
         "build".to_owned(),
         "--pull=never".into(),
         "--isolation=chroot".into(),
@@ -194,8 +214,12 @@ fn build_image(rust_image: &str) -> anyhow::Result<Built> {
         format!("--build-arg=VERSION={version}"),
         format!("--build-arg=REVISION={revision}"),
         format!("--tag={image}"),
-        ".".into(),
     ];
+    let extra = extra_ca_certs()?;
+    if !extra.is_empty() {
+        args.push(format!("--build-arg=EXTRA_CA_CERTS={extra}"));
+    }
+    args.push(".".into());
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let started = Instant::now();
     cmd::status(podman(&refs))?;
