@@ -242,12 +242,11 @@ fn check_config(image: &str, path: &Path) -> anyhow::Result<()> {
     if entrypoint != &serde_json::json!(["/usr/local/bin/netanom", "run"]) {
         bail!("the image's entrypoint is {entrypoint}, not `netanom run`");
     }
-    let health = &v[0]["HealthCheck"];
-    let health = if health.is_null() {
-        &config["Healthcheck"]
-    } else {
-        health
-    };
+    // podman reports it beside Config; docker inside it.
+    let health = [&v[0]["Healthcheck"], &config["Healthcheck"]]
+        .into_iter()
+        .find(|h| !h.is_null())
+        .unwrap_or(&Value::Null);
     if health["Test"].as_array().is_none_or(|t| t.is_empty()) {
         bail!("the image has no HEALTHCHECK (build with --format docker): {v}");
     }

@@ -1,6 +1,8 @@
 //! Helpers for tests that run the real `netanom` binary inside a lab namespace.
 #![allow(dead_code)] // Each test binary uses a different subset.
 
+pub mod deploy;
+
 use std::{
     io::{BufRead as _, BufReader, Read as _, Write as _},
     net::{Ipv4Addr, SocketAddr, TcpStream},
