@@ -12,14 +12,13 @@
 mod common;
 
 use std::{
-    net::Ipv4Addr,
     sync::Mutex,
     time::{Duration, Instant},
 };
 
 use common::{
-    Agent, attacker, block_list, block_of, lab_setup, netanom_in, netanom_json, read_alerts, start_lab_agent,
-    status_json, time_until, udp_through, xdp_attached,
+    Agent, attacker, block_list, block_of, lab_setup, netanom_in, netanom_json, read_alerts,
+    spoofed_syn_flood, start_lab_agent, status_json, time_until, udp_through, xdp_attached,
 };
 use netanom_lab::{Pace, Pair, RawReceiver, RawSender, StateDirs, traffic};
 use serde_json::Value;
@@ -469,24 +468,7 @@ fn spoofed_syn_flood_gets_a_victim_alert_and_a_rate_limit_not_thousands_of_block
         }
         None => {
             eprintln!("shared captures not found (NETANOM_SHARED): generating the spoofed flood");
-            let base = lab.b_side.ep;
-            tx.send_generated(12_000, &pace, |n| {
-                let mut src = base;
-                let i = (n % 4_000) as u16;
-                src.ipv4 = Ipv4Addr::new(198, 19, (i >> 8) as u8, (i & 0xff) as u8);
-                netanom_lab::frames::tcp(
-                    &src,
-                    &dst,
-                    false,
-                    1024 + (n / 4_000) as u16,
-                    80,
-                    0x02,
-                    n as u32,
-                    0,
-                    &[],
-                )
-            })
-            .unwrap();
+            assert_eq!(spoofed_syn_flood(&lab, 12_000, 4_000, &pace), 12_000);
             80
         }
     };
