@@ -8,7 +8,7 @@ port="${addr##*:}"
 host="${addr%:*}"
 host="${host#[}"
 host="${host%]}"
-exec 3<>"/dev/tcp/${host}/${port}" || { echo "netanom: nothing listens on ${addr}" >&2; exit 1; }
+{ exec 3<>"/dev/tcp/${host}/${port}"; } 2>/dev/null || { echo "netanom: nothing listens on ${addr}" >&2; exit 1; }
 printf 'GET /metrics HTTP/1.0\r\nHost: %s\r\n\r\n' "${addr}" >&3
 if timeout 4 grep -q -m1 '^netanom_build_info' <&3; then
     exit 0

@@ -349,10 +349,21 @@ fn dashboard_queries_and_alert_rules_work_against_a_real_prometheus_scraping_the
     );
     // Prometheus sees the agent before anything happens (mitigate mode, no blocks).
     let up = wait_until(Duration::from_secs(20), || {
-        (query(&lab.a, PROMETHEUS_PORT, r#"netanom_mode_info{effective="mitigate"}"#).ok()?? == 1.0).then_some(())
+        (query(
+            &lab.a,
+            PROMETHEUS_PORT,
+            r#"netanom_mode_info{effective="mitigate"}"#,
+        )
+        .ok()??
+            == 1.0)
+            .then_some(())
     });
     let log = || fs::read_to_string(dir.0.join("prometheus.log")).unwrap_or_default();
-    assert!(up.is_some(), "Prometheus never scraped the agent; its log:\n{}", log());
+    assert!(
+        up.is_some(),
+        "Prometheus never scraped the agent; its log:\n{}",
+        log()
+    );
     let exposition = traffic_and_attacks(&lab, &dirs);
     // Prometheus has scraped the last of it.
     let scraped = wait_until(Duration::from_secs(10), || {
