@@ -175,6 +175,7 @@ fn check_kubernetes() -> anyhow::Result<()> {
 /// checked by tests/tests/deploy.rs; the dashboard's and rules' queries against a real
 /// Prometheus by tests/tests/deploy_lab.rs.)
 pub fn check_files() -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
     check_kubernetes()?;
     checked(
         "deploy/compose.yaml against the Compose specification",
@@ -204,5 +205,9 @@ pub fn check_files() -> anyhow::Result<()> {
             &["test", "rules", "deploy/prometheus/netanom-rules.test.yml"],
         ),
     )?;
+    println!(
+        "deployment files checked in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
