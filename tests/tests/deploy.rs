@@ -555,3 +555,17 @@ fn dashboard_has_a_panel_for_each_thing_an_operator_watches() {
         .collect();
     assert!(quantiles.len() >= 4, "drain and scoring quantiles: {quantiles:?}");
 }
+
+#[test]
+fn prometheusrule_script_wraps_exactly_the_alert_rules() {
+    let out = std::process::Command::new("sh")
+        .arg(repo_file("deploy/kubernetes/prometheusrule.sh"))
+        .output()
+        .expect("sh");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let docs = yaml_rust2::YamlLoader::load_from_str(&String::from_utf8_lossy(&out.stdout)).expect("YAML");
+    assert_eq!(docs.len(), 1);
+    assert_eq!(docs[0]["kind"].as_str(), Some("PrometheusRule"));
+    assert_eq!(docs[0]["metadata"]["namespace"].as_str(), Some("netanom"));
+    assert_eq!(docs[0]["spec"]["groups"], yaml(common::deploy::RULES)["groups"]);
+}

@@ -98,8 +98,10 @@ const KUBERNETES_CORE: &[&str] = &[
     "deploy/kubernetes/daemonset.yaml",
     "deploy/kubernetes/service.yaml",
 ];
-/// Prometheus Operator resources, validated against its CRD schemas.
+/// Prometheus Operator resources, validated against its CRD schemas: the ServiceMonitor, and
+/// the PrometheusRule the script makes from the alert rules.
 const KUBERNETES_OPERATOR: &[&str] = &["deploy/kubernetes/servicemonitor.yaml"];
+const PROMETHEUS_RULE_SCRIPT: &str = "deploy/kubernetes/prometheusrule.sh";
 
 fn tool(path: &Path) -> String {
     path.to_string_lossy().into_owned()
@@ -139,13 +141,18 @@ fn check_kubernetes() -> anyhow::Result<()> {
     let script = "import json, sys, yaml\n\
         print(json.dumps([{'file': f, 'doc': d} for f in sys.argv[1:] \
         for d in yaml.safe_load_all(open(f)) if d]))";
+    let rule = tools_dir().join("prometheusrule.yaml");
+    fs::write(&rule, cmd::output(cmd::new("sh", &[PROMETHEUS_RULE_SCRIPT]))?)?;
+    let rule = tool(&rule);
     let mut args = vec!["-c", script];
     args.extend(KUBERNETES_OPERATOR);
+    args.push(&rule);
     let docs = cmd::output(cmd::new(&tool(&venv_bin("python")), &args))?;
-    let validator = cmd::root().join(NPM_DIR).join("validate-crs.mjs");
+    // Beside its node_modules: ES modules resolve imports from the script's directory.
+    let validator = tools_dir().join("validate-crs.mjs");
+    fs::copy(cmd::root().join(NPM_DIR).join("validate-crs.mjs"), &validator)?;
     let mut node = cmd::new("node", &[&tool(&validator)]);
-    node.env("NODE_PATH", tools_dir().join("node_modules"))
-        .stdin(Stdio::piped())
+    node.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = node.spawn().context("could not start node")?;
