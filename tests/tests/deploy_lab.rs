@@ -32,6 +32,9 @@ use common::{
 use netanom_lab::{Pace, Pair, RawSender, frames, traffic};
 use serde_json::Value;
 
+/// The two scenarios share two cores: one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 const METRICS_PORT: u16 = 19756;
 const PROMETHEUS_PORT: u16 = 19091;
 
@@ -318,6 +321,7 @@ fn check_rules(lab: &Pair) {
 
 #[test]
 fn dashboard_queries_and_alert_rules_work_against_a_real_prometheus_scraping_the_agent() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let Some(prometheus) = tool("prometheus") else {
         eprintln!(
             "skipped: prometheus not installed (Debian package `prometheus`; `cargo xtask setup` installs it)"
@@ -465,6 +469,7 @@ const LIVE_FLOWS: u64 = 100_000;
 
 #[test]
 fn clean_stop_with_100k_live_flows_fits_the_daemonsets_termination_grace_period() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let Some((lab, dirs)) = lab_setup("stop") else {
         return;
     };
