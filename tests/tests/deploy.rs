@@ -257,6 +257,14 @@ fn kustomization_lists_every_manifest_but_the_servicemonitor_and_all_share_the_n
     }
 }
 
+/// The YAML file a Compose bind mount at `target` provides.
+fn bind_yaml(binds: &BTreeMap<String, String>, target: &str) -> Yaml {
+    let src = binds
+        .get(target)
+        .unwrap_or_else(|| panic!("nothing mounted at {target}"));
+    yaml(&format!("deploy/{}", src.trim_start_matches("./")))
+}
+
 /// A service of the Compose file.
 fn service<'a>(compose: &'a Yaml, name: &str) -> &'a Yaml {
     let s = &compose["services"][name];
@@ -317,10 +325,7 @@ fn compose_stack_mounts_files_that_exist_and_wires_agent_prometheus_and_grafana(
     // as job netanom, with the rule file beside its configuration.
     let prom = service(&compose, "prometheus");
     let prom_binds = binds(prom);
-    let prom_cfg = yaml(&format!(
-        "deploy/{}",
-        prom_binds["/etc/prometheus/prometheus.yml"].trim_start_matches("./")
-    ));
+    let prom_cfg = bind_yaml(&prom_binds, "/etc/prometheus/prometheus.yml");
     let job = &prom_cfg["scrape_configs"][0];
     assert_eq!(job["job_name"].as_str(), Some("netanom"));
     assert_eq!(
@@ -342,10 +347,7 @@ fn compose_stack_mounts_files_that_exist_and_wires_agent_prometheus_and_grafana(
     // source variable defaults to, and the dashboard provider reads the mounted dashboard.
     let grafana = service(&compose, "grafana");
     let g = binds(grafana);
-    let ds_file = yaml(&format!(
-        "deploy/{}",
-        g["/etc/grafana/provisioning/datasources/netanom.yml"].trim_start_matches("./")
-    ));
+    let ds_file = bind_yaml(&g, "/etc/grafana/provisioning/datasources/netanom.yml");
     let source = &ds_file["datasources"][0];
     assert_eq!(source["url"].as_str(), Some(format!("http://{listen}").as_str()));
     let dash = dashboard();
@@ -359,10 +361,7 @@ fn compose_stack_mounts_files_that_exist_and_wires_agent_prometheus_and_grafana(
         Some(var["current"]["value"].as_str().unwrap()),
         source["uid"].as_str()
     );
-    let provider = yaml(&format!(
-        "deploy/{}",
-        g["/etc/grafana/provisioning/dashboards/netanom.yml"].trim_start_matches("./")
-    ));
+    let provider = bind_yaml(&g, "/etc/grafana/provisioning/dashboards/netanom.yml");
     let dir = string(&provider["providers"][0]["options"]["path"], "provider path");
     let (mounted_at, src) = g
         .iter()

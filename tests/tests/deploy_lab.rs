@@ -29,7 +29,7 @@ use common::{
     prometheus::{KillOnDrop, TempDir, api, query, start_prometheus, tool, urlencode},
     sample, spoofed_syn_flood, start_lab_agent, udp_flood, udp_through, wait_until,
 };
-use netanom_lab::{Pace, Pair, RawSender, frames, traffic};
+use netanom_lab::{Pace, Pair, RawSender, traffic};
 use serde_json::Value;
 
 /// The two scenarios share two cores: one at a time.
@@ -479,17 +479,9 @@ fn clean_stop_with_100k_live_flows_fits_the_daemonsets_termination_grace_period(
     // keeps them live.
     let tx = RawSender::open(&lab.b, &lab.b_side.iface).unwrap();
     let (src, dst) = (lab.b_side.ep, lab.a_side.ep);
-    let payload = traffic::pattern(16);
     let sent = tx
         .send_generated(LIVE_FLOWS, &Pace::rate(50_000, Duration::from_secs(10)), |i| {
-            frames::udp(
-                &src,
-                &dst,
-                false,
-                1024 + (i % 50_000) as u16,
-                20_000 + (i / 50_000) as u16,
-                &payload,
-            )
+            traffic::distinct_flow(&src, &dst, i)
         })
         .unwrap();
     assert_eq!(sent, LIVE_FLOWS);
