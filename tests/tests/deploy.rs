@@ -16,6 +16,7 @@ use netanom::{
     config::{AlertSink, Config, Mode},
     datapath::LoadOptions,
 };
+use serde_json::Value;
 use yaml_rust2::Yaml;
 
 const CONFIGMAP: &str = "deploy/kubernetes/configmap.yaml";
@@ -384,10 +385,8 @@ const PANEL_TYPES: [(&str, bool); 5] = [
     ("state-timeline", true),
 ];
 
-#[test]
-fn dashboard_follows_grafanas_dashboard_model() {
-    let d = dashboard();
-    // Top level (Grafana's dashboard schema, schemaVersion 39 = Grafana 11.x).
+/// Grafana's dashboard schema at the top level (schemaVersion 39 = Grafana 11.x).
+fn check_dashboard_top_level(d: &Value) {
     assert_eq!(d["schemaVersion"].as_u64(), Some(39));
     assert!(d["title"].as_str().is_some_and(|t| !t.is_empty()));
     let uid = d["uid"].as_str().expect("uid");
@@ -414,10 +413,14 @@ fn dashboard_follows_grafanas_dashboard_model() {
     ] {
         assert!(ok, "{DASHBOARD}: {key} missing or of the wrong type");
     }
+}
+
+/// The template variables; returns their names.
+fn check_variables(d: &Value) -> Vec<String> {
     let vars = d["templating"]["list"].as_array().unwrap();
-    let names: Vec<&str> = vars
+    let names: Vec<String> = vars
         .iter()
-        .map(|v| v["name"].as_str().expect("variable name"))
+        .map(|v| v["name"].as_str().expect("variable name").to_owned())
         .collect();
     for v in vars {
         let ty = v["type"].as_str().unwrap();
@@ -435,78 +438,96 @@ fn dashboard_follows_grafanas_dashboard_model() {
         }
     }
 
-    let mut ids = BTreeSet::new();
-    let mut cells: BTreeMap<(u64, u64), String> = BTreeMap::new();
-    for p in all_panels(&d) {
-        let title = p["title"].as_str().unwrap_or_default();
-        assert!(!title.is_empty(), "a panel without a title: {p}");
-        let id = p["id"]
-            .as_u64()
-            .unwrap_or_else(|| panic!("{title}: no integer id"));
-        assert!(ids.insert(id), "{title}: id {id} used twice");
-        let ty = p["type"].as_str().unwrap_or_default();
-        let shows_data = PANEL_TYPES
-            .iter()
-            .find(|(t, _)| *t == ty)
-            .unwrap_or_else(|| panic!("{title}: panel type {ty} not one of {PANEL_TYPES:?}"))
-            .1;
-        let g = &p["gridPos"];
-        let (x, y, w, h) = (g["x"].as_u64(), g["y"].as_u64(), g["w"].as_u64(), g["h"].as_u64());
-        let (Some(x), Some(y), Some(w), Some(h)) = (x, y, w, h) else {
-            panic!("{title}: gridPos needs integer x, y, w, h: {g}");
-        };
-        assert!(
-            w >= 1 && h >= 1 && x + w <= 24,
-            "{title}: gridPos {g} outside the 24 columns"
-        );
-        for cx in x..x + w {
-            for cy in y..y + h {
-                if let Some(other) = cells.insert((cx, cy), title.to_owned()) {
-                    panic!("panels \"{other}\" and \"{title}\" overlap at ({cx}, {cy})");
-                }
+    names
+}
+
+/// A panel's place on the 24-column grid, which no other panel may share.
+fn check_grid(p: &Value, title: &str, cells: &mut BTreeMap<(u64, u64), String>) {
+    let g = &p["gridPos"];
+    let (x, y, w, h) = (g["x"].as_u64(), g["y"].as_u64(), g["w"].as_u64(), g["h"].as_u64());
+    let (Some(x), Some(y), Some(w), Some(h)) = (x, y, w, h) else {
+        panic!("{title}: gridPos needs integer x, y, w, h: {g}");
+    };
+    assert!(
+        w >= 1 && h >= 1 && x + w <= 24,
+        "{title}: gridPos {g} outside the 24 columns"
+    );
+    for cx in x..x + w {
+        for cy in y..y + h {
+            if let Some(other) = cells.insert((cx, cy), title.to_owned()) {
+                panic!("panels \"{other}\" and \"{title}\" overlap at ({cx}, {cy})");
             }
         }
-        if !shows_data {
-            assert!(p["targets"].is_null(), "{title}: a row has no queries");
-            continue;
-        }
+    }
+}
+
+/// One panel: id, type, place, data source, description, options and queries.
+fn check_panel(p: &Value, ids: &mut BTreeSet<u64>, cells: &mut BTreeMap<(u64, u64), String>) {
+    let title = p["title"].as_str().unwrap_or_default();
+    assert!(!title.is_empty(), "a panel without a title: {p}");
+    let id = p["id"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{title}: no integer id"));
+    assert!(ids.insert(id), "{title}: id {id} used twice");
+    let ty = p["type"].as_str().unwrap_or_default();
+    let shows_data = PANEL_TYPES
+        .iter()
+        .find(|(t, _)| *t == ty)
+        .unwrap_or_else(|| panic!("{title}: panel type {ty} not one of {PANEL_TYPES:?}"))
+        .1;
+    check_grid(p, title, cells);
+    if !shows_data {
+        assert!(p["targets"].is_null(), "{title}: a row has no queries");
+        return;
+    }
+    assert_eq!(
+        p["datasource"]["uid"], "${datasource}",
+        "{title}: panel data source"
+    );
+    assert_eq!(p["datasource"]["type"], "prometheus", "{title}");
+    assert!(
+        p["description"].as_str().is_some_and(|s| !s.is_empty()),
+        "{title}: a description says what it shows"
+    );
+    assert!(
+        p["fieldConfig"]["defaults"].is_object() && p["fieldConfig"]["overrides"].is_array(),
+        "{title}: fieldConfig"
+    );
+    assert!(p["options"].is_object(), "{title}: options");
+    let targets = p["targets"]
+        .as_array()
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| panic!("{title}: no queries"));
+    let mut refs = BTreeSet::new();
+    for t in targets {
+        assert!(
+            refs.insert(t["refId"].as_str().expect("refId")),
+            "{title}: refId twice"
+        );
         assert_eq!(
-            p["datasource"]["uid"], "${datasource}",
-            "{title}: panel data source"
-        );
-        assert_eq!(p["datasource"]["type"], "prometheus", "{title}");
-        assert!(
-            p["description"].as_str().is_some_and(|s| !s.is_empty()),
-            "{title}: a description says what it shows"
+            t["datasource"]["uid"], "${datasource}",
+            "{title}: query data source"
         );
         assert!(
-            p["fieldConfig"]["defaults"].is_object() && p["fieldConfig"]["overrides"].is_array(),
-            "{title}: fieldConfig"
+            t["expr"].as_str().is_some_and(|e| !e.is_empty()),
+            "{title}: empty query"
         );
-        assert!(p["options"].is_object(), "{title}: options");
-        let targets = p["targets"]
-            .as_array()
-            .filter(|t| !t.is_empty())
-            .unwrap_or_else(|| panic!("{title}: no queries"));
-        let mut refs = BTreeSet::new();
-        for t in targets {
-            assert!(
-                refs.insert(t["refId"].as_str().expect("refId")),
-                "{title}: refId twice"
-            );
-            assert_eq!(
-                t["datasource"]["uid"], "${datasource}",
-                "{title}: query data source"
-            );
-            assert!(
-                t["expr"].as_str().is_some_and(|e| !e.is_empty()),
-                "{title}: empty query"
-            );
-        }
+    }
+}
+
+#[test]
+fn dashboard_follows_grafanas_dashboard_model() {
+    let d = dashboard();
+    check_dashboard_top_level(&d);
+    let names = check_variables(&d);
+    let mut ids = BTreeSet::new();
+    let mut cells = BTreeMap::new();
+    for p in all_panels(&d) {
+        check_panel(p, &mut ids, &mut cells);
     }
 
     // Every variable a query uses is one the dashboard defines, or Grafana's own.
-    let mut defined: Vec<(&str, String)> = names.iter().map(|n| (*n, "x".to_owned())).collect();
+    let mut defined: Vec<(&str, String)> = names.iter().map(|n| (n.as_str(), "x".to_owned())).collect();
     defined.extend(BUILTINS.iter().map(|(n, v)| (*n, v.to_string())));
     let queries = panel_queries(&d);
     assert!(queries.len() >= 30, "{} queries", queries.len());
