@@ -57,13 +57,21 @@ impl Agent {
         if !args.contains(&"--alerts") {
             cmd.args(["--alerts", ""]);
         }
+        cmd.env("RUST_LOG", "info");
+        let mut agent = Agent::spawn(cmd)?;
+        agent.dirs = dirs;
+        Ok(agent)
+    }
+
+    /// Starts `cmd` (an agent, however it is wrapped: the process must become the agent, so
+    /// that signals reach it) and waits for its "ready" line.
+    pub fn spawn(mut cmd: Command) -> Result<Agent, String> {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .env("RUST_LOG", "info");
+            .stderr(Stdio::piped());
         let mut child = cmd
             .spawn()
-            .map_err(|e| format!("spawning {:?}: {e}", agent_bin()))?;
+            .map_err(|e| format!("spawning {:?}: {e}", cmd.get_program()))?;
         let stderr: ChildStderr = child.stderr.take().ok_or("no stderr")?;
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -88,7 +96,7 @@ impl Agent {
         });
         let mut agent = Agent {
             child,
-            dirs,
+            dirs: None,
             stderr_lines: rx,
             stderr_seen: Vec::new(),
             stdout,

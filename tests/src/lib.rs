@@ -7,7 +7,8 @@
 //! [`Pair`] (two namespaces, one veth) and [`Gateway`] (client, attacker and server routed
 //! through a gateway namespace, see [`gateway`]). The agent under test runs in either
 //! ([`agent`], over the [`Topology`] trait), and [`timing`], [`files`], [`http`] and
-//! [`probes`] hold what the tests check it with.
+//! [`probes`] hold what the tests check it with; [`servers`] and [`prometheus`] run real
+//! servers beside it, and [`deploy`] reads the deployment files.
 //!
 //! ## Rules the lab follows
 //!
@@ -45,13 +46,16 @@
 #![warn(missing_docs)]
 
 pub mod agent;
+pub mod deploy;
 pub mod files;
 pub mod frames;
 pub mod gateway;
 pub mod http;
 mod netns;
 pub mod probes;
+pub mod prometheus;
 pub mod replay;
+pub mod servers;
 mod sys;
 pub mod timing;
 pub mod topology;

@@ -48,3 +48,28 @@ pub fn udp_flood(lab: &Pair, srcs: &[Endpoint], pps_each: u32, duration: Duratio
     })
     .unwrap()
 }
+
+/// `count` SYNs to a's port 80 from `sources` spoofed addresses in 198.19.0.0/16 (sent from
+/// b's interface, the sources taking turns), paced by `pace`. Returns how many were sent.
+pub fn spoofed_syn_flood(lab: &Pair, count: u64, sources: u16, pace: &Pace) -> u64 {
+    let tx = RawSender::open(&lab.b, &lab.b_side.iface).unwrap();
+    let (base, dst) = (lab.b_side.ep, lab.a_side.ep);
+    let n = u64::from(sources.max(1));
+    tx.send_generated(count, pace, |i| {
+        let mut src = base;
+        let k = (i % n) as u16;
+        src.ipv4 = Ipv4Addr::new(198, 19, (k >> 8) as u8, (k & 0xff) as u8);
+        crate::frames::tcp(
+            &src,
+            &dst,
+            false,
+            1024 + (i / n) as u16,
+            80,
+            crate::frames::TCP_SYN,
+            i as u32,
+            0,
+            &[],
+        )
+    })
+    .unwrap()
+}

@@ -365,6 +365,19 @@ impl RawReceiver {
     }
 }
 
+/// The `i`th of many distinct one-packet UDP flows from `src` to `dst`: source ports 1024 to
+/// 61023, then the next destination port from 10000, 16 zero bytes of payload.
+pub fn distinct_flow(src: &Endpoint, dst: &Endpoint, i: u64) -> Vec<u8> {
+    frames::udp(
+        src,
+        dst,
+        false,
+        1024 + (i % 60_000) as u16,
+        10_000 + (i / 60_000) as u16,
+        &[0; 16],
+    )
+}
+
 /// Payload bytes with a recognisable pattern.
 pub fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i % 251) as u8).collect()

@@ -11,7 +11,6 @@
 //! 198.18.0.0/24 sent from b's interface.
 
 use std::{
-    net::Ipv4Addr,
     sync::Mutex,
     time::{Duration, Instant},
 };
@@ -20,7 +19,7 @@ use netanom_lab::{
     Agent, Pace, Pair, RawReceiver, RawSender, StateDirs,
     agent::{block_list, block_of, netanom_in, netanom_json, status_json, xdp_attached},
     lab_setup,
-    probes::{attacker, udp_through},
+    probes::{attacker, spoofed_syn_flood, udp_through},
     read_alerts, start_agent as start_lab_agent, time_to_block, traffic,
 };
 use serde_json::Value;
@@ -450,24 +449,7 @@ fn spoofed_syn_flood_gets_a_victim_alert_and_a_rate_limit_not_thousands_of_block
         }
         None => {
             eprintln!("shared captures not found (NETANOM_SHARED): generating the spoofed flood");
-            let base = lab.b_side.ep;
-            tx.send_generated(12_000, &pace, |n| {
-                let mut src = base;
-                let i = (n % 4_000) as u16;
-                src.ipv4 = Ipv4Addr::new(198, 19, (i >> 8) as u8, (i & 0xff) as u8);
-                netanom_lab::frames::tcp(
-                    &src,
-                    &dst,
-                    false,
-                    1024 + (n / 4_000) as u16,
-                    80,
-                    0x02,
-                    n as u32,
-                    0,
-                    &[],
-                )
-            })
-            .unwrap();
+            assert_eq!(spoofed_syn_flood(&lab, 12_000, 4_000, &pace), 12_000);
             80
         }
     };

@@ -8,111 +8,28 @@ use std::{
     fs,
     io::Write as _,
     net::TcpListener,
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    path::Path,
+    process::{Command, Stdio},
     time::Duration,
 };
 
 use netanom_lab::{
-    Agent, Netns, Pace, Pair, RawSender, StateDirs, TempDir,
+    Agent, Pace, Pair, RawSender, StateDirs, TempDir,
     agent::{block_of, netanom_in, xdp_attached},
     agent_bin, frames,
     http::{http_get, sample},
     probes::attacker,
-    require_root, run_to_end, sweep_leftovers, sweep_state_leftovers, traffic, wait_until,
+    prometheus::{query, start_prometheus},
+    require_root, run_to_end,
+    servers::tool,
+    sweep_leftovers, sweep_state_leftovers, traffic, wait_until,
 };
-use serde_json::Value;
 
 /// UDP datagrams sent from b to a.
 const N: u64 = 137;
 const PAYLOAD: usize = 48;
 const METRICS_PORT: u16 = 19754;
 const PROMETHEUS_PORT: u16 = 19090;
-
-/// `/usr/bin/NAME`, or NAME found on PATH.
-fn tool(name: &str) -> Option<PathBuf> {
-    let fixed = Path::new("/usr/bin").join(name);
-    if fixed.is_file() {
-        return Some(fixed);
-    }
-    std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join(name))
-            .find(|c| c.is_file())
-    })
-}
-
-/// A child process killed (and reaped) on drop.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-/// Percent-encodes a query-string value.
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// The value of an instant query's single result, if it has one.
-fn query(ns: &Netns, port: u16, promql: &str) -> Result<Option<f64>, String> {
-    let (status, _, body) = http_get(
-        ns,
-        port,
-        &format!("/api/v1/query?query={}", urlencode(promql)),
-        None,
-    )?;
-    if status != 200 {
-        return Err(format!("HTTP {status}: {body}"));
-    }
-    let v: Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
-    let result = v["data"]["result"]
-        .as_array()
-        .ok_or_else(|| format!("no result in {body}"))?;
-    Ok(result
-        .first()
-        .and_then(|r| r["value"][1].as_str())
-        .and_then(|s| s.parse().ok()))
-}
-
-/// A real Prometheus server in `ns`, listening on 127.0.0.1:`port`, scraping `target` every
-/// second, its data and log in `dir`; killed on drop.
-fn start_prometheus(ns: &Netns, prometheus: &Path, dir: &TempDir, target: &str, port: u16) -> KillOnDrop {
-    let config = dir.0.join("prometheus.yml");
-    fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
-             scrape_configs:\n  - job_name: netanom\n    static_configs:\n      \
-             - targets: ['{target}']\n"
-        ),
-    )
-    .unwrap();
-    let log = fs::File::create(dir.0.join("prometheus.log")).unwrap();
-    KillOnDrop(
-        ns.command(prometheus)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.0.join("data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--log.level=warn")
-            .current_dir(&dir.0)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    )
-}
 
 /// Runs `promtool check metrics` on `text`; panics with its report unless it is clean.
 fn promtool_check(promtool: &Path, text: &str) {
@@ -261,7 +178,7 @@ fn promtool_accepts_and_prometheus_scrapes_exact_counts() {
 
     // (b) A real Prometheus server in the same namespace, scraping every second.
     let dir = TempDir::new("prometheus");
-    let server = start_prometheus(&lab.a, &prometheus, &dir, &metrics_addr, PROMETHEUS_PORT);
+    let server = start_prometheus(&lab.a, &prometheus, &dir, &metrics_addr, PROMETHEUS_PORT, &[]);
     let mut seen = String::new();
     let got = wait_until(Duration::from_secs(60), || {
         match query(&lab.a, PROMETHEUS_PORT, udp) {
@@ -392,7 +309,7 @@ fn prometheus_reports_blocklist_drops_and_active_blocks_in_mitigate_mode() {
 
     // A real Prometheus server scraping the agent reports the same values.
     let dir = TempDir::new("prometheus-mitigation");
-    let server = start_prometheus(&lab.a, &prometheus, &dir, &metrics_addr, PROMETHEUS_PORT);
+    let server = start_prometheus(&lab.a, &prometheus, &dir, &metrics_addr, PROMETHEUS_PORT, &[]);
     let mut seen = String::new();
     let got = wait_until(Duration::from_secs(60), || {
         let d = query(&lab.a, PROMETHEUS_PORT, dropped);

@@ -3,6 +3,8 @@
 //! Every command but `setup` first runs the setup checks (installing only what is missing),
 //! so a newcomer never has to know about setup.
 mod cmd;
+mod container;
+mod deploy;
 mod models;
 mod setup;
 mod tasks;
@@ -10,6 +12,7 @@ mod tasks;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use setup::Scope;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "netanom developer and operator commands")]
@@ -21,7 +24,15 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Check every prerequisite and install what is missing (idempotent).
-    Setup,
+    Setup {
+        /// Only what building the agent needs (no test tools, no CUDA library, no bpffs): the
+        /// container image's build stage runs this.
+        #[arg(long, conflicts_with = "container")]
+        build_only: bool,
+        /// Also the container tools (podman, buildah, mmdebstrap) for `test --container`.
+        #[arg(long)]
+        container: bool,
+    },
     /// Build the agent with its embedded XDP program.
     Build {
         /// Build with optimizations.
@@ -38,8 +49,17 @@ enum Command {
         args: Vec<String>,
     },
     /// Formatting, clippy (user crates and the eBPF crate, warnings denied), unit tests, the
-    /// privileged integration tests, the `cuda` build's fallback and pytest. Needs root.
-    Test,
+    /// privileged integration tests, the deployment files' checks, the `cuda` build's
+    /// fallback and pytest. Needs root.
+    Test {
+        /// Also build the container image (deploy/container/Containerfile) and run the agent
+        /// from its filesystem in the lab (slow: a release build inside the image).
+        #[arg(long)]
+        container: bool,
+    },
+    /// Build the container image (deploy/container/Containerfile) with podman, offline: the
+    /// Debian base and the build stage's Rust image are made locally when missing.
+    Image,
     /// Train a model bundle in models/ (its own virtualenv, created on first use):
     /// `cargo xtask train -- --dataset nsl-kdd|kdd99|cic-ids2017 [--out DIR] [--quantile Q] [--ensemble RULE]`,
     /// `--dataset flows --input FLOWS.csv [...]` or `--dataset csv --input FILE --label-column C [...]`.
@@ -77,14 +97,34 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Setup => setup::run().map(|_| ()),
-        Command::Build { release } => setup::ensure().and_then(|env| tasks::build(&env, release).map(|_| ())),
-        Command::Run { release, args } => setup::ensure().and_then(|env| tasks::run(&env, release, &args)),
-        Command::Test => setup::ensure().and_then(|env| tasks::test(&env)),
-        Command::Train { args } => setup::ensure().and_then(|_| models::train(&args)),
-        Command::Eval { args } => setup::ensure().and_then(|_| models::eval(&args)),
-        Command::Sweep { kind, args } => setup::ensure().and_then(|_| models::sweep(&kind, &args)),
-        Command::Bench { quick, out } => setup::ensure().and_then(|env| tasks::bench(&env, quick, out)),
+        Command::Setup {
+            build_only,
+            container,
+        } => {
+            let scope = match (build_only, container) {
+                (true, _) => Scope::BUILD,
+                (false, true) => Scope::CONTAINER,
+                (false, false) => Scope::DEV,
+            };
+            setup::run(scope).map(|_| ())
+        }
+        Command::Build { release } => {
+            setup::ensure(Scope::BUILD).and_then(|env| tasks::build(&env, release).map(|_| ()))
+        }
+        Command::Run { release, args } => {
+            setup::ensure(Scope::DEV).and_then(|env| tasks::run(&env, release, &args))
+        }
+        Command::Test { container } => {
+            let scope = if container { Scope::CONTAINER } else { Scope::DEV };
+            setup::ensure(scope).and_then(|env| tasks::test(&env, container))
+        }
+        Command::Image => setup::ensure(Scope::CONTAINER).and_then(|_| container::image().map(|_| ())),
+        Command::Train { args } => setup::ensure(Scope::DEV).and_then(|_| models::train(&args)),
+        Command::Eval { args } => setup::ensure(Scope::DEV).and_then(|_| models::eval(&args)),
+        Command::Sweep { kind, args } => setup::ensure(Scope::DEV).and_then(|_| models::sweep(&kind, &args)),
+        Command::Bench { quick, out } => {
+            setup::ensure(Scope::DEV).and_then(|env| tasks::bench(&env, quick, out))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

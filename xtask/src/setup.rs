@@ -14,16 +14,14 @@ use anyhow::{Context as _, bail};
 
 use crate::cmd;
 
-/// Debian packages: LLVM 22 for building bpf-linker, iproute2 for the namespace lab,
-/// prometheus (the server and promtool) for the metrics endpoint's integration test.
-const DEB_PACKAGES: &[&str] = &[
-    "llvm-22-dev",
-    "libpolly-22-dev",
-    "libzstd-dev",
-    "zlib1g-dev",
-    "iproute2",
-    "prometheus",
-];
+/// Debian packages for building: LLVM 22 for bpf-linker.
+const BUILD_DEBS: &[&str] = &["llvm-22-dev", "libpolly-22-dev", "libzstd-dev", "zlib1g-dev"];
+/// Debian packages for the tests: iproute2 for the namespace lab, prometheus (the server and
+/// promtool) for the metrics endpoint's, the dashboard's and the alert rules' tests.
+const TEST_DEBS: &[&str] = &["iproute2", "prometheus"];
+/// Debian packages for `cargo xtask test --container`: building the image and making its
+/// Debian base locally (no image registry is needed).
+const CONTAINER_DEBS: &[&str] = &["podman", "buildah", "mmdebstrap"];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const ORT_VERSION: &str = "1.31.1";
@@ -42,8 +40,33 @@ pub struct Env {
     pub ort_cuda_lib: PathBuf,
 }
 
+/// Which commands need a step.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Need {
+    /// Building the agent (`cargo xtask build`, the container image's build stage).
+    Build,
+    /// Running it and the tests on this machine.
+    Dev,
+    /// `cargo xtask test --container` only.
+    Container,
+}
+
+/// What a command needs set up: every step up to this [`Need`].
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Scope(Need);
+
+impl Scope {
+    /// Only what building the agent needs (`cargo xtask setup --build-only`).
+    pub const BUILD: Scope = Scope(Need::Build);
+    /// Everything but the container tools (the default).
+    pub const DEV: Scope = Scope(Need::Dev);
+    /// Everything, the container tools included (`--container`).
+    pub const CONTAINER: Scope = Scope(Need::Container);
+}
+
 struct Step {
     name: &'static str,
+    need: Need,
     /// `Ok(Some(detail))` when the prerequisite is already there.
     check: fn() -> anyhow::Result<Option<String>>,
     /// Installs it; returns what was done.
@@ -54,25 +77,29 @@ struct Step {
 
 const STEPS: &[Step] = &[
     Step {
-        name: "debian packages",
-        check: check_debs,
-        install: install_debs,
-        manual: "apt-get update && apt-get install -y --no-install-recommends llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev iproute2 prometheus",
+        name: "debian packages for building",
+        need: Need::Build,
+        check: || check_debs(BUILD_DEBS),
+        install: || install_debs(BUILD_DEBS),
+        manual: "apt-get update && apt-get install -y --no-install-recommends llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev",
     },
     Step {
         name: "nightly toolchain with rust-src",
+        need: Need::Build,
         check: check_nightly,
         install: install_nightly,
         manual: "rustup toolchain install nightly --profile minimal --component rust-src",
     },
     Step {
         name: "bpf-linker",
+        need: Need::Build,
         check: check_bpf_linker,
         install: install_bpf_linker,
         manual: "LLVM_PREFIX=/usr/lib/llvm-22 cargo install bpf-linker@0.13.0 --no-default-features --features llvm-22",
     },
     Step {
         name: "ONNX Runtime library",
+        need: Need::Build,
         check: check_ort,
         install: install_ort,
         manual: "python3 -m pip download --no-deps --only-binary=:all: onnxruntime==1.31.1 -d /tmp/ort && \
@@ -80,7 +107,15 @@ const STEPS: &[Step] = &[
                  'onnxruntime/capi/libonnxruntime*.so*' -d /usr/local/lib/netanom",
     },
     Step {
+        name: "debian packages for the tests",
+        need: Need::Dev,
+        check: || check_debs(TEST_DEBS),
+        install: || install_debs(TEST_DEBS),
+        manual: "apt-get update && apt-get install -y --no-install-recommends iproute2 prometheus",
+    },
+    Step {
         name: "ONNX Runtime library, CUDA build",
+        need: Need::Dev,
         check: check_ort_cuda,
         install: install_ort_cuda,
         manual: "python3 -m pip download --no-deps --only-binary=:all: onnxruntime-gpu==1.31.1 -d /tmp/ort && \
@@ -89,16 +124,35 @@ const STEPS: &[Step] = &[
     },
     Step {
         name: "bpffs at /sys/fs/bpf",
+        need: Need::Dev,
         check: check_bpffs,
         install: mount_bpffs,
         manual: "mount -t bpf bpf /sys/fs/bpf",
     },
+    Step {
+        name: "deployment checkers",
+        need: Need::Dev,
+        check: crate::deploy::check_tools,
+        install: crate::deploy::install_tools,
+        manual: crate::deploy::TOOLS_MANUAL,
+    },
+    Step {
+        name: "container tools",
+        need: Need::Container,
+        check: || check_debs(CONTAINER_DEBS),
+        install: || install_debs(CONTAINER_DEBS),
+        manual: "apt-get update && apt-get install -y --no-install-recommends podman buildah mmdebstrap",
+    },
 ];
 
+fn steps(scope: Scope) -> impl Iterator<Item = &'static Step> {
+    STEPS.iter().filter(move |s| s.need <= scope.0)
+}
+
 /// `cargo xtask setup`: every step, with its line.
-pub fn run() -> anyhow::Result<Env> {
+pub fn run(scope: Scope) -> anyhow::Result<Env> {
     let started = Instant::now();
-    for step in STEPS {
+    for step in steps(scope) {
         run_step(step)?;
     }
     println!("setup: machine ready ({:.1}s)", started.elapsed().as_secs_f64());
@@ -107,8 +161,8 @@ pub fn run() -> anyhow::Result<Env> {
 
 /// The same checks, run quietly before every other command; only missing things are
 /// installed (and only those print a line).
-pub fn ensure() -> anyhow::Result<Env> {
-    for step in STEPS {
+pub fn ensure(scope: Scope) -> anyhow::Result<Env> {
+    for step in steps(scope) {
         match (step.check)() {
             Ok(Some(_)) => {}
             _ => run_step(step)?,
@@ -181,8 +235,8 @@ fn need_root(what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn missing_debs() -> Vec<&'static str> {
-    DEB_PACKAGES
+fn missing_debs(packages: &[&'static str]) -> Vec<&'static str> {
+    packages
         .iter()
         .copied()
         .filter(|p| {
@@ -193,16 +247,16 @@ fn missing_debs() -> Vec<&'static str> {
         .collect()
 }
 
-fn check_debs() -> anyhow::Result<Option<String>> {
-    let missing = missing_debs();
-    Ok(missing
+fn check_debs(packages: &[&'static str]) -> anyhow::Result<Option<String>> {
+    Ok(missing_debs(packages)
         .is_empty()
-        .then(|| format!("{} installed", DEB_PACKAGES.join(", "))))
+        .then(|| format!("{} installed", packages.join(", "))))
 }
 
-fn install_debs() -> anyhow::Result<String> {
+/// `apt-get install` of those of `packages` that are missing.
+pub fn install_debs(packages: &[&'static str]) -> anyhow::Result<String> {
     need_root("installing Debian packages")?;
-    let missing = missing_debs();
+    let missing = missing_debs(packages);
     let mut update = cmd::new("apt-get", &["update", "-qq"]);
     update.env("DEBIAN_FRONTEND", "noninteractive");
     cmd::output(update)?;

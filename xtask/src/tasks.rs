@@ -39,7 +39,7 @@ pub fn run(env: &Env, release: bool, args: &[String]) -> anyhow::Result<()> {
 
 /// The README test command: format, lint (user crates and the eBPF crate for its real
 /// target), unit tests and privileged integration tests, then a check for leftovers.
-pub fn test(env: &Env) -> anyhow::Result<()> {
+pub fn test(env: &Env, container: bool) -> anyhow::Result<()> {
     if !is_root() {
         bail!(
             "`cargo xtask test` runs privileged integration tests (network namespaces, XDP) and \
@@ -49,6 +49,9 @@ pub fn test(env: &Env) -> anyhow::Result<()> {
     let started = Instant::now();
     let cargo = cargo();
     lint(&cargo)?;
+
+    section("deployment files: Kubernetes and Compose schemas, Prometheus rules and their tests");
+    crate::deploy::check_files()?;
 
     section("build the agent for the integration tests");
     let bin = build(env, false)?;
@@ -63,6 +66,11 @@ pub fn test(env: &Env) -> anyhow::Result<()> {
     cmd::status(t)?;
 
     cuda_fallback(env, &cargo, &shared)?;
+
+    if container {
+        section("container image: build, check, run the agent from its filesystem in the lab");
+        crate::container::test(&cargo)?;
+    }
 
     section("model pipeline (pytest, in models/.venv)");
     crate::models::pytest()?;

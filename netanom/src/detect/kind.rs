@@ -25,8 +25,11 @@ pub enum Kind {
     CircuitBreaker,
 }
 
+// The response counts findings per kind in telemetry, which cannot name this enum.
+const _: () = assert!(Kind::ALL.len() == crate::telemetry::counters::FINDING_KINDS);
+
 impl Kind {
-    /// Every kind, in signature id order.
+    /// Every kind, in signature id order (and declaration order: [`Kind::index`]).
     pub const ALL: [Kind; 8] = [
         Kind::AnomalousFlows,
         Kind::FlowAnomaly,
@@ -37,6 +40,11 @@ impl Kind {
         Kind::RateLimit,
         Kind::CircuitBreaker,
     ];
+
+    /// The kind's position in [`Kind::ALL`] (and in the response's per-kind counters).
+    pub const fn index(self) -> usize {
+        self as usize
+    }
 
     /// EVE `alert.signature_id`.
     pub const fn signature_id(self) -> u32 {

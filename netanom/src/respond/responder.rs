@@ -168,7 +168,7 @@ impl Responder {
     /// Handles findings: decides, acts, writes one alert per decision.
     pub fn handle(&mut self, findings: Vec<Finding>, now: Instant) {
         for f in findings {
-            ResponseCounters::bump(&self.counters.findings);
+            ResponseCounters::bump(&self.counters.findings[f.kind.index()]);
             self.ctx.mode = self.effective_mode(now);
             let r = match &f.subject {
                 Subject::Source(ip) => self.on_source(*ip, &f, now),

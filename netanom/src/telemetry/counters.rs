@@ -118,6 +118,10 @@ impl ScoreTally {
     }
 }
 
+/// How many kinds of finding the response counts apart (`crate::detect::Kind::ALL`, which
+/// asserts it has this many; telemetry imports no component).
+pub const FINDING_KINDS: usize = 8;
+
 /// The response's counters: written by the scoring stage's thread, read by the drain's (for
 /// the metrics and the status file).
 #[derive(Debug, Default)]
@@ -133,7 +137,8 @@ pub struct ResponseCounters {
     pub breaker_open: AtomicBool,
     pub alerts: AtomicU64,
     pub alert_errors: AtomicU64,
-    pub findings: AtomicU64,
+    /// Findings handled, by kind (`Kind::index`).
+    pub findings: [AtomicU64; FINDING_KINDS],
     /// The configured mode is mitigate, and the mode in force is (mitigate, breaker closed).
     pub configured_mitigate: AtomicBool,
     pub effective_mitigate: AtomicBool,
@@ -151,7 +156,11 @@ pub struct ResponseTotals {
     pub rate_limits_added: u64,
     pub breaker_trips: u64,
     pub breaker_open: bool,
+    /// Findings handled, all kinds.
     pub findings: u64,
+    /// Findings handled, by kind (`Kind::index`).
+    #[serde(skip)]
+    pub findings_by_kind: [u64; FINDING_KINDS],
     pub alerts: u64,
     #[serde(skip)]
     pub alert_errors: u64,
@@ -186,7 +195,8 @@ impl ResponseCounters {
             rate_limits_added: l(&self.rate_limits_added),
             breaker_trips: l(&self.breaker_trips),
             breaker_open: self.breaker_open.load(Ordering::Relaxed),
-            findings: l(&self.findings),
+            findings: self.findings.iter().map(l).sum(),
+            findings_by_kind: std::array::from_fn(|k| l(&self.findings[k])),
             alerts: l(&self.alerts),
             alert_errors: l(&self.alert_errors),
             configured_mode: mode_name(self.configured_mitigate.load(Ordering::Relaxed)),

@@ -420,15 +420,7 @@ fn mitigation(r: &mut Report, quick: bool) -> anyhow::Result<()> {
             let pace = netanom_lab::Pace::rate(50_000, Duration::from_secs(10));
             let start = opened;
             tx.send_generated(u64::from(n - opened), &pace, |k| {
-                let f = start + k as u32;
-                frames::udp(
-                    &src,
-                    &dst,
-                    false,
-                    1024 + (f % 60_000) as u16,
-                    10_000 + (f / 60_000) as u16,
-                    &[0; 16],
-                )
+                netanom_lab::traffic::distinct_flow(&src, &dst, u64::from(start) + k)
             })?;
             opened = n;
             let (cpu, rss) = agent_load(pid, Duration::from_secs(if quick { 2 } else { 5 }))?;

@@ -11,7 +11,10 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::telemetry::{BundleInfo, InterfaceInfo, ResponseTotals, Snapshot};
+use crate::{
+    detect::Kind,
+    telemetry::{BundleInfo, InterfaceInfo, ResponseTotals, Snapshot, counters::FINDING_KINDS},
+};
 
 /// Bucket bounds of the latency histograms, seconds: 10 µs to 5 s in 1-2.5-5 steps. A sweep
 /// of a million flows takes about a second; a ring-buffer read or a scored batch, micro- to
@@ -459,7 +462,8 @@ pub struct ResponseMetrics {
     rate_limits_added: Counter,
     breaker_open: Gauge,
     breaker_trips: Counter,
-    findings: Counter,
+    /// By [`Kind::ALL`].
+    findings: [Counter; FINDING_KINDS],
     alerts: Counter,
     alert_write_errors: Counter,
     mode_info: Family<Labels2, Gauge>,
@@ -478,8 +482,17 @@ impl ResponseMetrics {
         );
         let packets_dropped =
             DROP_REASONS.map(|(reason, _)| dropped_f.get_or_create_owned(&[("reason", reason)]));
+        let findings_f = Family::<Labels1, Counter>::default();
+        r.register(
+            "findings",
+            "Detections (anomalous flows, flood and scan patterns) the response stage handled, by \
+             kind (the alert's netanom.kind)",
+            findings_f.clone(),
+        );
+        let findings = Kind::ALL.map(|k| findings_f.get_or_create_owned(&[("kind", k.as_str())]));
         let m = ResponseMetrics {
             packets_dropped,
+            findings,
             packets_passed_allowlisted: counter(
                 r,
                 "packets_passed_allowlisted",
@@ -521,11 +534,6 @@ impl ResponseMetrics {
                  suspended), else 0",
             ),
             breaker_trips: counter(r, "circuit_breaker_trips", "Times the circuit breaker opened"),
-            findings: counter(
-                r,
-                "findings",
-                "Detections (anomalous flows and flood patterns) the response stage handled",
-            ),
             alerts: counter(r, "alerts", "Alerts written to the alert sink"),
             alert_write_errors: counter(
                 r,
@@ -565,7 +573,9 @@ impl ResponseMetrics {
         gauge_u64(&self.rate_limits_active, c.rate_limits_active);
         set_counter(&self.breaker_trips, c.breaker_trips);
         self.breaker_open.set(i64::from(c.breaker_open));
-        set_counter(&self.findings, c.findings);
+        for (counter, n) in self.findings.iter().zip(c.findings_by_kind) {
+            set_counter(counter, n);
+        }
         set_counter(&self.alerts, c.alerts);
         set_counter(&self.alert_write_errors, c.alert_errors);
 

@@ -10,8 +10,12 @@ use tokio::{
 use netanom_common::{Event, Proto, ProtoCounter};
 
 use super::{exposition::*, server::*, *};
-use crate::telemetry::{
-    BundleInfo, InterfaceInfo, QueueCounters, ResponseTotals, ScoreCounters, Snapshot, SweepTotals,
+use crate::{
+    detect::Kind,
+    telemetry::{
+        BundleInfo, InterfaceInfo, QueueCounters, ResponseTotals, ScoreCounters, Snapshot, SweepTotals,
+        counters::FINDING_KINDS,
+    },
 };
 
 fn snapshot(udp_packets: u64) -> Snapshot {
@@ -163,6 +167,14 @@ fn snapshot_values_appear_in_both_formats() {
     assert!(om.contains(r#"netanom_packets_total{family="ipv4",transport="udp"} 7"#));
 }
 
+fn by_kind(counts: &[(Kind, u64)]) -> [u64; FINDING_KINDS] {
+    let mut out = [0; FINDING_KINDS];
+    for (k, n) in counts {
+        out[k.index()] = *n;
+    }
+    out
+}
+
 fn mitigation_counters(blocks_active: u64, alerts: u64) -> ResponseTotals {
     ResponseTotals {
         blocks_added: 4,
@@ -177,6 +189,7 @@ fn mitigation_counters(blocks_active: u64, alerts: u64) -> ResponseTotals {
         alerts,
         alert_errors: 0,
         findings: 12,
+        findings_by_kind: by_kind(&[(Kind::SourceFlood, 9), (Kind::VictimFlood, 3)]),
         configured_mode: "mitigate",
         effective_mode: "mitigate",
     }
@@ -205,7 +218,9 @@ fn mitigation_counters_drops_and_mode() {
         ("netanom_rate_limits_added_total", 1.0),
         ("netanom_circuit_breaker_open", 1.0),
         ("netanom_circuit_breaker_trips_total", 1.0),
-        ("netanom_findings_total", 12.0),
+        (r#"netanom_findings_total{kind="source_flood"}"#, 9.0),
+        (r#"netanom_findings_total{kind="victim_flood"}"#, 3.0),
+        (r#"netanom_findings_total{kind="source_scan"}"#, 0.0),
         // A counter never goes down (10 was exposed before 8 was read).
         ("netanom_alerts_total", 10.0),
         ("netanom_alert_write_errors_total", 0.0),
