@@ -379,6 +379,35 @@ mod tests {
         );
     }
 
+    /// The shipped sequence part (`models/default/sequence.json`) was trained on this encoding.
+    #[test]
+    fn shipped_sequence_part_uses_this_encoding() {
+        let man: serde_json::Value = serde_json::from_str(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../models/default/sequence.json"
+        )))
+        .unwrap();
+        let enc = &man["encoding"];
+        assert_eq!(enc["alphabet"], ALPHABET);
+        assert_eq!(enc["size_edges_bytes"], serde_json::json!(SIZE_EDGES_BYTES));
+        assert_eq!(enc["duration_edges_s"], serde_json::json!(DURATION_EDGES_S));
+        assert_eq!(enc["periodicity_edges"], serde_json::json!(PERIODICITY_EDGES));
+        let gaps: Vec<(f64, String)> = GAP_SYMBOLS
+            .iter()
+            .map(|&(b, s)| (b, char::from(s).to_string()))
+            .collect();
+        assert_eq!(enc["gap_symbols"], serde_json::json!(gaps));
+        assert_eq!(enc["hour_s"], serde_json::json!(HOUR_S));
+        assert_eq!(enc["max_hour_zeros"], serde_json::json!(MAX_HOUR_ZEROS));
+        for (p, row) in LETTERS.iter().enumerate() {
+            assert_eq!(enc["letters"][p.to_string()], std::str::from_utf8(*row).unwrap());
+        }
+        for c in ALPHABET.bytes() {
+            let want = alphabet_index(c).unwrap();
+            assert_eq!(enc["index"][char::from(c).to_string()], want);
+        }
+    }
+
     #[test]
     fn size_edges() {
         assert_eq!(
