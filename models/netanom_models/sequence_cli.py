@@ -13,9 +13,9 @@ fixture that the Rust unit test replays.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from .__main__ import _positive_int
+from .dataset_args import user_path
 from .sequence_data import DATASET
 
 COMMANDS = ("train", "eval")
@@ -37,17 +37,17 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train the sequence (C&C beacon) model and write its bundle part")
     t.add_argument("--dataset", required=True, choices=[DATASET])
-    t.add_argument("--out", type=Path, help="bundle directory (default: models/default)")
+    t.add_argument("--out", type=user_path, help="bundle directory (default: models/default)")
     t.add_argument("--seed", type=int, default=0, help="random seed of the model (default 0)")
     t.add_argument("--max-epochs", type=_positive_int, help="epoch cap")
     e = sub.add_parser("eval", help="evaluate the sequence part; write reports/stratosphere-letters.md")
     e.add_argument("--dataset", required=True, choices=[DATASET])
-    e.add_argument("--bundle", type=Path, help="bundle directory (default: models/default)")
-    e.add_argument("--reports", type=Path, help="report directory (default: models/reports)")
+    e.add_argument("--bundle", type=user_path, help="bundle directory (default: models/default)")
+    e.add_argument("--reports", type=user_path, help="report directory (default: models/reports)")
     e.add_argument("--families", type=_positive_int, help="hold out only the N largest families")
     e.add_argument("--max-epochs", type=_positive_int, help="epoch cap of the family hold-out models")
     f = sub.add_parser(FIXTURE_COMMAND, help="rewrite models/tests/fixtures/letters_parity.tsv")
-    f.add_argument("--out", type=Path, help="file to write (default: the checked-in fixture)")
+    f.add_argument("--out", type=user_path, help="file to write (default: the checked-in fixture)")
     return p
 
 

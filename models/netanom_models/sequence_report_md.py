@@ -222,7 +222,7 @@ def _model_md(man: dict) -> list[str]:
             f"(cut at whole symbols, same label), so that young channels are seen too; Adam, learning rate "
             f"{tr['learning_rate']}, batches of {tr['batch']}, class-weighted cross-entropy, early stopping on the "
             f"validation ROC-AUC (patience {tr['patience']}, at most {tr['max_epochs']} epochs), seed {tr['seed']}, "
-            f"one CPU thread: the same command writes the same bytes.",
+            f"one CPU thread: the same command writes the same bytes on the same machine.",
             f"- Scored from {man['scoring']['min_flows']} flows: the third flow is the first whose letter carries "
             f"a periodicity class. The tables below also show 1- and 2-flow channels, so the cost of scoring them "
             f"is visible.", ""]
