@@ -131,7 +131,7 @@ def write_part(out_dir: Path, trained: M.Trained, threshold: float, validation: 
         "parity": {
             "file": PARITY_FILE, "rows": prow, "sha256": hashlib.sha256(ptext.encode()).hexdigest(),
             "columns": list(PARITY_COLUMNS),
-            "how": "onnxruntime 1.31.1, CPU, one row per run (letters [1, length], lengths [length]); score is "
+            "how": "onnxruntime 1.31.1, CPU, one row per run (letters shape [1, length], lengths = [length]); score is "
                    "the float32 output (score_f32_bits: its IEEE-754 bits, hex); flagged = score > threshold",
         },
         "report": "models/reports/stratosphere-letters.md",
