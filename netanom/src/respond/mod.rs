@@ -27,7 +27,7 @@ pub use alert::{Action, Alert, AlertContext};
 pub use config::{AllowlistConfig, MitigationConfig, Mode};
 pub use enforcer::{Allow, Block, EnforceError, Enforcer};
 pub use kernel::KernelTables;
-pub use memory::MemoryTables;
+pub use memory::{FrameVerdict, MemoryTables, SharedTables};
 pub use prefix::Cidr;
 pub use responder::Responder;
 pub use sink::{AlertError, AlertSink};
