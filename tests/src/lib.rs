@@ -56,6 +56,7 @@ pub mod probes;
 pub mod prometheus;
 pub mod replay;
 pub mod servers;
+pub mod synthetic;
 mod sys;
 pub mod timing;
 pub mod topology;

@@ -49,6 +49,11 @@ impl MemoryTables {
         MemoryTables::default()
     }
 
+    /// No blocks and no rate limits (allows do not count: they drop nothing).
+    pub fn is_empty(&self) -> bool {
+        self.blocks.is_empty() && self.rate_limits.is_empty()
+    }
+
     /// What the XDP program's enforcement does with packet `m` at `now_ns`, with the same
     /// side effects on the lists: a dropped packet is counted on its block, a rate limit's
     /// bucket is spent, an allowlist entry that saved a packet counts a hit. Neighbour
@@ -88,6 +93,11 @@ impl MemoryTables {
         } else {
             FrameVerdict::DroppedRateLimited
         }
+    }
+
+    /// Whether the block with the longest prefix covering `ip` is in force at `now_ns`.
+    pub fn blocks_ip(&self, ip: IpAddr, now_ns: u64) -> bool {
+        self.longest_block(ip).is_some_and(|b| b.active(now_ns))
     }
 
     /// The block with the longest prefix covering `ip`.

@@ -224,11 +224,12 @@ impl fmt::Display for CaptureSummary {
         )?;
         write!(
             f,
-            "netanom: {} frames dropped ({} blocked, {} rate-limited), {} passed as allowlisted; {:.3} s, {:.0} packets/s",
+            "netanom: {} frames dropped ({} blocked, {} rate-limited), {} passed as allowlisted, {} answers to dropped frames not accounted; {:.3} s, {:.0} packets/s",
             self.dropped.dropped(),
             self.dropped.blocked,
             self.dropped.rate_limited,
             self.dropped.passed_allowlisted,
+            self.dropped.answers_to_dropped,
             self.elapsed_s,
             self.packets_per_s
         )

@@ -113,6 +113,40 @@ fn mitigate_mode_blocks_the_flood_in_capture_time_and_drops_its_frames() {
 }
 
 #[test]
+fn answers_to_a_blocked_scanner_are_not_taken_for_the_target_starting_flows() {
+    let dir = TempDir::new("pipeline-answers");
+    // A SYN scan of 3,000 ports at 1,500 ports/s, each answered with a RST.
+    let target = [198, 18, 1, 9];
+    let frames: Vec<(u64, Vec<u8>)> = (0..3_000u16)
+        .flat_map(|p| {
+            let t = u64::from(p) * 666;
+            [
+                (t, tcp(FLOODER, 61_000, target, p + 1, TCP_SYN, 0)),
+                (t + 50, tcp(target, p + 1, FLOODER, 61_000, 0x14, 0)),
+            ]
+        })
+        .collect();
+    let pcap = dir.path("scan.pcap");
+    write_pcap(&pcap, DataLink::ETHERNET, &frames);
+    let out = dir.path("alerts.jsonl");
+    let done = run_on(&[pcap], config(Mode::Mitigate, &out));
+    let a = alerts(&out);
+    assert!(
+        a.iter()
+            .any(|v| v["src_ip"] == "198.18.0.66" && v["alert"]["action"] == "blocked"),
+        "{a:?}"
+    );
+    assert!(
+        a.iter().all(|v| v["src_ip"] != "198.18.1.9"),
+        "the scanned host was alerted: {a:?}"
+    );
+    let d = &done.summary.dropped;
+    // Every SYN after the block is dropped, and its RST is not accounted.
+    assert!(d.blocked > 1_000, "{d:?}");
+    assert_eq!(d.answers_to_dropped, d.blocked, "{d:?}");
+}
+
+#[test]
 fn observe_mode_drops_nothing() {
     let dir = TempDir::new("pipeline-observe");
     let pcap = capture(&dir);

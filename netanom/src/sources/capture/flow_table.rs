@@ -135,6 +135,11 @@ impl FlowTable {
         }
     }
 
+    /// Whether packet `m` belongs to a flow in the table (live or closed).
+    pub fn has_flow_of(&self, m: &PacketMeta) -> bool {
+        self.flows.contains_key(&FlowKey::of(m).0)
+    }
+
     /// Flows in the table (live and closed).
     pub fn len(&self) -> usize {
         self.flows.len()
