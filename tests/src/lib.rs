@@ -54,6 +54,7 @@ pub mod http;
 mod netns;
 pub mod probes;
 pub mod prometheus;
+pub mod recorder;
 pub mod replay;
 pub mod servers;
 pub mod synthetic;
