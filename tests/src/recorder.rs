@@ -1,6 +1,7 @@
 //! Recording what a lab interface receives into a pcap file, as a capture tool on the link
-//! would: each receiver on its own thread, frames stamped with the wall clock when read, the
-//! receivers' frames merged by time. Receivers see incoming frames only, so both directions of
+//! would: each receiver on its own thread, frames stamped with the kernel's receive time
+//! (SO_TIMESTAMPNS; the wall clock when read if the kernel gave none), the receivers' frames
+//! merged by time. Receivers see incoming frames only, so both directions of
 //! a link are recorded with one receiver at each end.
 use std::{
     fs::File,
@@ -75,9 +76,14 @@ fn record(rx: &RawReceiver, stop: &AtomicBool, max_frames: usize, max_time: Dura
     let mut buf = vec![0u8; RECV_BUF];
     let mut out = Vec::new();
     while !stop.load(Ordering::Relaxed) && out.len() < max_frames && started.elapsed() < max_time {
-        if let Some(f) = rx.recv_with(&mut buf, Duration::from_millis(20))? {
-            let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-            out.push((now.as_nanos() as u64, f));
+        if let Some((f, ts)) = rx.recv_stamped(&mut buf, Duration::from_millis(20))? {
+            let now = || {
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_nanos() as u64
+            };
+            out.push((ts.unwrap_or_else(now), f));
         }
     }
     Ok(out)

@@ -79,6 +79,8 @@ pub(crate) fn packet_socket(ifindex: u32, protocol: u16) -> io::Result<OwnedFd> 
         }
         let on: libc::c_int = 1;
         setsockopt(fd.as_raw_fd(), SOL_PACKET, PACKET_AUXDATA, &on)?;
+        // The kernel's receive time of each frame, for recordings.
+        setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, &on)?;
     }
     // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
     let mut addr: libc::sockaddr_ll = unsafe { zeroed() };
@@ -158,6 +160,8 @@ pub(crate) struct Received {
     pub pkttype: u8,
     /// VLAN tag the kernel removed before the tap (tpid, tci), from PACKET_AUXDATA.
     pub vlan: Option<(u16, u16)>,
+    /// When the kernel received it (CLOCK_REALTIME, nanoseconds), from SO_TIMESTAMPNS.
+    pub ts_ns: Option<u64>,
 }
 
 /// Non-blocking receive of one frame. `Ok(None)` when nothing is queued.
@@ -187,12 +191,16 @@ pub(crate) fn recv_frame(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Optio
             _ => Err(err),
         };
     }
-    let mut vlan = None;
+    let (mut vlan, mut ts_ns) = (None, None);
     // SAFETY: the CMSG_* macros walk the control buffer the kernel filled in, bounded by
     // msg_controllen; the payload is copied out unaligned.
     unsafe {
         let mut cmsg = libc::CMSG_FIRSTHDR(&raw const msg);
         while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS {
+                let ts = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::timespec>());
+                ts_ns = Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64);
+            }
             if (*cmsg).cmsg_level == SOL_PACKET && (*cmsg).cmsg_type == PACKET_AUXDATA {
                 let aux = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<TpacketAuxdata>());
                 if aux.tp_status & TP_STATUS_VLAN_VALID != 0 {
@@ -211,6 +219,7 @@ pub(crate) fn recv_frame(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Optio
         len: (n as usize).min(buf.len()),
         pkttype: addr.sll_pkttype,
         vlan,
+        ts_ns,
     }))
 }
 

@@ -252,8 +252,8 @@ impl RawReceiver {
         &self.iface
     }
 
-    /// Reads one queued incoming frame without waiting.
-    fn try_recv(&self, buf: &mut [u8]) -> Result<Option<Vec<u8>>> {
+    /// Reads one queued incoming frame without waiting, with the kernel's receive time.
+    fn try_recv_stamped(&self, buf: &mut [u8]) -> Result<Option<(Vec<u8>, Option<u64>)>> {
         // Bounded: each pass consumes one queued frame, at most RECV_MAX_FRAMES.
         for _ in 0..RECV_MAX_FRAMES {
             let got = match sys::recv_frame(self.fd.as_fd(), buf) {
@@ -267,7 +267,7 @@ impl RawReceiver {
                 continue;
             }
             let data = &buf[..got.len];
-            return Ok(Some(match got.vlan {
+            let frame = match got.vlan {
                 Some((tpid, tci)) if data.len() >= 12 => {
                     let mut frame = Vec::with_capacity(data.len() + 4);
                     frame.extend_from_slice(&data[..12]);
@@ -277,22 +277,23 @@ impl RawReceiver {
                     frame
                 }
                 _ => data.to_vec(),
-            }));
+            };
+            return Ok(Some((frame, got.ts_ns)));
         }
         Ok(None)
     }
 
-    /// The next incoming frame, waiting at most `timeout`. `None` on timeout.
-    pub fn recv(&self, timeout: Duration) -> Result<Option<Vec<u8>>> {
-        self.recv_with(&mut vec![0u8; RECV_BUF], timeout)
-    }
-
-    /// [`RawReceiver::recv`] with a caller-provided scratch buffer.
-    pub(crate) fn recv_with(&self, buf: &mut [u8], timeout: Duration) -> Result<Option<Vec<u8>>> {
+    /// The next incoming frame and the kernel's receive time (CLOCK_REALTIME, ns), waiting
+    /// at most `timeout`, with a caller-provided scratch buffer of [`RECV_BUF`] bytes.
+    pub(crate) fn recv_stamped(
+        &self,
+        buf: &mut [u8],
+        timeout: Duration,
+    ) -> Result<Option<(Vec<u8>, Option<u64>)>> {
         let deadline = Instant::now() + timeout;
         // Bounded by `deadline`.
         loop {
-            if let Some(frame) = self.try_recv(buf)? {
+            if let Some(frame) = self.try_recv_stamped(buf)? {
                 return Ok(Some(frame));
             }
             let now = Instant::now();
@@ -302,6 +303,16 @@ impl RawReceiver {
             sys::poll_readable(self.fd.as_fd(), deadline - now)
                 .with_context(|| format!("poll {}", self.iface))?;
         }
+    }
+
+    /// The next incoming frame, waiting at most `timeout`. `None` on timeout.
+    pub fn recv(&self, timeout: Duration) -> Result<Option<Vec<u8>>> {
+        self.recv_with(&mut vec![0u8; RECV_BUF], timeout)
+    }
+
+    /// [`RawReceiver::recv`] with a caller-provided scratch buffer.
+    fn recv_with(&self, buf: &mut [u8], timeout: Duration) -> Result<Option<Vec<u8>>> {
+        Ok(self.recv_stamped(buf, timeout)?.map(|(f, _)| f))
     }
 
     /// Collects incoming frames until `max_frames` have arrived, none arrived for `idle`, or
@@ -330,7 +341,7 @@ impl RawReceiver {
         let mut count = 0;
         let mut last = Instant::now();
         while count < RECV_MAX_FRAMES as u64 && start.elapsed() < max_duration {
-            if self.try_recv(&mut buf)?.is_some() {
+            if self.try_recv_stamped(&mut buf)?.is_some() {
                 count += 1;
                 last = Instant::now();
                 continue;
@@ -350,7 +361,7 @@ impl RawReceiver {
     pub fn drain(&self) -> Result<u64> {
         let mut buf = vec![0u8; RECV_BUF];
         let mut count = 0;
-        while count < RECV_MAX_FRAMES as u64 && self.try_recv(&mut buf)?.is_some() {
+        while count < RECV_MAX_FRAMES as u64 && self.try_recv_stamped(&mut buf)?.is_some() {
             count += 1;
         }
         Ok(count)

@@ -2,7 +2,7 @@
 //! at least `min_anomalous_flows` of the flows it started were flagged by the ensemble and
 //! they are at least `min_anomalous_ratio` of its flows. Flows judged normal teach the online
 //! thresholds and the per-feature moments.
-use std::net::IpAddr;
+use std::{collections::HashSet, net::IpAddr};
 
 use netanom_common::time::{Instant, secs_to_ns};
 
@@ -61,6 +61,10 @@ impl Detector {
         let window_ns = secs_to_ns(self.cfg.flow_window);
         let frozen = self.frozen(now);
         let mut out = Vec::new();
+        // Judged once the whole batch is counted, so that the order in which a batch's flows
+        // come (the kernel's hash order live, time order on a capture) cannot change whether
+        // a source crosses the limits.
+        let (mut touched, mut seen): (Vec<IpAddr>, HashSet<IpAddr>) = Default::default();
         for f in flows.iter().filter(|f| !f.icmp_error) {
             let evidence =
                 |m: &Self| flow_evidence(f, labels, m.moments.top(names, f.features, MAX_TOP_FEATURES));
@@ -81,8 +85,8 @@ impl Detector {
                 let w = self.windows.get_mut(&f.src).expect("entered above");
                 w.worst = Some((f.ensemble, e));
             }
-            if let Some(finding) = self.offence(f.src) {
-                out.push(finding);
+            if seen.insert(f.src) {
+                touched.push(f.src);
             }
             // Learn from flows judged normal: not from a source with anomalous flows in its
             // window, and not while an attack is in progress.
@@ -94,6 +98,7 @@ impl Detector {
                 self.moments.observe(f.features);
             }
         }
+        out.extend(touched.into_iter().filter_map(|src| self.offence(src)));
         if self.windows.len() > MAX_WINDOWS {
             self.windows
                 .retain(|_, w| w.start.is_some_and(|s| now.since_ns(s) < window_ns));
