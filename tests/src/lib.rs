@@ -46,6 +46,7 @@
 #![warn(missing_docs)]
 
 pub mod agent;
+pub mod corpus;
 pub mod deploy;
 pub mod files;
 pub mod frames;
@@ -55,6 +56,7 @@ mod netns;
 pub mod probes;
 pub mod prometheus;
 pub mod replay;
+pub mod scorecard;
 pub mod servers;
 mod sys;
 pub mod timing;
