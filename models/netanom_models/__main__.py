@@ -1,5 +1,7 @@
 """Command line: python -m netanom_models {train,eval,rf-sweep,if-sweep} --dataset nsl-kdd|kdd99|cic-ids2017;
-train and eval also take --dataset csv|flows with --input FILE (see dataset_args.py)."""
+train and eval also take --dataset csv|flows with --input FILE (see dataset_args.py).
+
+The sequence model: train|eval --dataset stratosphere-letters, and letters-fixture (see sequence_cli)."""
 
 from __future__ import annotations
 
@@ -69,8 +71,14 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    from . import sequence_cli
+
+    argv = sys.argv[1:] if argv is None else argv
+    args = None if sequence_cli.handles(argv) else parser().parse_args(argv)
     try:
+        if args is None:
+            sequence_cli.main(argv)
+            return 0
         # Fail fast on a missing data set, before the heavy imports (torch).
         from .datasets import check_available, dataset_dir, spec
 

@@ -15,11 +15,14 @@
 //!
 //! with [`telemetry`] (the plain counters every stage fills and every sink reads),
 //! [`pipeline`] (the stages assembled and driven, live or over a capture, with the one clock
-//! and the configuration file) and [`cli`] (one file per subcommand).
+//! and the configuration file) and [`cli`] (one file per subcommand). [`letters`] (Stratosphere
+//! behavioural letters of a channel's flows, the sequence model's input) waits for its place in
+//! [`detect`].
 pub mod cli;
 pub mod datapath;
 pub mod detect;
 pub mod features;
+pub mod letters;
 pub mod model;
 pub mod pipeline;
 pub mod respond;

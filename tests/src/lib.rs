@@ -58,6 +58,7 @@ pub mod prometheus;
 pub mod replay;
 pub mod scorecard;
 pub mod servers;
+pub mod synthetic;
 mod sys;
 pub mod timing;
 pub mod topology;

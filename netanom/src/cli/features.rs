@@ -49,7 +49,7 @@ impl FeaturesArgs {
 /// Runs `netanom features`: writes the CSV, prints the summary line on stderr, and fails if
 /// the capture could not be read to its end (after writing what it held).
 pub fn run(args: &FeaturesArgs) -> Result<(), CaptureError> {
-    let mut capture = Capture::open(&args.pcap)?;
+    let capture = Capture::open(&args.pcap)?;
     let (dest, out): (String, Box<dyn Write>) = match &args.out {
         Some(path) => {
             if let (Ok(a), Ok(b)) = (std::fs::canonicalize(path), std::fs::canonicalize(&args.pcap))
@@ -74,7 +74,7 @@ pub fn run(args: &FeaturesArgs) -> Result<(), CaptureError> {
         err,
     };
     let mut sink = CsvSink::unix(out);
-    let summary = match extract(&mut capture, &args.options(), &mut sink) {
+    let summary = match extract(capture, &args.options(), &mut sink) {
         Ok(s) => s,
         Err(CaptureError::Output { err, .. }) => return Err(output_err(err)),
         Err(e) => return Err(e),

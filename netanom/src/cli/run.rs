@@ -8,6 +8,7 @@ use std::{
 use super::args;
 use crate::{
     datapath::ModePreference,
+    detect::DetectorName,
     model::{ExecutionProvider, runtime},
     pipeline::{
         self,
@@ -18,14 +19,43 @@ use crate::{
 };
 
 /// Runs the agent until SIGINT or SIGTERM (see [`pipeline::live`]). SIGHUP re-reads the
-/// configuration file with these flags over it.
+/// configuration file with these flags over it. With `--pcap`, runs the same pipeline over
+/// the captures instead (see [`pipeline::capture`]).
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    if !args.pcap.is_empty() {
+        return run_captures(&args);
+    }
     let cfg = args.config()?;
     let config_path = args.config.clone();
     let mut opts = pipeline::live::LiveOptions::of(cfg);
     opts.config_path = config_path;
     opts.source = Some(Box::new(move || Ok(args.config()?)));
     pipeline::live::run(opts)
+}
+
+/// `netanom run --pcap`: the summary on stderr (one JSON object with `--stats-format json`),
+/// then an error for a capture that could not be read to its end, after everything read
+/// before it was scored and its alerts written.
+fn run_captures(args: &RunArgs) -> anyhow::Result<()> {
+    let config = args.config()?;
+    let json = config.agent.stats_format == Format::Json;
+    let done = pipeline::capture::run(&pipeline::capture::CaptureOptions {
+        config,
+        files: args.pcap.clone(),
+    })?;
+    if json {
+        eprintln!("{}", serde_json::to_string(&done.summary)?);
+    } else {
+        eprintln!("{}", done.summary);
+    }
+    let more = done.stopped.len().saturating_sub(1);
+    match done.stopped.into_iter().next() {
+        None => Ok(()),
+        Some(e) if more > 0 => Err(anyhow::anyhow!(
+            "{e} ({more} more files stopped early, see above)"
+        )),
+        Some(e) => Err(e.into()),
+    }
 }
 
 /// `netanom run`'s flags. Each overrides the configuration file's key of the same meaning
@@ -35,6 +65,23 @@ pub struct RunArgs {
     /// TOML configuration file (see README.md and deploy/netanom.toml).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Run the detector over this capture file (pcap or pcapng, Ethernet) instead of live
+    /// traffic, in capture time, mitigation simulated; repeat for several files, merged by
+    /// timestamp. Alerts as live; a summary on stderr.
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with_all = [
+            "ifaces", "xdp_mode", "bpffs", "pin_dir", "state_dir", "no_egress", "flow_table_size",
+            "src_table_size", "dst_table_size", "export_ring_bytes", "stats_interval",
+            "metrics_addr", "no_metrics",
+        ]
+    )]
+    pub pcap: Vec<PathBuf>,
+    /// What makes findings, comma-separated: models (anomalous flows), aggregates (floods,
+    /// SYN floods, scans, victims). [default: models,aggregates]
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "LIST")]
+    pub detectors: Vec<DetectorName>,
     /// Interface to watch; repeat for several. Default: the interface of the default route.
     #[arg(long = "iface", value_name = "IF")]
     pub ifaces: Vec<String>,
@@ -189,6 +236,9 @@ impl RunArgs {
             &mut d.aggregate_interval,
             self.aggregate_interval.map(|d| d.as_secs_f64()),
         );
+        if !self.detectors.is_empty() {
+            cfg.detection.detectors = self.detectors.clone();
+        }
         set(&mut cfg.metrics.addr, self.metrics_addr);
         if self.no_metrics {
             cfg.metrics.enabled = false;

@@ -117,3 +117,42 @@ fn metrics_endpoint_options() {
     assert!(e.contains("not ADDRESS:PORT"), "{e}");
     assert!(run(&["--no-metrics", "--metrics-addr", "127.0.0.1:1"]).is_err());
 }
+
+#[test]
+fn run_over_captures_takes_detection_flags_and_refuses_live_ones() {
+    let cli = Cli::try_parse_from([
+        "netanom",
+        "run",
+        "--pcap",
+        "a.pcap",
+        "--pcap",
+        "b.pcapng",
+        "--detectors",
+        "aggregates",
+        "--mode",
+        "mitigate",
+        "--idle-timeout",
+        "5",
+    ])
+    .unwrap();
+    let Command::Run(a) = cli.command else {
+        panic!("not the run subcommand");
+    };
+    assert_eq!(a.pcap.len(), 2);
+    let cfg = a.config().unwrap();
+    assert_eq!(cfg.detection.detectors, [crate::detect::DetectorName::Aggregates]);
+    assert_eq!(cfg.agent.mode, Mode::Mitigate);
+    assert_eq!(cfg.datapath.idle_timeout, 5.0);
+    for live in [
+        &["--iface", "eth0"][..],
+        &["--pin-dir", "/sys/fs/bpf/x"],
+        &["--metrics-addr", "127.0.0.1:1"],
+        &["--flow-table-size", "1024"],
+    ] {
+        let args = ["netanom", "run", "--pcap", "a.pcap"].iter().chain(live);
+        let e = Cli::try_parse_from(args).unwrap_err();
+        assert!(e.to_string().contains("cannot be used with"), "{live:?}: {e}");
+    }
+    let bad = Cli::try_parse_from(["netanom", "run", "--detectors", "rules"]);
+    assert!(bad.is_err());
+}

@@ -36,6 +36,18 @@ pub struct DatapathConfig {
     pub aggregate_interval: f64,
 }
 
+impl DatapathConfig {
+    /// The flow timeouts (the linger of closed flows is fixed), in nanoseconds.
+    pub fn timeouts(&self) -> netanom_common::flow::FlowTimeouts {
+        let ns = |s: f64| crate::pipeline::config::secs(s).as_nanos() as u64;
+        netanom_common::flow::FlowTimeouts {
+            active_ns: ns(self.active_timeout),
+            idle_ns: ns(self.idle_timeout),
+            ..netanom_common::flow::FlowTimeouts::DEFAULT
+        }
+    }
+}
+
 impl Default for DatapathConfig {
     fn default() -> Self {
         Self {

@@ -5,6 +5,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DetectionConfig {
+    /// What makes findings: the flow models, the per-source and per-destination aggregates.
+    /// Turning one off is for measuring what the other adds (`cargo xtask scorecard`), or for
+    /// silencing one while it is investigated.
+    pub detectors: Vec<DetectorName>,
     /// Seconds over which a source's anomalous flows are counted (1 to 3600).
     pub flow_window: f64,
     /// A source is an offender when at least this many of its flows in the window are
@@ -31,9 +35,41 @@ pub struct DetectionConfig {
     pub recalibrate_min_samples: u64,
 }
 
+/// One source of findings (`detection.detectors`, `--detectors`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum DetectorName {
+    /// The flow models: `anomalous_flows` and `flow_anomaly` findings. Off, flows are not
+    /// scored at all.
+    Models,
+    /// The aggregates' learned levels: `source_flood`, `source_syn_flood`, `source_scan` and
+    /// `victim_flood` findings (and the rate limits they lead to).
+    Aggregates,
+}
+
+impl DetectorName {
+    /// Every detector, in documentation order.
+    pub const ALL: [DetectorName; 2] = [DetectorName::Models, DetectorName::Aggregates];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            DetectorName::Models => "models",
+            DetectorName::Aggregates => "aggregates",
+        }
+    }
+}
+
+impl DetectionConfig {
+    /// Whether `d` is on.
+    pub fn uses(&self, d: DetectorName) -> bool {
+        self.detectors.contains(&d)
+    }
+}
+
 impl Default for DetectionConfig {
     fn default() -> Self {
         Self {
+            detectors: DetectorName::ALL.to_vec(),
             flow_window: 10.0,
             min_anomalous_flows: 10,
             min_anomalous_ratio: 0.5,

@@ -74,6 +74,11 @@ impl Detector {
     }
 
     /// Applies a (reloaded) configuration; what was learned is kept.
+    /// The configuration in force.
+    pub fn config(&self) -> &DetectionConfig {
+        &self.cfg
+    }
+
     pub fn set_config(&mut self, cfg: DetectionConfig) {
         self.src_pps.floor = cfg.src_pps;
         self.src_syn.floor = cfg.src_syn_rate;

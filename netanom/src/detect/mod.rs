@@ -25,7 +25,7 @@ pub mod learned;
 pub mod moments;
 pub mod victims;
 
-pub use config::DetectionConfig;
+pub use config::{DetectionConfig, DetectorName};
 pub use detector::Detector;
 pub use finding::{Finding, FlowEvidence, Subject};
 pub use flows::{ScoredFlow, is_icmp_error};

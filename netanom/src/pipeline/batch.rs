@@ -5,6 +5,7 @@ use netanom_common::{
 };
 
 use super::reload::Reload;
+use crate::features;
 
 /// What travels through the queue.
 #[derive(Debug)]
@@ -26,6 +27,23 @@ pub enum Batch {
 }
 
 impl Batch {
+    /// The flows `recs` with their feature vectors; `None` when there are none.
+    pub fn flows(recs: Vec<FlowRecord>) -> Option<Batch> {
+        if recs.is_empty() {
+            return None;
+        }
+        let dim = features::N_FLOW_FEATURES;
+        let mut feats = vec![0.0; recs.len() * dim];
+        for (r, row) in recs.iter().zip(feats.chunks_mut(dim)) {
+            features::flow_features_into(&r.key, &r.value, row);
+        }
+        Some(Batch::Flows {
+            records: recs,
+            features: feats,
+            dim,
+        })
+    }
+
     /// Vectors in the batch.
     pub fn len(&self) -> usize {
         match self {

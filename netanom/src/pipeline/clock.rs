@@ -1,11 +1,9 @@
 //! The one clock of the pipeline. Live, [`SystemClock`] reads `CLOCK_MONOTONIC` (the kernel's
-//! clock) and maps it to Unix time with the offset measured at start; on a capture,
-//! [`CaptureClock`] is the last frame's timestamp. The stages that decide are handed `now`
+//! clock) and maps it to Unix time with the offset measured at start; on a capture, time is
+//! the last frame's timestamp, never going back (`sources::capture::FrameStream`), handed on
+//! as `Instant::capture` by `super::capture::driver`. The stages that decide are handed `now`
 //! and never read a clock themselves.
-use std::{
-    cell::Cell,
-    time::{SystemTime, UNIX_EPOCH},
-};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use netanom_common::time::Instant;
 
@@ -67,30 +65,6 @@ impl Clock for SystemClock {
     }
 }
 
-/// A capture's clock: the timestamp of the last frame read, never going back.
-#[derive(Debug, Default)]
-pub struct CaptureClock {
-    now_ns: Cell<u64>,
-}
-
-impl CaptureClock {
-    /// Moves the clock to `ts_ns` (a frame's timestamp); an earlier timestamp leaves it where
-    /// it is, as a kernel clock never goes back. Returns whether it went back.
-    pub fn advance(&self, ts_ns: u64) -> bool {
-        let back = ts_ns < self.now_ns.get();
-        if !back {
-            self.now_ns.set(ts_ns);
-        }
-        back
-    }
-}
-
-impl Clock for CaptureClock {
-    fn now(&self) -> Instant {
-        Instant::capture(self.now_ns.get())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,13 +79,5 @@ mod tests {
         assert!(b.mono_ns >= a.mono_ns);
         assert_eq!(b.unix_ns - a.unix_ns, b.mono_ns - a.mono_ns);
         assert_eq!(c.unix_ns(a.mono_ns), a.unix_ns);
-    }
-
-    #[test]
-    fn capture_clock_follows_frames_and_never_goes_back() {
-        let c = CaptureClock::default();
-        assert!(!c.advance(100));
-        assert!(c.advance(50));
-        assert_eq!(c.now(), Instant::capture(100));
     }
 }

@@ -5,15 +5,23 @@ use std::{sync::Arc, time::Instant as WallInstant};
 
 use netanom_common::{flow::FlowRecord, time::Instant};
 
-use super::{batch::Batch, reload::Reload, scoring};
+use super::{batch::Batch, config::Config, reload::Reload, scoring};
 use crate::{
-    detect::Detector,
+    detect::{Detector, DetectorName},
     features,
     model::Scorer,
-    respond::{Responder, allowlist},
+    respond::{AlertContext, AlertSink, Enforcer, Responder, allowlist},
     sinks::{CsvSink, metrics::Metrics},
-    telemetry::ScoreTally,
+    telemetry::{ResponseCounters, ScoreTally},
 };
+
+/// What the response acts through and reports to.
+pub struct ResponseWiring {
+    pub enforcer: Box<dyn Enforcer>,
+    pub alerts: Box<dyn AlertSink>,
+    pub ctx: AlertContext,
+    pub counters: Arc<ResponseCounters>,
+}
 
 /// Model, detector, responder, and what they report.
 pub struct Stage {
@@ -55,6 +63,29 @@ impl Stage {
         }
     }
 
+    /// The stage `cfg` describes (mode, mitigation, detection), starting at `now`.
+    pub fn configured(
+        cfg: &Config,
+        scorer: Scorer,
+        wiring: ResponseWiring,
+        tally: Arc<ScoreTally>,
+        now: Instant,
+    ) -> Stage {
+        let responder = Responder::new(
+            cfg.agent.mode,
+            cfg.mitigation.clone(),
+            wiring.enforcer,
+            wiring.alerts,
+            wiring.ctx,
+            wiring.counters,
+            now,
+        );
+        let detector = Detector::new(cfg.detection.clone(), scorer.model_names().len());
+        let mut stage = Stage::new(scorer, detector, responder, tally);
+        stage.recalibrate = cfg.detection.recalibrate;
+        stage
+    }
+
     /// Handles one batch at `now`.
     pub fn consume(&mut self, batch: Batch, now: Instant) {
         match batch {
@@ -63,12 +94,16 @@ impl Stage {
                 features,
                 dim,
             } => {
-                self.score_flows(&records, &features, dim, now);
+                if self.detector.config().uses(DetectorName::Models) {
+                    self.score_flows(&records, &features, dim, now);
+                }
                 self.write_flows(&records);
             }
             Batch::Aggregates { interval_s, src, dst } => {
-                let findings = self.detector.observe_aggregates(interval_s, &src, &dst, now);
-                self.responder.handle(findings, now);
+                if self.detector.config().uses(DetectorName::Aggregates) {
+                    let findings = self.detector.observe_aggregates(interval_s, &src, &dst, now);
+                    self.responder.handle(findings, now);
+                }
                 if let Err(e) = self.responder.maintain(now) {
                     log::error!("maintaining the blocklist failed: {e}");
                 }

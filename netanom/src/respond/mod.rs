@@ -5,6 +5,8 @@
 //!   sources: pattern rate limits) and [`rails`] (caps and the circuit breaker);
 //! - [`enforcer`]: the enforcement trait, with [`kernel`] (the pinned maps the XDP program
 //!   reads) and [`memory`] (captures and unit tests);
+//! - [`decision`]: the decision-sink trait, for what acts on decisions beyond the local lists
+//!   (the fleet, BGP);
 //! - [`sink`]: the alert-sink trait; [`alert`] is the record of a decision and [`eve`] its
 //!   Suricata EVE JSON form;
 //! - [`allowlist`]: the allowlist the agent keeps;
@@ -12,6 +14,7 @@
 pub mod alert;
 pub mod allowlist;
 pub mod config;
+pub mod decision;
 pub mod enforcer;
 pub mod eve;
 pub mod kernel;
@@ -25,9 +28,10 @@ pub mod victim;
 
 pub use alert::{Action, Alert, AlertContext};
 pub use config::{AllowlistConfig, MitigationConfig, Mode};
+pub use decision::{Decision, DecisionSink};
 pub use enforcer::{Allow, Block, EnforceError, Enforcer};
 pub use kernel::KernelTables;
-pub use memory::MemoryTables;
+pub use memory::{FrameVerdict, MemoryTables, SharedTables};
 pub use prefix::Cidr;
 pub use responder::Responder;
 pub use sink::{AlertError, AlertSink};

@@ -20,6 +20,7 @@ use netanom_common::time::{Instant, NS_PER_S, secs_to_ns};
 use super::{
     alert::{Action, Alert, AlertContext, FeatureContribution},
     config::{MitigationConfig, Mode},
+    decision::{Decision, DecisionSink},
     enforcer::{EnforceError, Enforcer},
     sink::AlertSink,
 };
@@ -39,6 +40,8 @@ pub struct Responder {
     pub(super) cfg: MitigationConfig,
     pub(super) enforcer: Box<dyn Enforcer>,
     sink: Box<dyn AlertSink>,
+    /// Told of every decision put in force (the fleet, BGP speakers).
+    decision_sinks: Vec<Box<dyn DecisionSink>>,
     pub(super) ctx: AlertContext,
     pub(super) counters: Arc<ResponseCounters>,
     /// The circuit breaker: `None` closed; `Some(Some(t))` open until `t`; `Some(None)` open
@@ -74,6 +77,7 @@ impl Responder {
             cfg,
             enforcer,
             sink,
+            decision_sinks: Vec::new(),
             ctx,
             counters,
             breaker_until: None,
@@ -101,6 +105,18 @@ impl Responder {
             .store(self.mode == Mode::Mitigate, Ordering::Relaxed);
         c.effective_mitigate
             .store(effective == Mode::Mitigate, Ordering::Relaxed);
+    }
+
+    /// Adds a sink that is told of every decision from now on.
+    pub fn add_decision_sink(&mut self, sink: Box<dyn DecisionSink>) {
+        self.decision_sinks.push(sink);
+    }
+
+    /// Tells every decision sink of `d`.
+    pub(super) fn decided(&mut self, d: Decision, now: Instant) {
+        for s in &mut self.decision_sinks {
+            s.decided(&d, now);
+        }
     }
 
     /// The lists the decisions go to.
@@ -251,6 +267,9 @@ impl Responder {
         self.counters
             .rate_limits_active
             .store(limits as u64, Ordering::Relaxed);
+        for s in &mut self.decision_sinks {
+            s.maintain(self.enforcer.as_ref(), now);
+        }
         self.effective_mode(now);
         Ok(())
     }

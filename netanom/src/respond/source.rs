@@ -11,6 +11,7 @@ use netanom_common::{
 use super::{
     alert::{Action, BlockInfo},
     config::Mode,
+    decision::Decision,
     enforcer::{EnforceError, reason_bytes},
     prefix::Cidr,
     responder::Responder,
@@ -92,6 +93,15 @@ impl Responder {
             reason: reason_bytes(f.kind.as_str()),
         };
         self.enforcer.put_block(prefix, &entry)?;
+        self.decided(
+            Decision::Block {
+                prefix: *prefix,
+                entry,
+                kind: f.kind,
+                reason: f.reason.clone(),
+            },
+            now,
+        );
         self.recent_blocks.push_back(now);
         ResponseCounters::bump(&self.counters.blocks_added);
         log::warn!(

@@ -391,3 +391,59 @@ fn forgets_strikes_after_forget_after() {
     r.offend(&[31], r.at(2.3));
     assert_eq!(r.entry(31).map(|e| (e.strikes, e.ttl_s)), Some((1, 1)));
 }
+
+/// Records what it is told (the decision seam's test double).
+#[derive(Clone, Default)]
+struct Recorder(Arc<std::sync::Mutex<(Vec<Decision>, u32)>>);
+
+impl DecisionSink for Recorder {
+    fn decided(&mut self, d: &Decision, _now: Instant) {
+        self.0.lock().unwrap().0.push(d.clone());
+    }
+    fn maintain(&mut self, lists: &dyn Enforcer, _now: Instant) {
+        assert!(lists.blocks().is_ok());
+        self.0.lock().unwrap().1 += 1;
+    }
+}
+
+#[test]
+fn decision_sinks_learn_every_block_and_rate_limit_and_are_maintained() {
+    let mut r = rig(MitigationConfig::default());
+    let rec = Recorder::default();
+    r.responder.add_decision_sink(Box::new(rec.clone()));
+    r.responder.handle(vec![offender(9)], r.at(0.0));
+    let victim = Finding {
+        kind: Kind::VictimFlood,
+        subject: Subject::Victim {
+            dst: ip(200),
+            port: 80,
+            proto: 6,
+            tcp_flags: 0x02,
+            limitable: true,
+        },
+        reason: "7000 distinct sources/s".into(),
+        rates: vec![("dst_distinct_srcs_per_s".into(), 7000.0, 200.0)],
+        flow: None,
+    };
+    r.responder.handle(vec![victim], r.at(0.5));
+    // Already blocked: no second decision.
+    r.responder.handle(vec![offender(9)], r.at(1.0));
+    r.responder.maintain(r.at(2.0)).unwrap();
+    let (decisions, maintained) = rec.0.lock().unwrap().clone();
+    assert_eq!(maintained, 1);
+    match &decisions[..] {
+        [
+            Decision::Block {
+                prefix, entry, kind, ..
+            },
+            Decision::RateLimit { key, kind: vkind, .. },
+        ] => {
+            assert_eq!(prefix.to_string(), "198.18.0.9/32");
+            assert_eq!(*kind, Kind::SourceFlood);
+            assert_eq!(entry.origin, Origin::Agent as u32);
+            assert_eq!((key.port, key.proto), (80, 6));
+            assert_eq!(*vkind, Kind::VictimFlood);
+        }
+        other => panic!("{other:?}"),
+    }
+}

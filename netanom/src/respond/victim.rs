@@ -12,6 +12,7 @@ use netanom_common::{
 use super::{
     alert::{Action, RateLimitInfo},
     config::Mode,
+    decision::Decision,
     enforcer::{EnforceError, pattern_key},
     responder::Responder,
     source::unspecified,
@@ -90,6 +91,15 @@ impl Responder {
             now.mono_ns + secs_to_ns(self.cfg.rate_limit_ttl),
         );
         self.enforcer.put_rate_limit(key, &limit)?;
+        self.decided(
+            Decision::RateLimit {
+                key: *key,
+                limit,
+                kind: f.kind,
+                reason: f.reason.clone(),
+            },
+            now,
+        );
         ResponseCounters::bump(&self.counters.rate_limits_added);
         log::warn!(
             "rate-limited {} packets to {} port {} to {} per second for {} s: {}",

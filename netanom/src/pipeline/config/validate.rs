@@ -114,6 +114,15 @@ fn datapath(d: &DatapathConfig) -> Result<(), ConfigError> {
 }
 
 fn detection(t: &DetectionConfig) -> Result<(), ConfigError> {
+    let names: Vec<&str> = t.detectors.iter().map(|d| d.name()).collect();
+    let unique: std::collections::BTreeSet<&str> = names.iter().copied().collect();
+    if names.is_empty() || unique.len() != names.len() {
+        return Err(invalid(
+            "detection.detectors",
+            format!("{names:?}"),
+            "a non-empty list without repeats of \"models\" and \"aggregates\"",
+        ));
+    }
     float_range("detection.flow_window", t.flow_window, 1.0, 3600.0)?;
     int_range(
         "detection.min_anomalous_flows",

@@ -3,14 +3,10 @@
 //! every step timed.
 use std::{sync::Arc, time::Instant as WallInstant};
 
-use netanom_common::{
-    Event,
-    flow::{FlowRecord, FlowTimeouts},
-};
+use netanom_common::{Event, flow::FlowTimeouts};
 
 use crate::{
     datapath::Datapath,
-    features,
     pipeline::{batch::Batch, clock::SystemClock},
     sinks::metrics::{DrainStage, Metrics},
     sources::live::{self, ExportReader, Uncredited},
@@ -49,7 +45,7 @@ impl DrainState {
         let started = WallInstant::now();
         let mut recs = Vec::new();
         reader.read(&mut recs);
-        let batch = flow_batch(recs);
+        let batch = Batch::flows(recs);
         self.metrics.observe_drain(DrainStage::Ring, started.elapsed());
         batch
     }
@@ -77,7 +73,7 @@ impl DrainState {
             recs.iter().for_each(|r| self.uncredited.add(r));
         }
         self.totals.created_at_sweep = created;
-        let batch = flow_batch(recs);
+        let batch = Batch::flows(recs);
         self.metrics.observe_drain(DrainStage::Sweep, started.elapsed());
         Ok(batch)
     }
@@ -94,21 +90,4 @@ impl DrainState {
             .observe_drain(DrainStage::Aggregates, started.elapsed());
         Ok(Batch::Aggregates { interval_s, src, dst })
     }
-}
-
-/// Computes the feature vectors of `recs`: the batch for the consumer (none if no records).
-pub fn flow_batch(recs: Vec<FlowRecord>) -> Option<Batch> {
-    if recs.is_empty() {
-        return None;
-    }
-    let dim = features::N_FLOW_FEATURES;
-    let mut feats = vec![0.0; recs.len() * dim];
-    for (r, row) in recs.iter().zip(feats.chunks_mut(dim)) {
-        features::flow_features_into(&r.key, &r.value, row);
-    }
-    Some(Batch::Flows {
-        records: recs,
-        features: feats,
-        dim,
-    })
 }

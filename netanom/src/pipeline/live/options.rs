@@ -33,16 +33,13 @@ impl LiveOptions {
     /// Kernel map sizes and flow timeouts.
     pub fn load(&self) -> LoadOptions {
         let d = &self.config.datapath;
-        let mut load = LoadOptions {
+        LoadOptions {
             flow_entries: d.flow_table_size,
             src_entries: d.src_table_size,
             dst_entries: d.dst_table_size,
             export_ring_bytes: d.export_ring_bytes,
-            ..LoadOptions::default()
-        };
-        load.timeouts.active_ns = secs(d.active_timeout).as_nanos() as u64;
-        load.timeouts.idle_ns = secs(d.idle_timeout).as_nanos() as u64;
-        load
+            timeouts: d.timeouts(),
+        }
     }
 
     pub fn stats_interval(&self) -> Duration {

@@ -15,16 +15,15 @@ use super::{
 };
 use crate::{
     datapath::{Datapath, host},
-    detect::Detector,
     model::Scorer,
     pipeline::{
         clock::{Clock as _, SystemClock},
         config::Config,
         queue,
         scoring::{BundleChoice, load_scorer},
-        stage::Stage,
+        stage::{ResponseWiring, Stage},
     },
-    respond::{AlertContext, Enforcer as _, KernelTables, Responder, allowlist, kernel},
+    respond::{AlertContext, Enforcer as _, KernelTables, allowlist, kernel},
     sinks::{CsvSink, metrics, stats_line::StatsLine},
     sources::live::ExportReader,
     telemetry::{BundleInfo, ResponseCounters, ScoreTally},
@@ -192,25 +191,19 @@ fn build_stage(
     flows_out: Option<File>,
 ) -> Stage {
     let cfg = &live.opts.config;
-    let ctx = AlertContext {
-        in_iface: (ifaces.len() == 1).then(|| ifaces[0].clone()),
-        mode: cfg.agent.mode,
-        bundle: bundle.label(),
-    };
-    let responder = Responder::new(
-        cfg.agent.mode,
-        cfg.mitigation.clone(),
-        Box::new(tables),
+    let wiring = ResponseWiring {
+        enforcer: Box::new(tables),
         alerts,
-        ctx,
-        live.reports.response.clone(),
-        live.drain.clock.now(),
-    );
-    let detector = Detector::new(cfg.detection.clone(), scorer.model_names().len());
-    let mut stage = Stage::new(scorer, detector, responder, live.reports.tally.clone());
-    stage.metrics = Some(live.reports.metrics.clone());
-    stage.recalibrate = cfg.detection.recalibrate;
+        ctx: AlertContext {
+            in_iface: (ifaces.len() == 1).then(|| ifaces[0].clone()),
+            mode: cfg.agent.mode,
+            bundle: bundle.label(),
+        },
+        counters: live.reports.response.clone(),
+    };
     let clock = live.drain.clock;
+    let mut stage = Stage::configured(cfg, scorer, wiring, live.reports.tally.clone(), clock.now());
+    stage.metrics = Some(live.reports.metrics.clone());
     stage.flows_out = flows_out.map(|f| {
         let w: Box<dyn std::io::Write + Send> = Box::new(BufWriter::new(f));
         CsvSink::new(w, move |mono| clock.unix_ns(mono))

@@ -18,7 +18,7 @@ pub enum CaptureError {
     NotFound { path: PathBuf },
     #[error(
         "{} is a directory, not a capture file; give --pcap the path of one .pcap or .pcapng file \
-         (run `netanom features` once per file to process a directory)",
+         (repeat --pcap for several files)",
         path.display()
     )]
     IsDirectory { path: PathBuf },
@@ -31,8 +31,8 @@ pub enum CaptureError {
     )]
     Empty { path: PathBuf },
     #[error(
-        "{} is not a pcap or pcapng capture ({what}); `netanom features` reads classic pcap and \
-         pcapng files, recognised by their first bytes whatever their extension",
+        "{} is not a pcap or pcapng capture ({what}); netanom reads classic pcap and pcapng \
+         files, recognised by their first bytes whatever their extension",
         path.display()
     )]
     NotCapture { path: PathBuf, what: String },
@@ -59,8 +59,8 @@ pub enum CaptureError {
     },
     #[error(
         "{} is truncated: it ends in the middle of a record at byte offset {offset}. {packets} packets \
-         were processed before the truncation and the flows built from them were written; the rest \
-         of the capture is missing (was the capture interrupted, or the copy incomplete?)",
+         were processed before the truncation and the flows built from them were written (and \
+         scored, by `netanom run --pcap`); the rest of the capture is missing (was the capture interrupted, or the copy incomplete?)",
         path.display()
     )]
     Truncated {
@@ -70,7 +70,8 @@ pub enum CaptureError {
     },
     #[error(
         "{} is corrupt at byte offset {offset}: {reason}. {packets} packets were processed before it \
-         and the flows built from them were written; the rest of the file was not read",
+         and the flows built from them were written (and scored, by `netanom run --pcap`); the \
+         rest of the file was not read",
         path.display()
     )]
     Corrupt {

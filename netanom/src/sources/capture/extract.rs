@@ -7,16 +7,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use netanom_common::{
-    Event,
-    flow::FlowTimeouts,
-    parse::{self},
-};
+use netanom_common::{Event, flow::FlowTimeouts};
 
 use super::{
     error::CaptureError,
     flow_table::{DEFAULT_SWEEP_INTERVAL_NS, FlowTable, TableStats},
     format::CaptureFormat,
+    frames::FrameStream,
     reader::Capture,
 };
 use crate::sources::record::RecordSink;
@@ -59,8 +56,9 @@ pub struct ExtractSummary {
     pub last_ts_ns: Option<u64>,
     /// Wall-clock time spent.
     pub elapsed: Duration,
-    /// Set when reading stopped before the end of the file ([`CaptureError::Truncated`] or
-    /// [`CaptureError::Corrupt`]); the flows of the packets before were still exported.
+    /// Set when reading stopped before the end of the file ([`CaptureError::Truncated`],
+    /// [`CaptureError::Corrupt`], a read error); the flows of the packets before were still
+    /// exported.
     pub stopped: Option<CaptureError>,
 }
 
@@ -117,74 +115,42 @@ impl ExtractSummary {
 
 /// Reads every frame of `capture`, accounts its IP packets, and exports flows to `sink`.
 ///
-/// Malformed and non-IP frames are counted and skipped. A truncated or corrupt file stops the
-/// reading but not the export: the flows of the packets read are flushed, and the error is
-/// returned in [`ExtractSummary::stopped`]. Other errors (writing to the sink, an unsupported
-/// link type inside a pcapng file) are returned as `Err`.
+/// Malformed and non-IP frames are counted and skipped. A file that cannot be read to its end
+/// (truncated, corrupt, a read error) stops the reading but not the export: the flows of the
+/// packets read are flushed, and the error is returned in [`ExtractSummary::stopped`]. An
+/// error writing to the sink is returned as `Err`.
 pub fn extract(
-    capture: &mut Capture,
+    capture: Capture,
     opts: &ExtractOptions,
     sink: &mut dyn RecordSink,
 ) -> Result<ExtractSummary, CaptureError> {
     let started = Instant::now();
+    let (path, format) = (capture.path().to_path_buf(), capture.format());
     let mut table = FlowTable::with_sweep_interval(opts.timeouts, opts.sweep_interval_ns);
-    let mut sum = ExtractSummary {
-        path: capture.path().to_path_buf(),
-        format: capture.format(),
-        packets_read: 0,
-        skipped_non_ip: 0,
-        skipped_malformed: [0; Event::COUNT as usize],
-        out_of_order: 0,
-        table: TableStats::default(),
-        first_ts_ns: None,
-        last_ts_ns: None,
-        elapsed: Duration::ZERO,
-        stopped: None,
-    };
     let sink_err = |err| CaptureError::Output {
         dest: "the output".into(),
         err,
     };
-    let mut now = 0u64;
-    loop {
-        let frame = match capture.next_frame() {
-            Ok(Some(f)) => f,
-            Ok(None) => break,
-            Err(e @ (CaptureError::Truncated { .. } | CaptureError::Corrupt { .. })) => {
-                sum.stopped = Some(e);
-                break;
-            }
-            Err(e) => return Err(e),
-        };
-        sum.packets_read += 1;
-        if sum.first_ts_ns.is_none() {
-            sum.first_ts_ns = Some(frame.ts_ns);
-            now = frame.ts_ns;
-        }
-        if frame.ts_ns < now {
-            sum.out_of_order += 1;
-        } else {
-            now = frame.ts_ns;
-        }
-        let parsed = parse::parse(frame.data);
-        match parsed.meta {
-            Some(mut m) => {
-                // The kernel sees the whole frame; a capture may hold only its first bytes.
-                let wire = frame.orig_len.max(frame.data.len() as u32);
-                m.frame_len = u16::try_from(wire).unwrap_or(u16::MAX);
-                table.packet(&m, now, sink).map_err(sink_err)?;
-            }
-            None => match parsed.class.event {
-                Some(e) => sum.skipped_malformed[e as usize] += 1,
-                None => sum.skipped_non_ip += 1,
-            },
-        }
+    let mut frames = FrameStream::new(vec![capture]);
+    while let Some((m, now)) = frames.next_packet() {
+        table.packet(&m, now, sink).map_err(sink_err)?;
     }
-    sum.last_ts_ns = sum.first_ts_ns.map(|_| now);
-    table.finish(now, sink).map_err(sink_err)?;
-    sum.table = *table.stats();
-    sum.elapsed = started.elapsed();
-    Ok(sum)
+    table.finish(frames.now_ns(), sink).map_err(sink_err)?;
+    let c = *frames.counts();
+    let stopped = frames.finish().pop().and_then(|i| i.stopped);
+    Ok(ExtractSummary {
+        path,
+        format,
+        packets_read: c.read,
+        skipped_non_ip: c.non_ip,
+        skipped_malformed: c.malformed,
+        out_of_order: c.out_of_order,
+        table: *table.stats(),
+        first_ts_ns: c.first_ts_ns,
+        last_ts_ns: c.last_ts_ns,
+        elapsed: started.elapsed(),
+        stopped,
+    })
 }
 
 /// [`Capture::open`] then [`extract`].
@@ -193,6 +159,5 @@ pub fn extract_file(
     opts: &ExtractOptions,
     sink: &mut dyn RecordSink,
 ) -> Result<ExtractSummary, CaptureError> {
-    let mut capture = Capture::open(path)?;
-    extract(&mut capture, opts, sink)
+    extract(Capture::open(path)?, opts, sink)
 }

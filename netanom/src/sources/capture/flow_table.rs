@@ -7,8 +7,10 @@ use std::{
 };
 
 use netanom_common::{
+    agg::FlowEvent,
     flow::{
-        self, EndReason, Expiry, FlowKey, FlowRecord, FlowTimeouts, FlowValue, ST_CLOSED, Verdict, expiry,
+        self, EndReason, Expiry, FlowKey, FlowRecord, FlowTimeouts, FlowValue, ST_CLOSED, ST_SYN_PENDING,
+        Verdict, expiry,
     },
     parse::PacketMeta,
 };
@@ -17,6 +19,17 @@ use crate::sources::record::RecordSink;
 
 /// How often (in capture time) the table is swept for idle and expired flows.
 pub const DEFAULT_SWEEP_INTERVAL_NS: u64 = 1_000_000_000;
+
+/// Starts `v` as a new flow with packet `m`: the event of a flow's first packet.
+fn started(v: &mut FlowValue, m: &PacketMeta, now_ns: u64, sender_lo: bool) -> FlowEvent {
+    flow::start(v, m, now_ns, sender_lo);
+    FlowEvent {
+        started: true,
+        syn: v.state & ST_SYN_PENDING != 0,
+        syn_answered: false,
+        forward: true,
+    }
+}
 
 /// Flows exported, by reason.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -122,6 +135,11 @@ impl FlowTable {
         }
     }
 
+    /// Whether packet `m` belongs to a flow in the table (live or closed).
+    pub fn has_flow_of(&self, m: &PacketMeta) -> bool {
+        self.flows.contains_key(&FlowKey::of(m).0)
+    }
+
     /// Flows in the table (live and closed).
     pub fn len(&self) -> usize {
         self.flows.len()
@@ -135,24 +153,25 @@ impl FlowTable {
         &self.stats
     }
 
-    /// Accounts IP packet `m` seen at `now_ns`. Timestamps must not go backwards (the caller
-    /// clamps them, as a kernel clock would never go back).
-    pub fn packet(&mut self, m: &PacketMeta, now_ns: u64, sink: &mut dyn RecordSink) -> io::Result<()> {
-        if now_ns >= self.next_sweep_ns {
-            self.sweep(now_ns, sink)?;
-            self.next_sweep_ns = now_ns.saturating_add(self.sweep_interval_ns);
-        }
+    /// Accounts IP packet `m` seen at `now_ns`; returns what happened to its flow, as the
+    /// aggregates see it (the XDP program's `FlowEvent` for the same packet). Timestamps must
+    /// not go backwards (the caller clamps them, as a kernel clock would never go back).
+    pub fn packet(
+        &mut self,
+        m: &PacketMeta,
+        now_ns: u64,
+        sink: &mut dyn RecordSink,
+    ) -> io::Result<FlowEvent> {
+        self.sweep_if_due(now_ns, sink)?;
         let t = self.timeouts;
         let s = &mut self.stats;
         s.packets += 1;
         let (key, sender_lo) = FlowKey::of(m);
         let v = match self.flows.entry(key) {
             Entry::Vacant(e) => {
-                let mut v = FlowValue::default();
-                flow::start(&mut v, m, now_ns, sender_lo);
-                e.insert(v);
+                let v = e.insert(FlowValue::default());
                 s.flows_started += 1;
-                return Ok(());
+                return Ok(started(v, m, now_ns, sender_lo));
             }
             Entry::Occupied(e) => e.into_mut(),
         };
@@ -162,29 +181,60 @@ impl FlowTable {
             Expiry::Forget => {
                 s.closed_expired += 1;
                 s.flows_started += 1;
-                flow::start(v, m, now_ns, sender_lo);
-                return Ok(());
+                return Ok(started(v, m, now_ns, sender_lo));
             }
             Expiry::ExportIdle => {
                 export(sink, &mut s.exported, &key, v, EndReason::IdleTimeout)?;
                 s.flows_started += 1;
-                flow::start(v, m, now_ns, sender_lo);
-                return Ok(());
+                return Ok(started(v, m, now_ns, sender_lo));
             }
             Expiry::Keep => {}
         }
+        let pending = v.state & ST_SYN_PENDING != 0;
+        let mut began = false;
         match flow::account(v, m, now_ns, sender_lo, &t) {
             Verdict::Continue => s.absorbed += u64::from(closed),
             // A bare SYN reused the ports of the closed flow: a new flow.
-            Verdict::Reopened => s.flows_started += 1,
+            Verdict::Reopened => {
+                s.flows_started += 1;
+                began = true;
+            }
             Verdict::Ended(r) => export(sink, &mut s.exported, &key, v, r)?,
             Verdict::Restart => {
                 export(sink, &mut s.exported, &key, v, EndReason::ActiveTimeout)?;
                 s.flows_started += 1;
                 flow::start(v, m, now_ns, sender_lo);
+                began = true;
             }
         }
+        let syn_pending = v.state & ST_SYN_PENDING != 0;
+        Ok(FlowEvent {
+            started: began,
+            syn: began && syn_pending,
+            syn_answered: pending && !began && !syn_pending,
+            forward: (v.fwd_is_lo != 0) == sender_lo,
+        })
+    }
+
+    /// Sweeps at `now_ns` if a sweep interval has passed since the last sweep (the agent's
+    /// sweep timer, in capture time).
+    pub fn sweep_if_due(&mut self, now_ns: u64, sink: &mut dyn RecordSink) -> io::Result<()> {
+        if now_ns >= self.next_sweep_ns {
+            self.sweep(now_ns, sink)?;
+            self.next_sweep_ns = now_ns.saturating_add(self.sweep_interval_ns);
+        }
         Ok(())
+    }
+
+    /// The earliest time at which a sweep would export a live flow as idle (`None` without
+    /// live flows): how far a replay may skip ahead through a silent stretch of capture.
+    /// Scans the table.
+    pub fn next_idle_export_ns(&self) -> Option<u64> {
+        self.flows
+            .values()
+            .filter(|v| v.state & ST_CLOSED == 0)
+            .map(|v| v.last_ns.saturating_add(self.timeouts.idle_ns).saturating_add(1))
+            .min()
     }
 
     /// Exports the live flows idle for longer than the idle timeout (oldest activity first) and

@@ -323,14 +323,18 @@ fn pcapng_timestamps_follow_the_interface_resolution() {
         "{:?}",
         s.stopped
     );
-    // Non-Ethernet interface.
+    // Non-Ethernet interface: reading stops there (what came before would be kept).
     write_pcapng(&path, None, DataLink::LINUX_SLL, &frames);
-    let mut recs = Vec::new();
-    let e = extract_file(&path, &ExtractOptions::default(), &mut recs).unwrap_err();
+    let (s, recs) = run(&path, &ExtractOptions::default());
     assert!(
-        matches!(e, CaptureError::UnsupportedLinkType { linktype: 113, .. }),
-        "{e}"
+        matches!(
+            s.stopped,
+            Some(CaptureError::UnsupportedLinkType { linktype: 113, .. })
+        ),
+        "{:?}",
+        s.stopped
     );
+    assert_eq!((s.packets_read, recs.len()), (0, 0));
 }
 
 /// Every capture of the shared manifest: the packet count matches, and every IP packet is
@@ -378,4 +382,32 @@ fn shared_captures_match_the_manifest() {
         }
     }
     assert!(seen_tcpreplay || !dir.join("benign-misc/tcpreplay_test.pcap").exists());
+}
+
+#[test]
+fn frame_stream_merges_files_by_time_and_never_goes_back() {
+    let dir = TempDir::new("stream");
+    let (a, b) = (dir.path("a.pcap"), dir.path("b.pcap"));
+    let f = |port: u16| udp(CLI, port, SRV, 53, 10);
+    // a: 0, 30, 20 (back in time); b: 10, 30 (a tie with a's second frame), then not IP.
+    write_pcap(&a, DataLink::ETHERNET, &[(0, f(1)), (30, f(2)), (20, f(3))]);
+    let mut arp = f(9);
+    arp[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+    write_pcap(&b, DataLink::ETHERNET, &[(10, f(4)), (30, f(5)), (40, arp)]);
+    let mut s = FrameStream::new(vec![Capture::open(&a).unwrap(), Capture::open(&b).unwrap()]);
+    let base = T0 * 1_000_000_000;
+    assert_eq!(s.peek_ts_ns(), Some(base));
+    let mut got = Vec::new();
+    while let Some((m, now)) = s.next_packet() {
+        got.push((m.sport, (now - base) / 1_000));
+    }
+    // Ties go to the file named first; the frame stamped 20 after 30 is accounted at 30.
+    assert_eq!(got, [(1, 0), (4, 10), (2, 30), (3, 30), (5, 30)]);
+    let c = *s.counts();
+    assert_eq!((c.read, c.ip_packets, c.non_ip, c.out_of_order), (6, 5, 1, 1));
+    // The last frame (not IP) still moves the clock.
+    assert_eq!(c.last_ts_ns, Some(base + 40_000));
+    let inputs = s.finish();
+    assert_eq!((inputs[0].frames, inputs[1].frames), (3, 3));
+    assert!(inputs.iter().all(|i| i.stopped.is_none()));
 }
