@@ -58,9 +58,10 @@ pub fn table(e: &Entry) -> String {
     .join("\n")
 }
 
-/// `text` with the table of `e.scenario` replaced by `e`'s, or `e`'s inserted after the last
-/// recorded capture's table (before the shared captures) when it has none.
-pub fn upsert(text: &str, e: &Entry) -> String {
+/// `text` with the table of `e.scenario` replaced by `e`'s; when it has none, `e`'s goes after
+/// the table of the scenario before it in `order` (the scenario table's order), else before
+/// the first recorded capture's, else before the shared captures and the comment above them.
+pub fn upsert(text: &str, e: &Entry, order: &[&str]) -> String {
     let lines: Vec<&str> = text.lines().collect();
     let starts: Vec<usize> = (0..lines.len())
         .filter(|&i| lines[i].trim() == "[[capture]]")
@@ -75,15 +76,18 @@ pub fn upsert(text: &str, e: &Entry) -> String {
             )
         })
         .collect();
-    let key = format!("scenario = {}", string(&e.scenario));
-    let mine = tables
-        .iter()
-        .find(|(s, end)| lines[*s..*end].iter().any(|l| l.trim() == key));
+    let has = |(s, end): &(usize, usize), name: &str| {
+        let key = format!("scenario = {}", string(name));
+        lines[*s..*end].iter().any(|l| l.trim() == key)
+    };
+    let mine = tables.iter().find(|t| has(t, &e.scenario));
     let new = table(e);
     let (at, until, pad) = match mine {
         Some(&(s, end)) => (s, end, false),
         None => {
-            let at = insertion_point(&lines, &tables);
+            let before = order.iter().take_while(|n| **n != e.scenario);
+            let prev = before.filter_map(|n| tables.iter().find(|t| has(t, n))).last();
+            let at = prev.map_or_else(|| insertion_point(&lines, &tables), |&(_, end)| end);
             (at, at, true)
         }
     };
@@ -101,22 +105,25 @@ pub fn upsert(text: &str, e: &Entry) -> String {
     joined
 }
 
-/// Where a new recorded capture's table goes: after the last table of a corpus file (not
-/// `shared:`); without one, before the first table and the comments above it; in an empty
-/// manifest, at the end.
+/// Where a recorded capture's table goes when no scenario before it has one: before the first
+/// recorded capture's table; without one, before the first table, the comment block above it
+/// and the blank lines between; in an empty manifest, at the end.
 fn insertion_point(lines: &[&str], tables: &[(usize, usize)]) -> usize {
     let recorded = |&&(s, end): &&(usize, usize)| {
         lines[s..end]
             .iter()
             .any(|l| l.starts_with("file = ") && !l.contains("\"shared:"))
     };
-    if let Some(&(_, end)) = tables.iter().rev().find(recorded) {
-        return end;
+    if let Some(&(start, _)) = tables.iter().find(recorded) {
+        return start;
     }
     let Some(&(first, _)) = tables.first() else {
         return lines.len();
     };
     let mut at = first;
+    while at > 0 && lines[at - 1].trim().is_empty() {
+        at -= 1;
+    }
     while at > 0 && lines[at - 1].trim().starts_with('#') {
         at -= 1;
     }

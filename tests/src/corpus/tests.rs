@@ -179,7 +179,8 @@ fn recorded_entries_replace_their_table_in_place_and_keep_the_rest() {
     // A manifest with only shared captures: the new table goes before them and their comment.
     let shared_only =
         "# header\n\n# shared ones\n[[capture]]\nfile = \"shared:pcaps/x.pcap\"\nscenario = \"x\"\n";
-    let added = upsert(shared_only, &e);
+    let order: Vec<&str> = SCENARIOS.iter().map(|s| s.name).collect();
+    let added = upsert(shared_only, &e, &order);
     assert!(
         added.starts_with(&format!(
             "# header\n\n{}\n\n# shared ones\n[[capture]]",
@@ -189,17 +190,32 @@ fn recorded_entries_replace_their_table_in_place_and_keep_the_rest() {
     );
     // Re-recording replaces the table, not the comment or the shared table after it.
     let e2 = entry(s, &"b".repeat(64), "hping3 3.a2");
-    let replaced = upsert(&added, &e2);
+    let replaced = upsert(&added, &e2, &order);
     assert_eq!(replaced, added.replace(&"a".repeat(64), &"b".repeat(64)));
-    // A second scenario goes after the first recorded one.
+    // Others go in the scenario table's order: nmap-syn-scan before, hping3-udp-flood after.
     let other = entry(scenario("nmap-syn-scan").unwrap(), &"c".repeat(64), "nmap 7.93");
-    let two = upsert(&replaced, &other);
-    let (i, j, k) = (
-        two.find("scenario = \"hping3-syn-flood\"").unwrap(),
-        two.find("scenario = \"nmap-syn-scan\"").unwrap(),
-        two.find("# shared ones").unwrap(),
+    let udp = entry(
+        scenario("hping3-udp-flood").unwrap(),
+        &"d".repeat(64),
+        "hping3 3.a2",
     );
-    assert!(i < j && j < k, "{two}");
+    let three = upsert(&upsert(&replaced, &udp, &order), &other, &order);
+    let at = |needle: &str| {
+        three
+            .find(needle)
+            .unwrap_or_else(|| panic!("{needle} in {three}"))
+    };
+    let (nmap, syn, udp_at, shared) = (
+        at("scenario = \"nmap-syn-scan\""),
+        at("scenario = \"hping3-syn-flood\""),
+        at("scenario = \"hping3-udp-flood\""),
+        at("# shared ones"),
+    );
+    assert!(nmap < syn && syn < udp_at && udp_at < shared, "{three}");
+    assert!(
+        !three.contains("\n\n\n"),
+        "one blank line between tables: {three}"
+    );
     // What is written parses back to the same entry.
     let text = format!("{}\n", table(&other));
     let parsed = parse(&text).unwrap();

@@ -128,7 +128,8 @@ fn write_entry(corpus_dir: &Path, s: &Scenario, digest: &str) -> Result<()> {
     let path = corpus_dir.join("manifest.toml");
     let text = std::fs::read_to_string(&path).unwrap_or_default();
     let e = render::entry(s, digest, &tool_version(s.tool));
-    std::fs::write(&path, render::upsert(&text, &e))
+    let order: Vec<&str> = super::scenarios::SCENARIOS.iter().map(|s| s.name).collect();
+    std::fs::write(&path, render::upsert(&text, &e, &order))
         .with_context(|| format!("writing {}", path.display()))?;
     Manifest::load(&path)?;
     Ok(())

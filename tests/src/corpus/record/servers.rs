@@ -140,7 +140,7 @@ fn http(dir: &Path) -> Result<Vec<String>> {
         ("debian/dists/bookworm/InRelease", 4_200),
         ("debian/dists/bookworm/main/binary-amd64/Packages.xz", 180_000),
         ("debian/pool/main/libfoo1_1.2-1_amd64.deb", 300_000),
-        ("debian/pool/main/foo-utils_1.2-1_amd64.deb", 1_000_000),
+        ("debian/pool/main/foo-utils_1.2-1_amd64.deb", 400_000),
     ];
     for (i, (name, len)) in files.iter().enumerate() {
         let path = www.join(name);
