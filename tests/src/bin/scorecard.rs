@@ -7,7 +7,8 @@ use netanom_lab::scorecard::{Options, report, scorecard};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let lab = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let root = lab.parent().map_or(lab.clone(), PathBuf::from);
     let mut o = Options {
         bin: netanom_lab::agent_bin(),
         corpus_dir: netanom_lab::corpus::corpus_dir(),

@@ -181,10 +181,17 @@ pub fn markdown(r: &Report) -> String {
          `cargo xtask scorecard`: every capture of `{}` through `netanom run --pcap FILE --mode mitigate` \
          ({}), three times: with all detectors, with the aggregates only (no models), and with the \
          models only (no aggregates). Times are capture time from the attack's first frame.\n\n\
-         ## Totals\n\n{}\n",
+         ## Totals\n\n{}\n\
+         Attacks detected: at least one alert about the attack. Expected response: the attacker \
+         blocked (block_source), a rate limit toward the victim (victim_rate_limit), an alert \
+         (alert_only). The medians are over the attacks that got an alert, and a block or rate \
+         limit. Innocents: the hosts the manifest calls innocent, the victims, and every host of \
+         a benign capture; other blocks cover neither an attacker nor an innocent (spoofed \
+         sources, reflectors).\n\n{}",
         r.manifest,
         r.agent,
-        totals_table(&r.totals)
+        totals_table(&r.totals),
+        contributions(&r.captures)
     );
     s.push_str("## Missed attacks\n\n");
     for (t, c) in r.totals.iter().zip(Config::ALL) {
@@ -214,6 +221,43 @@ pub fn markdown(r: &Report) -> String {
         s.push_str(&capture_section(cap));
     }
     s
+}
+
+/// The scenarios where `pred` holds of the (aggregates only, models only) scores.
+fn scenarios_where(captures: &[CaptureReport], pred: impl Fn(&Score, &Score) -> bool) -> String {
+    let names: Vec<String> = captures
+        .iter()
+        .filter(|c| match (c.score(Config::Aggregates), c.score(Config::Models)) {
+            (Some(a), Some(m)) => pred(a, m),
+            _ => false,
+        })
+        .map(|c| c.entry.scenario.clone())
+        .collect();
+    list(&names)
+}
+
+/// What each part adds: attacks only one of them detects, benign alerts only one raises.
+fn contributions(captures: &[CaptureReport]) -> String {
+    let attacks: Vec<CaptureReport> = captures
+        .iter()
+        .filter(|c| c.entry.label == Label::Attack)
+        .cloned()
+        .collect();
+    let benign: Vec<CaptureReport> = captures
+        .iter()
+        .filter(|c| c.entry.label == Label::Benign)
+        .cloned()
+        .collect();
+    format!(
+        "## What each part adds\n\n\
+         - Detected by the aggregates and missed by the models: {}.\n\
+         - Detected by the models and missed by the aggregates: {}.\n\
+         - Benign captures alerted on by the models: {}; by the aggregates: {}.\n\n",
+        scenarios_where(&attacks, |a, m| a.detected && !m.detected),
+        scenarios_where(&attacks, |a, m| m.detected && !a.detected),
+        scenarios_where(&benign, |_, m| m.alerts > 0),
+        scenarios_where(&benign, |a, _| a.alerts > 0),
+    )
 }
 
 fn capture_section(cap: &CaptureReport) -> String {

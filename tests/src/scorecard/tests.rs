@@ -396,4 +396,12 @@ fn totals_count_detections_medians_benign_rates_and_failures() {
         md.contains("Not scored (the shared data directory is missing): shared-one."),
         "{md}"
     );
+    // b: the aggregates alone detect it; q: only the models alert on benign traffic.
+    for part in [
+        "- Detected by the aggregates and missed by the models: b.",
+        "- Detected by the models and missed by the aggregates: —.",
+        "- Benign captures alerted on by the models: q; by the aggregates: —.",
+    ] {
+        assert!(md.contains(part), "{part} in {md}");
+    }
 }
