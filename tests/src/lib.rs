@@ -55,6 +55,7 @@ pub mod http;
 mod netns;
 pub mod probes;
 pub mod prometheus;
+pub mod recorder;
 pub mod replay;
 pub mod scorecard;
 pub mod servers;
