@@ -50,6 +50,13 @@ pub struct Recorded {
     pub seconds_taken: f64,
 }
 
+/// Where a failed recording's logs are kept (its scratch directory goes with it).
+pub fn logs_dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/corpus-logs")
+        .join(name)
+}
+
 /// Records `s` into `corpus_dir/<name>.pcap` and writes its entry into `corpus_dir/manifest.toml`.
 pub fn record(s: &Scenario, corpus_dir: &Path) -> Result<Recorded> {
     let started = Instant::now();
@@ -59,19 +66,14 @@ pub fn record(s: &Scenario, corpus_dir: &Path) -> Result<Recorded> {
     std::fs::copy(corpus_dir.join(WORDLIST), dir.path("words.txt"))
         .with_context(|| format!("copying {}", corpus_dir.join(WORDLIST).display()))?;
     let raw = dir.path("capture.pcap");
-    {
-        let lab = lab::RecordLab::new(s)?;
-        let _servers = servers::start(&lab.net.server, &dir.0)?;
-        let cap = tcpdump::Tcpdump::start(&lab.net.gw, lab.capture_iface(), &raw, &dir.path("tcpdump.log"))?;
-        let env = steps::Env {
-            lab: &lab,
-            dir: &dir.0,
-        };
-        run_steps(&env, s)?;
-        let dropped = cap.stop()?;
-        if dropped > 0 {
-            bail!("tcpdump lost {dropped} packets: the capture is incomplete; record it again");
-        }
+    if let Err(e) = capture(s, &dir.0, &raw) {
+        let kept = logs_dir(s.name);
+        keep_logs(&dir.0, &kept);
+        return Err(e.context(format!(
+            "recording {} (its logs are in {})",
+            s.name,
+            kept.display()
+        )));
     }
     let file = corpus_dir.join(s.file());
     std::fs::copy(&raw, &file).with_context(|| format!("writing {}", file.display()))?;
@@ -85,6 +87,30 @@ pub fn record(s: &Scenario, corpus_dir: &Path) -> Result<Recorded> {
         duration_s: f.duration_s(),
         seconds_taken: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The lab, the servers and tcpdump for the scenario's run; the capture goes to `raw`.
+fn capture(s: &Scenario, dir: &Path, raw: &Path) -> Result<()> {
+    let lab = lab::RecordLab::new(s)?;
+    let _servers = servers::start(&lab.net.server, dir)?;
+    let cap = tcpdump::Tcpdump::start(&lab.net.gw, lab.capture_iface(), raw, &dir.join("tcpdump.log"))?;
+    run_steps(&steps::Env { lab: &lab, dir }, s)?;
+    let dropped = cap.stop()?;
+    if dropped > 0 {
+        bail!("tcpdump lost {dropped} packets: the capture is incomplete; record it again");
+    }
+    Ok(())
+}
+
+/// Copies the `*.log` files of `dir` to `to` (best effort: this runs on a failure path).
+fn keep_logs(dir: &Path, to: &Path) {
+    let _ = std::fs::create_dir_all(to);
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == "log") {
+            let _ = std::fs::copy(&p, to.join(e.file_name()));
+        }
+    }
 }
 
 /// The lead-in, the steps beside the background client, the lead-out.

@@ -38,7 +38,7 @@ pub fn start(ns: &Netns, dir: &Path) -> Result<Servers> {
         spawn(ns, dir, "c2", c2(dir)?, &dir.join("c2"))?,
     ];
     let servers = Servers { _procs: procs };
-    wait_listening(ns, dir)?;
+    wait_listening(ns)?;
     Ok(servers)
 }
 
@@ -235,7 +235,7 @@ fn c2(dir: &Path) -> Result<Vec<String>> {
 
 /// Waits (at most 10 s) until every server listens, so no probe of a scenario meets a port
 /// that is still closed.
-fn wait_listening(ns: &Netns, dir: &Path) -> Result<()> {
+fn wait_listening(ns: &Netns) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let out = ns
@@ -263,8 +263,8 @@ fn wait_listening(ns: &Netns, dir: &Path) -> Result<()> {
         }
         if Instant::now() > deadline {
             bail!(
-                "servers not listening after 10 s (TCP ports {missing:?}, DNS missing: {udp_missing}); their logs are in {}",
-                dir.display()
+                "servers not listening after 10 s (TCP ports {missing:?}, DNS missing: {udp_missing}); \
+                 see their logs (sshd.log, vsftpd.log, http.log, dnsmasq.log, c2.log)"
             );
         }
         std::thread::sleep(Duration::from_millis(100));

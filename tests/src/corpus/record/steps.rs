@@ -111,16 +111,10 @@ fn run_once(cx: &Env, host: Host, argv: &[&str], timeout_s: u64) -> Result<()> {
     let mut child = spawn(cx.lab.ns(host), cx.dir, argv, Stdio::null())?;
     let shown = argv.join(" ");
     match wait_bounded(&mut child, Duration::from_secs(timeout_s))? {
-        None => bail!(
-            "`{shown}` did not finish within {timeout_s} s (output in {}/steps.log)",
-            cx.dir.display()
-        ),
+        None => bail!("`{shown}` did not finish within {timeout_s} s (its output is in steps.log)"),
         // hping3 exits 1 when its probes got no answer, which is what a flood expects.
         Some(st) if st.success() || (argv[0] == "hping3" && st.code() == Some(1)) => Ok(()),
-        Some(st) => bail!(
-            "`{shown}` failed ({st}); its output is in {}/steps.log",
-            cx.dir.display()
-        ),
+        Some(st) => bail!("`{shown}` failed ({st}); its output is in steps.log"),
     }
 }
 
@@ -146,9 +140,8 @@ fn repeat(
     }
     if failed * 2 > count {
         bail!(
-            "{failed} of {count} runs of `{}` failed (output in {}/steps.log)",
-            argvs[0].join(" "),
-            cx.dir.display()
+            "{failed} of {count} runs of `{}` failed (their output is in steps.log)",
+            argvs[0].join(" ")
         );
     }
     Ok(())
@@ -172,9 +165,8 @@ fn typed(cx: &Env, host: Host, argv: &[&str], lines: &[&str], rng: &mut Rng) -> 
     match wait_bounded(&mut child, Duration::from_secs(10))? {
         Some(st) if st.success() => Ok(()),
         other => bail!(
-            "the session `{}` did not end cleanly ({other:?}); output in {}/steps.log",
-            argv.join(" "),
-            cx.dir.display()
+            "the session `{}` did not end cleanly ({other:?}); its output is in steps.log",
+            argv.join(" ")
         ),
     }
 }
