@@ -223,10 +223,15 @@ pub fn markdown(r: &Report) -> String {
     s
 }
 
-/// The scenarios where `pred` holds of the (aggregates only, models only) scores.
-fn scenarios_where(captures: &[CaptureReport], pred: impl Fn(&Score, &Score) -> bool) -> String {
+/// The `label` captures where `pred` holds of the (aggregates only, models only) scores.
+fn scenarios_where(
+    captures: &[CaptureReport],
+    label: Label,
+    pred: impl Fn(&Score, &Score) -> bool,
+) -> String {
     let names: Vec<String> = captures
         .iter()
+        .filter(|c| c.entry.label == label)
         .filter(|c| match (c.score(Config::Aggregates), c.score(Config::Models)) {
             (Some(a), Some(m)) => pred(a, m),
             _ => false,
@@ -238,25 +243,15 @@ fn scenarios_where(captures: &[CaptureReport], pred: impl Fn(&Score, &Score) -> 
 
 /// What each part adds: attacks only one of them detects, benign alerts only one raises.
 fn contributions(captures: &[CaptureReport]) -> String {
-    let attacks: Vec<CaptureReport> = captures
-        .iter()
-        .filter(|c| c.entry.label == Label::Attack)
-        .cloned()
-        .collect();
-    let benign: Vec<CaptureReport> = captures
-        .iter()
-        .filter(|c| c.entry.label == Label::Benign)
-        .cloned()
-        .collect();
     format!(
         "## What each part adds\n\n\
          - Detected by the aggregates and missed by the models: {}.\n\
          - Detected by the models and missed by the aggregates: {}.\n\
          - Benign captures alerted on by the models: {}; by the aggregates: {}.\n\n",
-        scenarios_where(&attacks, |a, m| a.detected && !m.detected),
-        scenarios_where(&attacks, |a, m| m.detected && !a.detected),
-        scenarios_where(&benign, |_, m| m.alerts > 0),
-        scenarios_where(&benign, |a, _| a.alerts > 0),
+        scenarios_where(captures, Label::Attack, |a, m| a.detected && !m.detected),
+        scenarios_where(captures, Label::Attack, |a, m| m.detected && !a.detected),
+        scenarios_where(captures, Label::Benign, |_, m| m.alerts > 0),
+        scenarios_where(captures, Label::Benign, |a, _| a.alerts > 0),
     )
 }
 

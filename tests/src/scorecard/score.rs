@@ -69,10 +69,6 @@ pub struct Score {
     pub alerts_per_hour: Option<f64>,
 }
 
-fn is_unspecified(ip: IpAddr) -> bool {
-    ip.is_unspecified()
-}
-
 /// Whether `a` is about the attack described by `roles`.
 pub fn about_attack(roles: &Roles, a: &Alert) -> bool {
     roles.is_attacker(a.src) || (roles.is_victim(a.dest) && !roles.is_innocent(a.src))
@@ -150,7 +146,7 @@ fn innocents(s: &Subject, alerts: &[Alert], blocks: &[Cidr]) -> (Vec<String>, Ve
         let alerted: BTreeSet<IpAddr> = alerts
             .iter()
             .map(|a| a.src)
-            .filter(|ip| !is_unspecified(*ip))
+            .filter(|ip| !ip.is_unspecified())
             .collect();
         let blocked: BTreeSet<Cidr> = blocks.iter().copied().collect();
         return (
