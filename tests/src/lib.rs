@@ -46,6 +46,7 @@
 #![warn(missing_docs)]
 
 pub mod agent;
+pub mod corpus;
 pub mod deploy;
 pub mod files;
 pub mod frames;
@@ -56,6 +57,7 @@ pub mod probes;
 pub mod prometheus;
 pub mod recorder;
 pub mod replay;
+pub mod scorecard;
 pub mod servers;
 pub mod synthetic;
 mod sys;

@@ -4,6 +4,7 @@
 //! so a newcomer never has to know about setup.
 mod cmd;
 mod container;
+mod corpus;
 mod deploy;
 mod models;
 mod setup;
@@ -32,6 +33,11 @@ enum Command {
         /// Also the container tools (podman, buildah, mmdebstrap) for `test --container`.
         #[arg(long)]
         container: bool,
+        /// Also the corpus recorder's tools (nmap, hydra, hping3, openssh-server, vsftpd,
+        /// tcpdump, dnsmasq, dig, curl, openssl) for `cargo xtask corpus`; their services are
+        /// not started on the host.
+        #[arg(long, conflicts_with = "build_only")]
+        corpus: bool,
     },
     /// Build the agent with its embedded XDP program.
     Build {
@@ -92,6 +98,26 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         out: Option<std::path::PathBuf>,
     },
+    /// Re-record the labelled captures of tests/corpus/ with real tools in the namespace lab
+    /// (nmap, hydra, hping3, curl, ssh, dig against sshd, vsftpd, an HTTP mirror, dnsmasq and
+    /// an HTTPS C2 server) and write their manifest entries. Installs the tools first
+    /// (`setup --corpus`). Needs root.
+    Corpus {
+        /// Only this scenario (repeatable).
+        #[arg(long, value_name = "SCENARIO")]
+        only: Vec<String>,
+    },
+    /// The detection scorecard: every capture of tests/corpus/manifest.toml through `netanom
+    /// run --pcap` in mitigate mode with all detectors, the aggregates only and the models
+    /// only; writes target/scorecard/report.md and report.json.
+    Scorecard {
+        /// Only this capture (repeatable).
+        #[arg(long, value_name = "SCENARIO")]
+        only: Vec<String>,
+        /// Where to write the report (default target/scorecard).
+        #[arg(long, value_name = "DIR")]
+        out: Option<std::path::PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -100,13 +126,14 @@ fn main() -> ExitCode {
         Command::Setup {
             build_only,
             container,
+            corpus,
         } => {
             let scope = match (build_only, container) {
                 (true, _) => Scope::BUILD,
                 (false, true) => Scope::CONTAINER,
                 (false, false) => Scope::DEV,
             };
-            setup::run(scope).map(|_| ())
+            setup::run(if corpus { scope.with_corpus() } else { scope }).map(|_| ())
         }
         Command::Build { release } => {
             setup::ensure(Scope::BUILD).and_then(|env| tasks::build(&env, release).map(|_| ()))
@@ -124,6 +151,10 @@ fn main() -> ExitCode {
         Command::Sweep { kind, args } => setup::ensure(Scope::DEV).and_then(|_| models::sweep(&kind, &args)),
         Command::Bench { quick, out } => {
             setup::ensure(Scope::DEV).and_then(|env| tasks::bench(&env, quick, out))
+        }
+        Command::Corpus { only } => setup::ensure(Scope::CORPUS).and_then(|_| corpus::record(&only)),
+        Command::Scorecard { only, out } => {
+            setup::ensure(Scope::BUILD).and_then(|env| corpus::scorecard(&env, &only, out))
         }
     };
     match result {

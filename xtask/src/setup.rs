@@ -22,6 +22,26 @@ const TEST_DEBS: &[&str] = &["iproute2", "prometheus"];
 /// Debian packages for `cargo xtask test --container`: building the image and making its
 /// Debian base locally (no image registry is needed).
 const CONTAINER_DEBS: &[&str] = &["podman", "buildah", "mmdebstrap"];
+/// Debian packages for `cargo xtask corpus`: the attack tools, the servers they attack, the
+/// benign clients, the capture tool, and nftables (keeps the spoofed flood's random sources
+/// inside the lab's range). `dnsmasq-base` is the binary without the host service.
+const CORPUS_DEBS: &[&str] = &[
+    "nmap",
+    "hydra",
+    "hping3",
+    "openssh-server",
+    "openssh-client",
+    "vsftpd",
+    "tcpdump",
+    "dnsmasq-base",
+    "bind9-dnsutils",
+    "curl",
+    "openssl",
+    "nftables",
+];
+/// Debian's hook that tells maintainer scripts whether they may start services
+/// (invoke-rc.d, deb-systemd-invoke): exit status 101 means "no".
+const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const ORT_VERSION: &str = "1.31.1";
@@ -49,19 +69,55 @@ enum Need {
     Dev,
     /// `cargo xtask test --container` only.
     Container,
+    /// `cargo xtask corpus` only (recording the detection corpus).
+    Corpus,
 }
 
-/// What a command needs set up: every step up to this [`Need`].
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Scope(Need);
+/// What a command needs set up: every step up to `upto` (Build or Dev), plus the optional
+/// groups it names.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Scope {
+    upto: Need,
+    container: bool,
+    corpus: bool,
+}
 
 impl Scope {
     /// Only what building the agent needs (`cargo xtask setup --build-only`).
-    pub const BUILD: Scope = Scope(Need::Build);
-    /// Everything but the container tools (the default).
-    pub const DEV: Scope = Scope(Need::Dev);
-    /// Everything, the container tools included (`--container`).
-    pub const CONTAINER: Scope = Scope(Need::Container);
+    pub const BUILD: Scope = Scope {
+        upto: Need::Build,
+        container: false,
+        corpus: false,
+    };
+    /// Everything but the optional groups (the default).
+    pub const DEV: Scope = Scope {
+        upto: Need::Dev,
+        container: false,
+        corpus: false,
+    };
+    /// The default and the container tools (`--container`).
+    pub const CONTAINER: Scope = Scope {
+        container: true,
+        ..Scope::DEV
+    };
+    /// The default and the corpus recorder's tools (`--corpus`).
+    pub const CORPUS: Scope = Scope {
+        corpus: true,
+        ..Scope::DEV
+    };
+
+    /// This scope with the corpus recorder's tools added (`--container --corpus`).
+    pub fn with_corpus(self) -> Scope {
+        Scope { corpus: true, ..self }
+    }
+
+    fn includes(&self, need: Need) -> bool {
+        match need {
+            Need::Build | Need::Dev => need <= self.upto,
+            Need::Container => self.container,
+            Need::Corpus => self.corpus,
+        }
+    }
 }
 
 struct Step {
@@ -143,10 +199,20 @@ const STEPS: &[Step] = &[
         install: || install_debs(CONTAINER_DEBS),
         manual: "apt-get update && apt-get install -y --no-install-recommends podman buildah mmdebstrap",
     },
+    Step {
+        name: "corpus recorder tools",
+        need: Need::Corpus,
+        check: || check_debs(CORPUS_DEBS),
+        install: || install_debs_without_services(CORPUS_DEBS),
+        manual: "apt-get update && apt-get install -y --no-install-recommends nmap hydra hping3 \
+                 openssh-server openssh-client vsftpd tcpdump dnsmasq-base bind9-dnsutils curl openssl nftables \
+                 (where installing starts services, first put `exit 101` in /usr/sbin/policy-rc.d, \
+                 and remove it afterwards, so no sshd, vsftpd or dnsmasq starts on the host)",
+    },
 ];
 
 fn steps(scope: Scope) -> impl Iterator<Item = &'static Step> {
-    STEPS.iter().filter(move |s| s.need <= scope.0)
+    STEPS.iter().filter(move |s| scope.includes(s.need))
 }
 
 /// `cargo xtask setup`: every step, with its line.
@@ -266,6 +332,31 @@ pub fn install_debs(packages: &[&'static str]) -> anyhow::Result<String> {
     install.env("DEBIAN_FRONTEND", "noninteractive");
     cmd::output(install)?;
     Ok(format!("apt-get installed {}", missing.join(", ")))
+}
+
+/// [`install_debs`] with the host's services held down: the corpus installs servers (sshd,
+/// vsftpd) whose packages would otherwise start them on the host. The recorder runs its own
+/// copies inside lab namespaces, so a `policy-rc.d` that forbids starting services is put in
+/// place for the install when the machine has none (and removed afterwards).
+fn install_debs_without_services(packages: &[&'static str]) -> anyhow::Result<String> {
+    need_root("installing Debian packages")?;
+    let policy = Path::new(POLICY_RC_D);
+    if policy.exists() {
+        return install_debs(packages);
+    }
+    fs::write(
+        policy,
+        "#!/bin/sh\n# cargo xtask setup --corpus: no service starts during the install\nexit 101\n",
+    )
+    .with_context(|| format!("writing {POLICY_RC_D}"))?;
+    let done = fs::set_permissions(policy, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .with_context(|| format!("making {POLICY_RC_D} executable"))
+        .and_then(|()| install_debs(packages));
+    let removed =
+        fs::remove_file(policy).with_context(|| format!("removing {POLICY_RC_D} after the install"));
+    let done = done?;
+    removed?;
+    Ok(format!("{done} (services not started)"))
 }
 
 fn check_nightly() -> anyhow::Result<Option<String>> {

@@ -5,7 +5,7 @@ use anyhow::{Context as _, bail};
 
 use crate::{cmd, setup::Env};
 
-fn cargo() -> String {
+pub(crate) fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }
 
@@ -205,7 +205,7 @@ fn section(name: &str) {
     println!("\n=== {name} ===");
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     cmd::output(cmd::new("id", &["-u"])).is_ok_and(|s| s.trim() == "0")
 }
 
