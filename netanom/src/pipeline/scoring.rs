@@ -3,7 +3,7 @@
 //! the thresholds recalibrated online from what detection learned.
 use std::path::Path;
 
-use netanom_common::flow::FlowRecord;
+use netanom_common::flow::{EndReason, FlowRecord};
 
 use super::config::Config;
 use crate::{
@@ -118,7 +118,10 @@ pub fn scored_flows<'a>(
 ) -> Vec<ScoredFlow<'a>> {
     let mut flows = Vec::with_capacity(records.len());
     for (i, r) in records.iter().enumerate() {
-        if !s.is_scored(i) {
+        // A flow cut off by the agent's stop or the end of a capture is scored and counted,
+        // but not judged: it is incomplete (no end, its last gaps unknown), and the flow
+        // models take such truncated flows for anomalies.
+        if !s.is_scored(i) || r.reason == EndReason::Flush as u32 {
             continue;
         }
         let id = FlowIdentity::new(&r.key, &r.value, None);
