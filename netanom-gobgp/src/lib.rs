@@ -4,9 +4,9 @@
 //!
 //! Path attributes and NLRIs travel as `google.protobuf.Any`; [`pack`] and [`unpack`] convert
 //! them with their type URLs.
-#![allow(clippy::all, missing_docs)]
 
-/// The generated messages and client.
+/// The generated messages and client (generated code: clippy's advice is for the generator).
+#[allow(clippy::all)]
 pub mod apipb {
     tonic::include_proto!("apipb");
 }

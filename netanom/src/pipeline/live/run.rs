@@ -14,6 +14,7 @@ use super::{
     report::{Reports, interface_info},
 };
 use crate::{
+    bgp::{Announcer, FlowSpecAction},
     datapath::{Datapath, host},
     model::Scorer,
     pipeline::{
@@ -84,7 +85,7 @@ pub fn run(opts: LiveOptions) -> anyhow::Result<()> {
         &bundle_info,
         &ifaces,
         outputs.flows_out,
-    );
+    )?;
     let clock = live.drain.clock;
     let (tx, worker) = queue::start(QUEUE_BATCHES, move |b| stage.consume(b, clock.now()));
     // `watch` closes the queue and joins the consumer, so every vector is scored, every
@@ -180,7 +181,7 @@ fn start_server(l: TcpListener, m: Arc<metrics::Metrics>) -> anyhow::Result<metr
 }
 
 /// The scoring stage: model, detector and responder over the kernel tables, sharing the
-/// live reports' counters.
+/// live reports' counters; with `[bgp]` on, the announcer is told of its decisions.
 fn build_stage(
     live: &Live,
     scorer: Scorer,
@@ -189,7 +190,7 @@ fn build_stage(
     bundle: &BundleInfo,
     ifaces: &[String],
     flows_out: Option<File>,
-) -> Stage {
+) -> anyhow::Result<Stage> {
     let cfg = &live.opts.config;
     let wiring = ResponseWiring {
         enforcer: Box::new(tables),
@@ -208,7 +209,51 @@ fn build_stage(
         let w: Box<dyn std::io::Write + Send> = Box::new(BufWriter::new(f));
         CsvSink::new(w, move |mono| clock.unix_ns(mono))
     });
-    stage
+    if let Some(counters) = &live.reports.bgp {
+        let announcer = Announcer::start(cfg.bgp.clone(), cfg.agent.mode, counters.clone())
+            .context("starting the BGP speaker's thread")?;
+        log_bgp(cfg);
+        stage.responder.add_decision_sink(Box::new(announcer));
+    }
+    Ok(stage)
+}
+
+/// What `[bgp]` announces, and through what.
+fn log_bgp(cfg: &Config) {
+    let b = &cfg.bgp;
+    let communities: Vec<String> = b.communities.iter().map(|c| c.to_string()).collect();
+    let blackhole = if b.blackhole {
+        format!(
+            "blocks as blackhole routes (/{} and /{} at most, next hop {} / {}, communities 65535:666 {})",
+            b.blackhole_prefix_v4,
+            b.blackhole_prefix_v6,
+            b.next_hop_v4,
+            b.next_hop_v6,
+            communities.join(" ")
+        )
+    } else {
+        "no blackhole routes".into()
+    };
+    let flowspec = if b.flowspec {
+        match b.flowspec_action {
+            FlowSpecAction::Rate => format!(
+                "rate limits as FlowSpec rules (traffic-rate: the limit's packets/s × {} bytes)",
+                b.flowspec_packet_bytes
+            ),
+            FlowSpecAction::Discard => "rate limits as FlowSpec rules (discard)".into(),
+        }
+    } else {
+        "no FlowSpec rules".into()
+    };
+    let observe = match cfg.agent.mode {
+        crate::respond::Mode::Observe => "; observe mode: nothing is announced",
+        crate::respond::Mode::Mitigate => "",
+    };
+    log::info!(
+        "BGP: announcing {blackhole} and {flowspec} through GoBGP at {}, at most {} routes{observe}",
+        b.speaker,
+        b.max_routes
+    );
 }
 
 impl Live {
@@ -222,7 +267,7 @@ impl Live {
         let cfg = &opts.config;
         let stats = StatsLine::new(cfg.agent.stats_format, cfg.agent.alerts.is_stdout());
         let started = clock.now().unix_ns as f64 / 1e9;
-        let reports = Reports::new(
+        let mut reports = Reports::new(
             metrics.clone(),
             Arc::new(ScoreTally::default()),
             Arc::new(ResponseCounters::default()),
@@ -233,6 +278,7 @@ impl Live {
             opts.config_path.as_ref().map(|p| p.display().to_string()),
             started,
         );
+        reports.bgp = cfg.bgp.enabled.then(Default::default);
         Live {
             drain: DrainState::new(clock, metrics),
             reports,

@@ -18,10 +18,11 @@ use prometheus_client::{encoding::text::encode, registry::Registry};
 use super::{
     exposition::openmetrics_to_text,
     families::{
-        DrainStage, FlowMetrics, InfoMetrics, QueueMetrics, ResponseMetrics, ScoringMetrics, TrafficMetrics,
+        BgpMetrics, DrainStage, FlowMetrics, InfoMetrics, QueueMetrics, ResponseMetrics, ScoringMetrics,
+        TrafficMetrics,
     },
 };
-use crate::telemetry::{BundleInfo, InterfaceInfo, ResponseTotals, Snapshot};
+use crate::telemetry::{BundleInfo, InterfaceInfo, ResponseTotals, Snapshot, bgp::BgpTotals};
 
 /// Every metric the agent exposes, and the registry that encodes them.
 #[derive(Debug)]
@@ -33,6 +34,7 @@ pub struct Metrics {
     queue: QueueMetrics,
     scoring: ScoringMetrics,
     response: ResponseMetrics,
+    bgp: BgpMetrics,
 }
 
 impl Metrics {
@@ -47,6 +49,7 @@ impl Metrics {
             scoring: ScoringMetrics::register(&mut r),
             queue: QueueMetrics::register(&mut r),
             response: ResponseMetrics::register(&mut r),
+            bgp: BgpMetrics::register(&mut r),
             registry: r,
         };
         if let Some(b) = bundle {
@@ -80,6 +83,11 @@ impl Metrics {
     /// `configured` and `effective` modes (only the current pair is exposed).
     pub fn update_mitigation(&self, c: &ResponseTotals, configured: &'static str, effective: &'static str) {
         self.response.update(c, configured, effective);
+    }
+
+    /// Refreshes the BGP announcer's counters and gauges.
+    pub fn update_bgp(&self, t: &BgpTotals) {
+        self.bgp.update(t);
     }
 
     /// Records how long one unit of drain work took.
