@@ -169,18 +169,9 @@ fn syn_flood_replay(gw: &Gateway) -> Option<u64> {
     Some(stats.sent)
 }
 
-#[test]
-fn blocks_and_rate_limits_reach_the_upstream_router_and_survive_restarts() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(lab) = lab("bgp") else {
-        return;
-    };
-    let mut speaker = GoBgpd::start(&lab.gw.gw, Some(&lab.up), "bgp").unwrap();
-    wait_established(&lab.up);
-    lab.configure("mitigate", API, 6.0);
-    let agent = lab.agent();
-
-    // RTBH: the scanner's /32, with BLACKHOLE and the configured community, within 2 s.
+/// A scanner is blocked, and its /32 is in BIRD's table within 2 s, with BLACKHOLE and the
+/// configured community, to the discard next hop.
+fn rtbh(lab: &Lab) {
     let blocked = time_to_block(&lab.gw, &lab.dirs, "198.18.2.66/32", || lab.scan(66));
     assert!(blocked.is_some(), "the scanner was not blocked");
     let t = lab
@@ -197,13 +188,16 @@ fn blocks_and_rate_limits_reach_the_upstream_router_and_survive_restarts() {
         "{attrs}"
     );
     assert!(attrs.contains(&format!("BGP.next_hop: {DISCARD_V4}")), "{attrs}");
+}
 
-    // Never announced: an allowlisted scanner (not blocked either), the allowlisted address
-    // and the gateway's own one blocked by hand; an IPv6 block by hand is.
+/// Never announced: an allowlisted scanner (not blocked either), the allowlisted address, the
+/// gateway's own one and the BGP peer blocked by hand; an IPv6 block by hand is announced.
+/// Returns the blackholes then wanted.
+fn never_announced(lab: &Lab) -> [&'static str; 2] {
     lab.scan(77);
     lab.netanom(&["block", "add", "198.18.2.77"]);
     lab.netanom(&["block", "add", "198.18.3.1", "--force"]);
-    // The speaker's BGP peer: never blackholed (it would cut the session).
+    // Blackholing the peer would cut the session.
     lab.netanom(&["block", "add", &lab.up.link.host.ep.ipv4.to_string()]);
     lab.netanom(&["block", "add", "2001:db8:2::88"]);
     let want = ["198.18.2.66/32", "2001:db8:2::88/128"];
@@ -211,12 +205,12 @@ fn blocks_and_rate_limits_reach_the_upstream_router_and_survive_restarts() {
     // The allowlist holds the gateway's own addresses too.
     lab.wait_sample("netanom_bgp_routes_excluded{reason=\"allowlisted\"}", 2.0);
     lab.wait_sample("netanom_bgp_routes_excluded{reason=\"protected\"}", 1.0);
+    want
+}
 
-    // The scanner's block ends (block_ttl 6 s): withdrawn.
-    let t = lab.wait_blackholes(&want[1..], Duration::from_secs(9)).unwrap();
-    eprintln!("withdrawn {t:?} after the allowlist checks");
-
-    // FlowSpec: the victim's SYN-flood pattern with a traffic-rate.
+/// The replayed SYN flood's pattern in BIRD's flow4 table, with its traffic-rate. Returns the
+/// FlowSpec rules BIRD holds.
+fn flowspec(lab: &Lab) -> Vec<String> {
     if let Some(sent) = syn_flood_replay(&lab.gw) {
         let flow = wait_until(Duration::from_secs(3), || lab.up.learnt("flowtab4").pop());
         let (rule, attrs) = flow.unwrap_or_else(|| {
@@ -231,7 +225,48 @@ fn blocks_and_rate_limits_reach_the_upstream_router_and_survive_restarts() {
         // traffic-rate-bytes: 1000 packets/s × 1500 bytes.
         assert!(attrs.contains("(generic, 0x80060000, 0x49b71b00)"), "{attrs}");
     }
-    let flows = lab.up.learnt_networks("flowtab4");
+    lab.up.learnt_networks("flowtab4")
+}
+
+/// `netanom status` lists `route` and `others` more (the status file is rewritten every second).
+fn status_lists(lab: &Lab, route: &str, others: usize) {
+    let routes = |s: &serde_json::Value| -> Vec<String> {
+        s["bgp"]["announced"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|r| r["route"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let listed = wait_until(Duration::from_secs(3), || {
+        let s = status_json(&lab.gw, &lab.dirs);
+        let r = routes(&s);
+        (s["bgp"]["state"] == "up" && r.len() == 1 + others && r.iter().any(|x| x == route)).then_some(())
+    });
+    assert!(listed.is_some(), "{}", status_json(&lab.gw, &lab.dirs));
+    let text = lab.netanom(&["status", "--state-dir", lab.dirs.state()]);
+    let line = format!("blackhole {route} next hop {DISCARD_V4} communities {COMMUNITY} 65535:666");
+    assert!(text.contains(&line), "{text}");
+}
+
+#[test]
+fn blocks_and_rate_limits_reach_the_upstream_router_and_survive_restarts() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(lab) = lab("bgp") else {
+        return;
+    };
+    let mut speaker = GoBgpd::start(&lab.gw.gw, Some(&lab.up), "bgp").unwrap();
+    wait_established(&lab.up);
+    lab.configure("mitigate", API, 6.0);
+    let agent = lab.agent();
+    rtbh(&lab);
+    let want = never_announced(&lab);
+    // The scanner's block ends (block_ttl 6 s): withdrawn.
+    let t = lab.wait_blackholes(&want[1..], Duration::from_secs(9)).unwrap();
+    eprintln!("withdrawn {t:?} after the allowlist checks");
+    let flows = flowspec(&lab);
 
     // gobgpd restarts empty: everything is back.
     speaker.restart(&lab.gw.gw).unwrap();
@@ -251,30 +286,7 @@ fn blocks_and_rate_limits_reach_the_upstream_router_and_survive_restarts() {
     lab.wait_blackholes(&["198.18.2.89/32"], Duration::from_secs(5))
         .unwrap();
     assert_eq!(lab.up.learnt_networks("flowtab4"), flows);
-
-    // `netanom status` lists what is announced (the status file is rewritten every second).
-    let routes = |s: &serde_json::Value| -> Vec<String> {
-        s["bgp"]["announced"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|r| r["route"].as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let listed = wait_until(Duration::from_secs(3), || {
-        let s = status_json(&lab.gw, &lab.dirs);
-        let r = routes(&s);
-        (s["bgp"]["state"] == "up" && r.len() == 1 + flows.len() && r.contains(&"198.18.2.89/32".into()))
-            .then_some(r)
-    });
-    assert!(listed.is_some(), "{}", status_json(&lab.gw, &lab.dirs));
-    let text = lab.netanom(&["status", "--state-dir", lab.dirs.state()]);
-    assert!(
-        text.contains("blackhole 198.18.2.89/32 next hop 198.18.255.1 communities 64512:100 65535:666"),
-        "{text}"
-    );
+    status_lists(&lab, "198.18.2.89/32", flows.len());
     drop(agent);
     speaker.stop();
 }
@@ -364,4 +376,30 @@ fn bad_speakers_are_logged_once_and_observe_mode_announces_nothing() {
     );
     drop(agent);
     speaker.stop();
+}
+
+/// The example gobgpd configuration (deploy/gobgpd.toml) is one gobgpd accepts, with the four
+/// families netanom announces in.
+#[test]
+fn the_example_gobgpd_configuration_is_valid() {
+    let Some(gobgpd) = netanom_lab::servers::tool("gobgpd") else {
+        eprintln!("skipped: gobgpd not installed (cargo xtask setup)");
+        return;
+    };
+    let file = netanom_lab::deploy::repo_file("deploy/gobgpd.toml");
+    let out = std::process::Command::new(gobgpd)
+        .arg("--dry-run")
+        .arg("-f")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let text = std::fs::read_to_string(&file).unwrap();
+    for family in ["ipv4-unicast", "ipv6-unicast", "ipv4-flowspec", "ipv6-flowspec"] {
+        assert!(
+            text.contains(&format!("afi-safi-name = \"{family}\"")),
+            "{family}"
+        );
+    }
+    assert!(text.contains("--api-hosts=127.0.0.1:50051"));
 }

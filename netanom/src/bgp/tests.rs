@@ -509,3 +509,87 @@ fn rate_limits_are_announced_as_flowspec_and_allowlisted_blocks_never() {
         [(_, RateLimit { .. })]
     ));
 }
+
+fn parse(text: &str) -> Result<crate::pipeline::config::Config, String> {
+    crate::pipeline::config::Config::parse(text, "/etc/netanom.toml").map_err(|e| e.to_string())
+}
+
+#[test]
+fn the_bgp_section_is_read_and_bad_values_are_named() {
+    let c = parse(
+        "[bgp]\nenabled = true\nspeaker = \"[::1]:50052\"\ncommunities = [\"64512:666\", \"65535:65281\"]\n\
+         flowspec_action = \"discard\"\nblackhole_prefix_v4 = 24\nnext_hop_v6 = \"2001:db8:ff::1\"\n",
+    )
+    .unwrap()
+    .bgp;
+    assert!(c.enabled);
+    assert_eq!(c.speaker.to_string(), "[::1]:50052");
+    assert_eq!(
+        c.communities,
+        [Community(64512 << 16 | 666), Community(0xFFFF_FF01)]
+    );
+    assert_eq!(c.flowspec_action, FlowSpecAction::Discard);
+    assert_eq!((c.blackhole_prefix(true), c.blackhole_prefix(false)), (24, 128));
+    for (text, wanted) in [
+        (
+            "communities = [\"64512:70000\"]",
+            "/etc/netanom.toml:2:15: `64512:70000` is not a BGP community",
+        ),
+        (
+            "speaker = \"localhost\"",
+            "/etc/netanom.toml:2:11: `localhost` is not ADDRESS:PORT",
+        ),
+        (
+            "next_hop_v4 = \"0.0.0.0\"",
+            "bgp.next_hop_v4 = an unspecified address is not allowed",
+        ),
+        (
+            "blackhole_prefix_v4 = 16",
+            "bgp.blackhole_prefix_v4 = 16 is not allowed: at least bgp.widest_prefix_v4 (24)",
+        ),
+        (
+            "widest_prefix_v6 = 129",
+            "bgp.widest_prefix_v6 = 129 is not allowed: from 8 to 128",
+        ),
+        (
+            "max_routes = 0",
+            "bgp.max_routes = 0 is not allowed: from 1 to 100000",
+        ),
+        (
+            "flowspec_action = \"drop\"",
+            "/etc/netanom.toml:2:19: unknown variant `drop`",
+        ),
+        ("next_hop = \"192.0.2.1\"", "unknown field `next_hop`"),
+    ] {
+        let e = parse(&format!("[bgp]\n{text}\n")).unwrap_err();
+        assert!(e.contains(wanted), "{text}: {e}");
+    }
+}
+
+#[test]
+fn bgp_metrics_show_the_counters_and_only_with_bgp_on() {
+    use crate::sinks::metrics::Metrics;
+    let counters = BgpCounters::default();
+    counters.speaker_up.store(true, Ordering::Relaxed);
+    counters.announced[1].store(2, Ordering::Relaxed);
+    counters.withdrawals[0].store(5, Ordering::Relaxed);
+    counters.excluded[Exclusion::Protected as usize].store(1, Ordering::Relaxed);
+    counters.errors[1].store(7, Ordering::Relaxed);
+    let m = Metrics::new(64, None).with_bgp();
+    m.update_bgp(&counters.totals());
+    let text = m.text();
+    for line in [
+        "netanom_bgp_speaker_up 1",
+        "netanom_bgp_routes_announced{kind=\"flowspec\"} 2",
+        "netanom_bgp_routes_announced{kind=\"blackhole\"} 0",
+        "netanom_bgp_withdrawals_total{kind=\"blackhole\"} 5",
+        "netanom_bgp_routes_excluded{reason=\"protected\"} 1",
+        "netanom_bgp_speaker_errors_total{reason=\"refused\"} 7",
+        "netanom_bgp_cap_hits_total 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} not in {text}");
+    }
+    let off = Metrics::new(64, None);
+    off.update_bgp(&counters.totals());
+    assert!(!off.text().contains("netanom_bgp"));
+}

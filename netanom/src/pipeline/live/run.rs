@@ -66,7 +66,11 @@ pub fn run(opts: LiveOptions) -> anyhow::Result<()> {
     let tables = open_tables(cfg, &clock)?;
     attach(&mut dp, cfg, &ifaces)?;
     let reader = ExportReader::new(&mut dp)?;
-    let metrics = Arc::new(metrics::Metrics::new(load.flow_entries, Some(&bundle_info)));
+    let mut metrics = metrics::Metrics::new(load.flow_entries, Some(&bundle_info));
+    if cfg.bgp.enabled {
+        metrics = metrics.with_bgp();
+    }
+    let metrics = Arc::new(metrics);
     metrics.set_attachments(&interface_info(&dp));
     let server = match outputs.listener {
         Some(l) => Some(start_server(l, metrics.clone())?),

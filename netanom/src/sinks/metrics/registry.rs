@@ -34,7 +34,8 @@ pub struct Metrics {
     queue: QueueMetrics,
     scoring: ScoringMetrics,
     response: ResponseMetrics,
-    bgp: BgpMetrics,
+    /// Only with `[bgp]` on ([`Metrics::with_bgp`]).
+    bgp: Option<BgpMetrics>,
 }
 
 impl Metrics {
@@ -49,7 +50,7 @@ impl Metrics {
             scoring: ScoringMetrics::register(&mut r),
             queue: QueueMetrics::register(&mut r),
             response: ResponseMetrics::register(&mut r),
-            bgp: BgpMetrics::register(&mut r),
+            bgp: None,
             registry: r,
         };
         if let Some(b) = bundle {
@@ -85,9 +86,18 @@ impl Metrics {
         self.response.update(c, configured, effective);
     }
 
+    /// Adds the BGP announcer's metrics (`[bgp]` on): without it they are not exposed at all,
+    /// rather than at a misleading 0 (a speaker "down").
+    pub fn with_bgp(mut self) -> Self {
+        self.bgp = Some(BgpMetrics::register(&mut self.registry));
+        self
+    }
+
     /// Refreshes the BGP announcer's counters and gauges.
     pub fn update_bgp(&self, t: &BgpTotals) {
-        self.bgp.update(t);
+        if let Some(b) = &self.bgp {
+            b.update(t);
+        }
     }
 
     /// Records how long one unit of drain work took.
