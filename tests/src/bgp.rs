@@ -296,9 +296,4 @@ impl GoBgpd {
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.path("gobgpd.log")).unwrap_or_default()
     }
-
-    /// Where the log is.
-    pub fn log_path(&self) -> PathBuf {
-        self.dir.path("gobgpd.log")
-    }
 }

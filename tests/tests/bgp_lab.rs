@@ -106,10 +106,15 @@ impl Lab {
     }
 
     /// The blackhole routes BIRD learnt (IPv4 and IPv6).
+    /// The blackhole routes (with 65535:666) BIRD learnt, IPv4 then IPv6.
     fn blackholes(&self) -> Vec<String> {
-        let mut n = self.up.learnt_networks("master4");
-        n.extend(self.up.learnt_networks("master6"));
-        n
+        let mut routes = self.up.learnt("master4");
+        routes.extend(self.up.learnt("master6"));
+        routes
+            .into_iter()
+            .filter(|(_, attrs)| attrs.contains("(65535,666)"))
+            .map(|(line, _)| line.split_whitespace().next().unwrap_or_default().to_owned())
+            .collect()
     }
 
     /// Waits (at most `limit`) until the blackholes BIRD learnt are exactly `want`.
@@ -178,7 +183,12 @@ fn rtbh(lab: &Lab) {
         .wait_blackholes(&["198.18.2.66/32"], Duration::from_secs(2))
         .unwrap();
     eprintln!("blocked after {blocked:?}, in BIRD {t:?} later");
-    let (line, attrs) = lab.up.learnt("master4").remove(0);
+    let (line, attrs) = lab
+        .up
+        .learnt("master4")
+        .into_iter()
+        .find(|(l, _)| l.starts_with("198.18.2.66/32 "))
+        .unwrap();
     assert!(
         line.contains("blackhole"),
         "not resolved to the discard route: {line}"
@@ -259,8 +269,38 @@ fn blocks_and_rate_limits_reach_the_upstream_router_and_survive_restarts() {
     };
     let mut speaker = GoBgpd::start(&lab.gw.gw, Some(&lab.up), "bgp").unwrap();
     wait_established(&lab.up);
+    // Before the agent: a blackhole left by an earlier run (its block is gone), and a route of
+    // someone else's (no 65535:666), which netanom must leave alone.
+    let ns = &lab.gw.gw;
+    let stale = [
+        "global",
+        "rib",
+        "add",
+        "-a",
+        "ipv4",
+        "198.18.2.99/32",
+        "nexthop",
+        DISCARD_V4,
+    ];
+    speaker
+        .cli(ns, &[&stale[..], &["community", "65535:666"]].concat())
+        .unwrap();
+    let foreign = [
+        "global",
+        "rib",
+        "add",
+        "-a",
+        "ipv4",
+        "198.18.9.0/24",
+        "nexthop",
+        DISCARD_V4,
+    ];
+    speaker.cli(ns, &foreign).unwrap();
+    lab.wait_blackholes(&["198.18.2.99/32"], Duration::from_secs(3))
+        .unwrap();
     lab.configure("mitigate", API, 6.0);
     let agent = lab.agent();
+    lab.wait_blackholes(&[], Duration::from_secs(3)).unwrap();
     rtbh(&lab);
     let want = never_announced(&lab);
     // The scanner's block ends (block_ttl 6 s): withdrawn.
@@ -268,7 +308,15 @@ fn blocks_and_rate_limits_reach_the_upstream_router_and_survive_restarts() {
     eprintln!("withdrawn {t:?} after the allowlist checks");
     let flows = flowspec(&lab);
 
-    // gobgpd restarts empty: everything is back.
+    assert!(
+        lab.up
+            .learnt_networks("master4")
+            .contains(&"198.18.9.0/24".to_owned()),
+        "the foreign route was withdrawn: {}",
+        lab.up.routes("master4")
+    );
+
+    // gobgpd restarts empty (the foreign route gone with it): netanom's are all back.
     speaker.restart(&lab.gw.gw).unwrap();
     wait_established(&lab.up);
     lab.wait_blackholes(&want[1..], Duration::from_secs(5)).unwrap();
