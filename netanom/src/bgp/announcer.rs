@@ -19,7 +19,10 @@ use std::{
     time::{Duration, Instant as WallInstant},
 };
 
-use netanom_common::time::Instant;
+use netanom_common::{
+    mitigate::{PatternKey, RateLimit},
+    time::Instant,
+};
 use tokio::sync::watch;
 
 use super::{
@@ -30,7 +33,7 @@ use super::{
 };
 use crate::{
     datapath::host,
-    respond::{Cidr, Decision, DecisionSink, Enforcer, Mode, Proposal},
+    respond::{Allow, Block, Cidr, Decision, DecisionSink, EnforceError, Enforcer, Mode, Proposal},
     telemetry::bgp::BgpCounters,
 };
 
@@ -49,6 +52,8 @@ pub struct Announcer {
     allows: Option<Vec<Cidr>>,
     configured: Mode,
     effective: Mode,
+    /// Reading the lists failed at the last maintenance (logged once until it works again).
+    lists_failed: bool,
     worker: Option<JoinHandle<()>>,
 }
 
@@ -93,6 +98,7 @@ impl Announcer {
             allows: None,
             configured: mode,
             effective: mode,
+            lists_failed: false,
             worker,
         }
     }
@@ -112,6 +118,21 @@ impl Announcer {
     fn has_room(&self, key: &super::route::RouteKey) -> bool {
         self.wanted.contains_key(key) || self.wanted.len() < self.cfg.max_routes as usize
     }
+}
+
+/// The blocks, rate limits and allowlist in force.
+struct InForce {
+    blocks: Vec<Block>,
+    limits: Vec<(PatternKey, RateLimit)>,
+    allows: Vec<Allow>,
+}
+
+fn read_lists(lists: &dyn Enforcer) -> Result<InForce, EnforceError> {
+    Ok(InForce {
+        blocks: lists.blocks()?,
+        limits: lists.rate_limits()?,
+        allows: lists.allows()?,
+    })
 }
 
 /// The speaker's thread: its own single-threaded runtime, until the announcer is dropped.
@@ -162,15 +183,22 @@ impl DecisionSink for Announcer {
     }
 
     fn maintain(&mut self, lists: &dyn Enforcer, now: Instant) {
-        let read = (|| {
-            Ok::<_, crate::respond::EnforceError>((lists.blocks()?, lists.rate_limits()?, lists.allows()?))
-        })();
-        let (blocks, limits, allows) = match read {
-            Ok(l) => l,
+        let InForce {
+            blocks,
+            limits,
+            allows,
+        } = match read_lists(lists) {
+            Ok(l) => {
+                self.lists_failed = false;
+                l
+            }
             Err(e) => {
-                log::error!(
-                    "BGP: reading the lists in force failed: {e}; the announcements stay as they are"
-                );
+                if !self.lists_failed {
+                    log::error!(
+                        "BGP: reading the lists in force failed: {e}; the announcements stay as they are"
+                    );
+                    self.lists_failed = true;
+                }
                 return;
             }
         };
@@ -200,6 +228,9 @@ impl DecisionSink for Announcer {
     }
 
     fn rail_hit(&mut self, p: Proposal<'_>, _now: Instant) -> Option<String> {
+        if self.configured != Mode::Mitigate {
+            return None;
+        }
         let allows = self.allows.as_deref().unwrap_or_default();
         let protected = self.protected.get();
         let planner = Planner {
@@ -210,7 +241,7 @@ impl DecisionSink for Announcer {
         let Verdict::Announce(r) = planner.proposal(p) else {
             return None;
         };
-        if self.configured != Mode::Mitigate || self.has_room(&r.key()) {
+        if self.has_room(&r.key()) {
             return None;
         }
         self.counters.cap_hits.fetch_add(1, Ordering::Relaxed);

@@ -76,8 +76,9 @@ pub enum Verdict {
 /// Turns blocks and rate limits into routes under the configuration and the safety rules.
 pub struct Planner<'a> {
     pub cfg: &'a BgpConfig,
-    /// `mitigation.rate_limit_pps` does not matter here: the rate comes from each limit.
+    /// The allowlist's prefixes.
     pub allows: &'a [Cidr],
+    /// Addresses no route may cover ([`Protected`]).
     pub protected: &'a [IpAddr],
 }
 
