@@ -178,6 +178,27 @@ impl Gateway {
         })
     }
 
+    /// Makes the lab a one-way mirror for replays: the gateway discards what goes to the
+    /// server (so nothing is answered) and to the replay's spoofed ranges (so a frame between
+    /// two replayed addresses is not forwarded back out past the agent). Every frame the attacker sends then crosses the gateway's agent exactly once,
+    /// as it is in the capture.
+    pub fn silence(&self) -> Result<()> {
+        let sv = &self.server_link.host.ep;
+        // Blackhole routes discard without an ICMP error; the agent has seen the frame at
+        // the attacker link's ingress by then.
+        for (v6, prefix) in [
+            (false, format!("{}/32", sv.ipv4)),
+            (true, format!("{}/128", sv.ipv6)),
+            (false, SPOOFED_V4.to_owned()),
+            (true, SPOOFED_V6.to_owned()),
+        ] {
+            let mut args = if v6 { vec!["-6"] } else { vec![] };
+            args.extend(["route", "replace", "blackhole", prefix.as_str()]);
+            self.gw.ip(&args)?;
+        }
+        Ok(())
+    }
+
     /// Waits until all six veth ends have been quiet for 200 ms (bounded by 3 s).
     pub fn settle(&self) -> Result<()> {
         let mut ifaces = Vec::new();

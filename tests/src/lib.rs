@@ -56,6 +56,7 @@ pub mod http;
 mod netns;
 pub mod probes;
 pub mod prometheus;
+pub mod recorder;
 pub mod replay;
 pub mod servers;
 pub mod synthetic;

@@ -48,6 +48,9 @@ pub struct ReplayOptions {
     /// Honour the capture's inter-packet gaps (still capped by `pace.max_duration`; with
     /// `pace.pps` set, frames are also never sent faster than that rate).
     pub original_timing: bool,
+    /// With `original_timing`, play the capture this many times faster (gaps divided by it);
+    /// 0 or 1: as recorded.
+    pub speedup: f64,
 }
 
 /// What a replay did.
@@ -396,7 +399,7 @@ pub fn replay(
     let mut stats = ReplayStats::default();
     for (ts, frame) in &frames[..limit] {
         let offset = if opts.original_timing {
-            ts.saturating_sub(first_ts)
+            ts.saturating_sub(first_ts).div_f64(opts.speedup.max(1.0))
         } else {
             Duration::ZERO
         };

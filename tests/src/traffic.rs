@@ -224,7 +224,7 @@ pub struct RawReceiver {
 }
 
 /// Largest frame the receiver copies; longer ones are truncated.
-const RECV_BUF: usize = 65_536 + 64;
+pub(crate) const RECV_BUF: usize = 65_536 + 64;
 /// Upper bound on frames handled by a single receiver call.
 const RECV_MAX_FRAMES: usize = 10_000_000;
 
@@ -288,7 +288,7 @@ impl RawReceiver {
     }
 
     /// [`RawReceiver::recv`] with a caller-provided scratch buffer.
-    fn recv_with(&self, buf: &mut [u8], timeout: Duration) -> Result<Option<Vec<u8>>> {
+    pub(crate) fn recv_with(&self, buf: &mut [u8], timeout: Duration) -> Result<Option<Vec<u8>>> {
         let deadline = Instant::now() + timeout;
         // Bounded by `deadline`.
         loop {

@@ -242,6 +242,7 @@ fn replay_to_server(lab: &Gateway, capture: &Path, max_packets: u64, pps: u32, m
         pace: Pace::rate(pps, Duration::from_secs(max_s)),
         max_packets: Some(max_packets),
         original_timing: false,
+        speedup: 1.0,
     };
     let dst = lab.to_server(&lab.attacker_link);
     let stats = replay::replay(capture, &tx, &lab.attacker_link.host.ep, &dst, &opts).unwrap();

@@ -445,6 +445,7 @@ fn replay_of_real_captures() {
         },
         max_packets: None,
         original_timing: true,
+        speedup: 1.0,
     };
     let start = std::time::Instant::now();
     let timed = replay::replay(&small, &tx, &src, &dst, &opts).expect("timed replay");

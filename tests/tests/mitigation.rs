@@ -441,6 +441,7 @@ fn spoofed_syn_flood_gets_a_victim_alert_and_a_rate_limit_not_thousands_of_block
                 pace,
                 max_packets: Some(12_000),
                 original_timing: false,
+                speedup: 1.0,
             };
             let st = netanom_lab::replay::replay(&capture, &tx, &lab.b_side.ep, &dst, &opts).unwrap();
             eprintln!("replayed {st:?} from {}", capture.display());

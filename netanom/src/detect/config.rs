@@ -22,6 +22,36 @@ pub struct DetectionConfig {
     pub src_syn_rate: f64,
     /// Floor, distinct destination ports per second from one source.
     pub src_port_rate: f64,
+    /// Floor, distinct destination hosts per second from one source (ping sweeps,
+    /// horizontal scans).
+    pub src_host_rate: f64,
+    /// Floors of the slow-scan windows: distinct destination ports and hosts of the flows one
+    /// source started within the last minute and ten minutes.
+    pub slow_ports_1m: f64,
+    pub slow_hosts_1m: f64,
+    pub slow_ports_10m: f64,
+    pub slow_hosts_10m: f64,
+    /// Sources followed over the slow-scan windows at most.
+    pub slow_max_sources: u32,
+    /// Password guessing: the fast window, seconds, and the short, small connections to one
+    /// service within it that make a finding...
+    pub brute_window: f64,
+    pub brute_min_connections: u32,
+    /// ...or as few as this many when at least four were open at once (a tool's parallel
+    /// tasks)...
+    pub brute_parallel_connections: u32,
+    /// ...and the slow window, seconds, with its own floor.
+    pub brute_slow_window: f64,
+    pub brute_slow_min_connections: u32,
+    /// A connection is short when it ended within this many seconds...
+    pub brute_short: f64,
+    /// ...and small with at most this much payload, both ways, bytes.
+    pub brute_small_bytes: u64,
+    /// Short, small connections must be at least this share of the source's connections to
+    /// the service (0 to 1).
+    pub brute_min_share: f64,
+    /// (Source, service) pairs followed at most.
+    pub brute_max_pairs: u32,
     /// Floor, distinct sources per second hitting one destination service.
     pub dst_sources: f64,
     /// Floor, packets per second to one destination service.
@@ -42,8 +72,9 @@ pub enum DetectorName {
     /// The flow models: `anomalous_flows` and `flow_anomaly` findings. Off, flows are not
     /// scored at all.
     Models,
-    /// The aggregates' learned levels: `source_flood`, `source_syn_flood`, `source_scan` and
-    /// `victim_flood` findings (and the rate limits they lead to).
+    /// Counting rules with learned levels: `source_flood`, `source_syn_flood`, `source_scan`,
+    /// `host_sweep`, `slow_scan` and `victim_flood` from the aggregates (and the rate limits
+    /// they lead to), `brute_force` from ended connections.
     Aggregates,
 }
 
@@ -76,6 +107,21 @@ impl Default for DetectionConfig {
             src_pps: 2000.0,
             src_syn_rate: 200.0,
             src_port_rate: 100.0,
+            src_host_rate: 50.0,
+            slow_ports_1m: 30.0,
+            slow_hosts_1m: 100.0,
+            slow_ports_10m: 60.0,
+            slow_hosts_10m: 250.0,
+            slow_max_sources: 20_000,
+            brute_window: 30.0,
+            brute_min_connections: 10,
+            brute_parallel_connections: 4,
+            brute_slow_window: 300.0,
+            brute_slow_min_connections: 30,
+            brute_short: 15.0,
+            brute_small_bytes: 16_384,
+            brute_min_share: 0.8,
+            brute_max_pairs: 20_000,
             dst_sources: 200.0,
             dst_pps: 5000.0,
             learned_margin: 3.0,

@@ -11,6 +11,8 @@ use super::{
     finding::FlowEvidence,
     learned::{Learned, Rate},
     moments::Moments,
+    services::{Access, ServiceLevels},
+    slow::SlowScans,
 };
 
 /// How long after the last finding learning stays frozen, nanoseconds.
@@ -38,6 +40,7 @@ pub struct Detector {
     pub src_pps: Rate,
     pub src_syn: Rate,
     pub src_ports: Rate,
+    pub src_hosts: Rate,
     pub dst_sources: Rate,
     pub dst_pps: Rate,
     /// The destination rates summed over a host's services (floods spread over many ports).
@@ -49,6 +52,11 @@ pub struct Detector {
     last_finding: Option<Instant>,
     /// When the learned levels were last decayed (the first observation starts the clock).
     last_decay: Option<Instant>,
+    /// Per (source, destination, port): recent connections ([`super::services`]).
+    pub(super) access: HashMap<(IpAddr, IpAddr, u16), Access>,
+    pub(super) services: ServiceLevels,
+    /// Sources over the long windows ([`super::slow`]).
+    pub(super) slow: SlowScans,
 }
 
 impl Detector {
@@ -59,6 +67,7 @@ impl Detector {
             src_pps: Rate::new("src_initiated_packets_per_s", 0.0),
             src_syn: Rate::new("src_syn_unanswered_per_s", 0.0),
             src_ports: Rate::new("src_distinct_dst_ports_per_s", 0.0),
+            src_hosts: Rate::new("src_distinct_dst_hosts_per_s", 0.0),
             dst_sources: Rate::new("dst_distinct_srcs_per_s", 0.0),
             dst_pps: Rate::new("dst_packets_per_s", 0.0),
             host_sources: Rate::new("dst_host_distinct_srcs_per_s", 0.0),
@@ -67,22 +76,26 @@ impl Detector {
             moments: Moments::default(),
             last_finding: None,
             last_decay: None,
+            access: HashMap::new(),
+            services: ServiceLevels::default(),
+            slow: SlowScans::default(),
             cfg,
         };
         d.set_config(d.cfg.clone());
         d
     }
 
-    /// Applies a (reloaded) configuration; what was learned is kept.
     /// The configuration in force.
     pub fn config(&self) -> &DetectionConfig {
         &self.cfg
     }
 
+    /// Applies a (reloaded) configuration; what was learned is kept.
     pub fn set_config(&mut self, cfg: DetectionConfig) {
         self.src_pps.floor = cfg.src_pps;
         self.src_syn.floor = cfg.src_syn_rate;
         self.src_ports.floor = cfg.src_port_rate;
+        self.src_hosts.floor = cfg.src_host_rate;
         self.dst_sources.floor = cfg.dst_sources;
         self.dst_pps.floor = cfg.dst_pps;
         self.host_sources.floor = cfg.dst_sources;
@@ -114,6 +127,7 @@ impl Detector {
             &mut self.src_pps,
             &mut self.src_syn,
             &mut self.src_ports,
+            &mut self.src_hosts,
             &mut self.dst_sources,
             &mut self.dst_pps,
             &mut self.host_sources,
@@ -123,6 +137,9 @@ impl Detector {
         }
         for l in &mut self.model_scores {
             l.decay(f);
+        }
+        for r in self.services.all().chain(self.slow.levels.iter_mut().flatten()) {
+            r.learned.decay(f);
         }
     }
 

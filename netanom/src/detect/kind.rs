@@ -23,6 +23,15 @@ pub enum Kind {
     RateLimit,
     /// Too many new blocks: mitigation falls back to observe mode.
     CircuitBreaker,
+    /// A source opens many short connections to one service (password guessing, credential
+    /// stuffing).
+    BruteForce,
+    /// A source reaches many hosts (a ping sweep, a horizontal scan of one port).
+    HostSweep,
+    /// A source scans ports or hosts slowly, below the per-interval rates, over minutes.
+    SlowScan,
+    /// An inside host's channel to a remote peer behaves like command-and-control.
+    Beacon,
 }
 
 // The response counts findings per kind in telemetry, which cannot name this enum.
@@ -30,7 +39,7 @@ const _: () = assert!(Kind::ALL.len() == crate::telemetry::counters::FINDING_KIN
 
 impl Kind {
     /// Every kind, in signature id order (and declaration order: [`Kind::index`]).
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 12] = [
         Kind::AnomalousFlows,
         Kind::FlowAnomaly,
         Kind::SourceFlood,
@@ -39,6 +48,10 @@ impl Kind {
         Kind::VictimFlood,
         Kind::RateLimit,
         Kind::CircuitBreaker,
+        Kind::BruteForce,
+        Kind::HostSweep,
+        Kind::SlowScan,
+        Kind::Beacon,
     ];
 
     /// The kind's position in [`Kind::ALL`] (and in the response's per-kind counters).
@@ -57,6 +70,10 @@ impl Kind {
             Kind::VictimFlood => 9_000_006,
             Kind::RateLimit => 9_000_007,
             Kind::CircuitBreaker => 9_000_008,
+            Kind::BruteForce => 9_000_009,
+            Kind::HostSweep => 9_000_010,
+            Kind::SlowScan => 9_000_011,
+            Kind::Beacon => 9_000_012,
         }
     }
 
@@ -71,6 +88,10 @@ impl Kind {
             Kind::VictimFlood => "netanom: destination under flood",
             Kind::RateLimit => "netanom: rate limit toward destination",
             Kind::CircuitBreaker => "netanom: mitigation circuit breaker tripped",
+            Kind::BruteForce => "netanom: password guessing against a service",
+            Kind::HostSweep => "netanom: sweep of many hosts from source",
+            Kind::SlowScan => "netanom: slow scan from source",
+            Kind::Beacon => "netanom: command-and-control beacon from inside host",
         }
     }
 
@@ -81,7 +102,9 @@ impl Kind {
             Kind::SourceFlood | Kind::SourceSynFlood | Kind::VictimFlood | Kind::RateLimit => {
                 "Attempted Denial of Service"
             }
-            Kind::SourceScan => "Detection of a Network Scan",
+            Kind::SourceScan | Kind::HostSweep | Kind::SlowScan => "Detection of a Network Scan",
+            Kind::BruteForce => "Attempted User Privilege Gain",
+            Kind::Beacon => "A Network Trojan was detected",
             Kind::CircuitBreaker => "Misc activity",
         }
     }
@@ -89,8 +112,17 @@ impl Kind {
     /// EVE `alert.severity`: 1 = high, 2 = medium, 3 = low.
     pub const fn severity(self) -> u8 {
         match self {
-            Kind::SourceFlood | Kind::SourceSynFlood | Kind::VictimFlood => 1,
-            Kind::AnomalousFlows | Kind::SourceScan | Kind::RateLimit | Kind::CircuitBreaker => 2,
+            Kind::SourceFlood
+            | Kind::SourceSynFlood
+            | Kind::VictimFlood
+            | Kind::BruteForce
+            | Kind::Beacon => 1,
+            Kind::AnomalousFlows
+            | Kind::SourceScan
+            | Kind::HostSweep
+            | Kind::SlowScan
+            | Kind::RateLimit
+            | Kind::CircuitBreaker => 2,
             Kind::FlowAnomaly => 3,
         }
     }
@@ -106,6 +138,10 @@ impl Kind {
             Kind::VictimFlood => "victim_flood",
             Kind::RateLimit => "rate_limit",
             Kind::CircuitBreaker => "circuit_breaker",
+            Kind::BruteForce => "brute_force",
+            Kind::HostSweep => "host_sweep",
+            Kind::SlowScan => "slow_scan",
+            Kind::Beacon => "beacon",
         }
     }
 }

@@ -86,6 +86,14 @@ impl Rate {
         }
     }
 
+    /// The level above which a value is abnormal, with `floor` in place of the rate's own.
+    pub fn threshold_over(&self, floor: f64, margin: f64) -> f64 {
+        match self.learned.quantile(0.999, MIN_AGG_SAMPLES) {
+            Some(q) => floor.max(margin * q),
+            None => floor,
+        }
+    }
+
     /// The level above which a value is abnormal.
     pub fn threshold(&self, margin: f64) -> f64 {
         match self.learned.quantile(0.999, MIN_AGG_SAMPLES) {

@@ -3,7 +3,10 @@
 //!
 //! - [`detector`]: the state (flow windows, learned levels, the freeze during attacks);
 //! - [`flows`]: offenders from anomalous flows;
-//! - [`aggregates`]: offenders from their per-source rates (floods, SYN floods, scans);
+//! - [`aggregates`]: offenders from their per-source rates (floods, SYN floods, scans, host
+//!   sweeps);
+//! - [`slow`]: slow scans and sweeps over a minute and ten minutes;
+//! - [`services`]: repeated short connections to one service (password guessing);
 //! - [`victims`]: destinations under a flood, per service and per host;
 //! - [`learned`]: learned normal levels (running quantiles) and rates with floors;
 //! - [`moments`]: how unusual a flow's features are;
@@ -23,6 +26,8 @@ pub mod flows;
 pub mod kind;
 pub mod learned;
 pub mod moments;
+pub mod services;
+pub mod slow;
 pub mod victims;
 
 pub use config::{DetectionConfig, DetectorName};
@@ -31,5 +36,7 @@ pub use finding::{Finding, FlowEvidence, Subject};
 pub use flows::{ScoredFlow, is_icmp_error};
 pub use kind::Kind;
 
+#[cfg(test)]
+mod behaviour_tests;
 #[cfg(test)]
 mod tests;

@@ -97,6 +97,13 @@ impl Stage {
                 if self.detector.config().uses(DetectorName::Models) {
                     self.score_flows(&records, &features, dim, now);
                 }
+                if self.detector.config().uses(DetectorName::Aggregates) {
+                    let findings = self.detector.observe_connections(&records, now);
+                    if !findings.is_empty() {
+                        self.responder.handle(findings, now);
+                        self.responder.flush();
+                    }
+                }
                 self.write_flows(&records);
             }
             Batch::Aggregates { interval_s, src, dst } => {

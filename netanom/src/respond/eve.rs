@@ -44,6 +44,10 @@
 //! | [`Kind::VictimFlood`] | `victim_flood` | 9000006 | netanom: destination under flood | Attempted Denial of Service | 1 |
 //! | [`Kind::RateLimit`] | `rate_limit` | 9000007 | netanom: rate limit toward destination | Attempted Denial of Service | 2 |
 //! | [`Kind::CircuitBreaker`] | `circuit_breaker` | 9000008 | netanom: mitigation circuit breaker tripped | Misc activity | 2 |
+//! | [`Kind::BruteForce`] | `brute_force` | 9000009 | netanom: password guessing against a service | Attempted User Privilege Gain | 1 |
+//! | [`Kind::HostSweep`] | `host_sweep` | 9000010 | netanom: sweep of many hosts from source | Detection of a Network Scan | 2 |
+//! | [`Kind::SlowScan`] | `slow_scan` | 9000011 | netanom: slow scan from source | Detection of a Network Scan | 2 |
+//! | [`Kind::Beacon`] | `beacon` | 9000012 | netanom: command-and-control beacon from inside host | A Network Trojan was detected | 1 |
 //!
 //! # The `netanom` object
 //!

@@ -100,6 +100,14 @@ impl MemoryTables {
         self.longest_block(ip).is_some_and(|b| b.active(now_ns))
     }
 
+    /// Whether a rate limit in force protects the service `addr`:`port` (`proto`, `family`,
+    /// addresses as the parser stores them), whatever its TCP flags.
+    pub fn limits_service(&self, (family, addr, port, proto): (u8, [u32; 4], u16, u8), now_ns: u64) -> bool {
+        self.rate_limits.iter().any(|(k, r)| {
+            k.family == family && k.addr == addr && k.port == port && k.proto == proto && r.active(now_ns)
+        })
+    }
+
     /// The block with the longest prefix covering `ip`.
     fn longest_block(&self, ip: IpAddr) -> Option<Block> {
         let v4 = ip.is_ipv4();

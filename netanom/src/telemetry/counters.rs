@@ -120,7 +120,7 @@ impl ScoreTally {
 
 /// How many kinds of finding the response counts apart (`crate::detect::Kind::ALL`, which
 /// asserts it has this many; telemetry imports no component).
-pub const FINDING_KINDS: usize = 8;
+pub const FINDING_KINDS: usize = 12;
 
 /// The response's counters: written by the scoring stage's thread, read by the drain's (for
 /// the metrics and the status file).

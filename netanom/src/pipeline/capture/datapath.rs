@@ -6,7 +6,8 @@
 //! the answers to what the simulation dropped (a server's reply to a blocked client's request,
 //! a scanned host's RSTs). On a live gateway they would never have been sent; accounted, they
 //! would be flows *started* by the answering host and make it look like an offender. So a
-//! packet to a blocked address that belongs to no flow is not accounted (and is counted).
+//! packet that belongs to no flow and goes to a blocked address, or comes from a service a
+//! rate limit protects, is not accounted (and is counted).
 use std::io;
 
 use netanom_common::{flow::FlowRecord, parse::PacketMeta};
@@ -26,9 +27,10 @@ pub struct DropCounts {
     /// Packets a block or rate limit would have dropped, passed because their source is
     /// allowlisted.
     pub passed_allowlisted: u64,
-    /// Packets to a blocked source that belong to no flow: answers to what was dropped (a
-    /// capture still holds them; on a live gateway they would never have been sent), not
-    /// accounted.
+    /// Packets that belong to no flow and answer what the simulation dropped: to a blocked
+    /// address, or from a service a rate limit protects (its SYN-ACKs to a flood's dropped
+    /// SYNs). A capture still holds them; on a live gateway they would never have been sent.
+    /// Not accounted.
     pub answers_to_dropped: u64,
 }
 
@@ -48,10 +50,12 @@ pub struct CaptureDatapath {
 }
 
 impl CaptureDatapath {
-    /// Whether `m` goes to a blocked address.
+    /// Whether `m` goes to a blocked address, or comes from a rate-limited service.
     fn answers_blocked(&self, m: &PacketMeta, now_ns: u64) -> bool {
         let t = self.tables.lock();
-        !t.is_empty() && t.blocks_ip(crate::features::identity::addr(m.family, &m.dst), now_ns)
+        !t.is_empty()
+            && (t.blocks_ip(crate::features::identity::addr(m.family, &m.dst), now_ns)
+                || t.limits_service((m.family, m.src, m.sport, m.proto), now_ns))
     }
 
     pub fn new(flows: FlowTable, tables: SharedTables) -> CaptureDatapath {

@@ -136,12 +136,25 @@ fn detection(t: &DetectionConfig) -> Result<(), ConfigError> {
         ("detection.src_pps", t.src_pps),
         ("detection.src_syn_rate", t.src_syn_rate),
         ("detection.src_port_rate", t.src_port_rate),
+        ("detection.src_host_rate", t.src_host_rate),
+        ("detection.slow_ports_1m", t.slow_ports_1m),
+        ("detection.slow_hosts_1m", t.slow_hosts_1m),
+        ("detection.slow_ports_10m", t.slow_ports_10m),
+        ("detection.slow_hosts_10m", t.slow_hosts_10m),
+        ("detection.brute_short", t.brute_short),
         ("detection.dst_sources", t.dst_sources),
         ("detection.dst_pps", t.dst_pps),
     ] {
         positive(key, v)?;
     }
     at_least("detection.learned_margin", t.learned_margin, 1.0)?;
+    brute_force(t)?;
+    int_range(
+        "detection.slow_max_sources",
+        t.slow_max_sources.into(),
+        1,
+        10_000_000,
+    )?;
     if !(0.5..1.0).contains(&t.recalibrate_quantile) {
         return Err(invalid(
             "detection.recalibrate_quantile",
@@ -238,6 +251,40 @@ fn bgp(b: &BgpConfig) -> Result<(), ConfigError> {
         65_535,
     )?;
     int_range("bgp.max_routes", b.max_routes.into(), 1, 100_000)?;
+    Ok(())
+}
+
+/// The password-guessing keys: windows in order, floors the kept connections can reach.
+fn brute_force(t: &DetectionConfig) -> Result<(), ConfigError> {
+    use crate::detect::services::MAX_CONNS;
+    float_range("detection.brute_window", t.brute_window, 1.0, 3600.0)?;
+    float_range(
+        "detection.brute_slow_window",
+        t.brute_slow_window,
+        t.brute_window,
+        86_400.0,
+    )?;
+    for (key, n) in [
+        ("detection.brute_min_connections", t.brute_min_connections),
+        (
+            "detection.brute_parallel_connections",
+            t.brute_parallel_connections,
+        ),
+        (
+            "detection.brute_slow_min_connections",
+            t.brute_slow_min_connections,
+        ),
+    ] {
+        int_range(key, n.into(), 2, MAX_CONNS as u64)?;
+    }
+    int_range("detection.brute_small_bytes", t.brute_small_bytes, 1, u64::MAX)?;
+    float_range("detection.brute_min_share", t.brute_min_share, 0.0, 1.0)?;
+    int_range(
+        "detection.brute_max_pairs",
+        t.brute_max_pairs.into(),
+        1,
+        10_000_000,
+    )?;
     Ok(())
 }
 
