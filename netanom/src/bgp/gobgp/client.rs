@@ -30,8 +30,7 @@ impl GoBgp {
     pub fn new(addr: SocketAddr) -> GoBgp {
         let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
             .expect("a socket address is a valid URI authority")
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(CALL_TIMEOUT);
+            .connect_timeout(CONNECT_TIMEOUT);
         GoBgp {
             addr: addr.to_string(),
             client: GobgpApiClient::new(endpoint.connect_lazy()),
@@ -45,7 +44,7 @@ impl GoBgp {
                 addr,
                 detail: status_text(&s),
             },
-            Code::DeadlineExceeded | Code::Cancelled => SpeakerError::Timeout {
+            Code::DeadlineExceeded => SpeakerError::Timeout {
                 addr,
                 op,
                 secs: CALL_TIMEOUT.as_secs(),
@@ -58,7 +57,8 @@ impl GoBgp {
         }
     }
 
-    /// Runs `call` within [`CALL_TIMEOUT`], naming `op` in the error.
+    /// Runs `call` within [`CALL_TIMEOUT`], naming `op` in the error. (A connection closed
+    /// on it, by a server that is not gRPC say, is a refusal.)
     async fn bounded<T>(
         &self,
         op: &'static str,

@@ -206,3 +206,55 @@ fn routes_of_other_forms_are_not_netanoms() {
     });
     assert_eq!(decode(&p), None);
 }
+
+/// A speaker on a real socket that is not one: nobody listening, a server that never answers,
+/// one that is not gRPC. Each is an error of its kind, within the call timeout.
+#[test]
+fn failing_speakers_are_told_apart() {
+    use std::time::{Duration, Instant};
+
+    use tokio::{io::AsyncWriteExt as _, net::TcpListener};
+
+    use super::GoBgp;
+    use crate::bgp::speaker::{ErrorKind, Speaker};
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let kind = |addr| async move {
+            let t0 = Instant::now();
+            let e = GoBgp::new(addr).held().await.unwrap_err();
+            assert!(t0.elapsed() < Duration::from_secs(5), "{e}");
+            e.kind()
+        };
+        // Nobody listening.
+        let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = closed.local_addr().unwrap();
+        drop(closed);
+        assert_eq!(kind(addr).await, ErrorKind::Unreachable);
+        // Accepts, and never says a word.
+        let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = silent.local_addr().unwrap();
+        let hold = tokio::spawn(async move {
+            let (s, _) = silent.accept().await.unwrap();
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            drop(s);
+        });
+        assert_eq!(kind(addr).await, ErrorKind::Timeout);
+        hold.abort();
+        // Answers in HTTP/1.1, not gRPC: the connection closes on the call.
+        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = http.local_addr().unwrap();
+        let serve = tokio::spawn(async move {
+            while let Ok((mut s, _)) = http.accept().await {
+                let _ = s
+                    .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+                    .await;
+            }
+        });
+        assert_eq!(kind(addr).await, ErrorKind::Refused);
+        serve.abort();
+    });
+}
