@@ -19,7 +19,6 @@
 use std::{
     fs,
     net::{SocketAddr, TcpStream},
-    path::PathBuf,
     process::{Command, Stdio},
     time::Duration,
 };
