@@ -168,6 +168,7 @@ fn syn_flood_replay(gw: &Gateway) -> Option<u64> {
         pace: Pace::rate(8_000, Duration::from_secs(4)),
         max_packets: Some(30_000),
         original_timing: false,
+        speedup: 1.0,
     };
     let dst = gw.to_server(&gw.attacker_link);
     let stats = replay::replay(&capture, &tx, &gw.attacker_link.host.ep, &dst, &opts).unwrap();
