@@ -4,6 +4,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use serde::{Deserialize, Serialize};
 
 use super::route::Community;
+use crate::respond::Mode;
 
 /// What a FlowSpec rule for a rate-limited pattern asks the routers to do.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,5 +89,41 @@ impl BgpConfig {
         } else {
             self.widest_prefix_v6
         }
+    }
+}
+
+impl BgpConfig {
+    /// What is announced, and through what (logged at start-up).
+    pub fn describe(&self, mode: Mode) -> String {
+        let communities: Vec<String> = self.communities.iter().map(Community::to_string).collect();
+        let blackhole = if self.blackhole {
+            format!(
+                "blocks as blackhole routes (/{} and /{} at most, next hop {} / {}, communities \
+                 65535:666 {})",
+                self.blackhole_prefix_v4,
+                self.blackhole_prefix_v6,
+                self.next_hop_v4,
+                self.next_hop_v6,
+                communities.join(" ")
+            )
+        } else {
+            "no blackhole routes".into()
+        };
+        let flowspec = match (self.flowspec, self.flowspec_action) {
+            (false, _) => "no FlowSpec rules".into(),
+            (true, FlowSpecAction::Discard) => "rate limits as FlowSpec rules (discard)".into(),
+            (true, FlowSpecAction::Rate) => format!(
+                "rate limits as FlowSpec rules (traffic-rate: the limit's packets/s × {} bytes)",
+                self.flowspec_packet_bytes
+            ),
+        };
+        let observe = match mode {
+            Mode::Observe => "; observe mode: nothing is announced",
+            Mode::Mitigate => "",
+        };
+        format!(
+            "announcing {blackhole} and {flowspec} through GoBGP at {}, at most {} routes{observe}",
+            self.speaker, self.max_routes
+        )
     }
 }

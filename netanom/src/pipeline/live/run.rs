@@ -14,7 +14,7 @@ use super::{
     report::{Reports, interface_info},
 };
 use crate::{
-    bgp::{Announcer, FlowSpecAction},
+    bgp::Announcer,
     datapath::{Datapath, host},
     model::Scorer,
     pipeline::{
@@ -216,48 +216,10 @@ fn build_stage(
     if let Some(counters) = &live.reports.bgp {
         let announcer = Announcer::start(cfg.bgp.clone(), cfg.agent.mode, counters.clone())
             .context("starting the BGP speaker's thread")?;
-        log_bgp(cfg);
+        log::info!("BGP: {}", cfg.bgp.describe(cfg.agent.mode));
         stage.responder.add_decision_sink(Box::new(announcer));
     }
     Ok(stage)
-}
-
-/// What `[bgp]` announces, and through what.
-fn log_bgp(cfg: &Config) {
-    let b = &cfg.bgp;
-    let communities: Vec<String> = b.communities.iter().map(|c| c.to_string()).collect();
-    let blackhole = if b.blackhole {
-        format!(
-            "blocks as blackhole routes (/{} and /{} at most, next hop {} / {}, communities 65535:666 {})",
-            b.blackhole_prefix_v4,
-            b.blackhole_prefix_v6,
-            b.next_hop_v4,
-            b.next_hop_v6,
-            communities.join(" ")
-        )
-    } else {
-        "no blackhole routes".into()
-    };
-    let flowspec = if b.flowspec {
-        match b.flowspec_action {
-            FlowSpecAction::Rate => format!(
-                "rate limits as FlowSpec rules (traffic-rate: the limit's packets/s × {} bytes)",
-                b.flowspec_packet_bytes
-            ),
-            FlowSpecAction::Discard => "rate limits as FlowSpec rules (discard)".into(),
-        }
-    } else {
-        "no FlowSpec rules".into()
-    };
-    let observe = match cfg.agent.mode {
-        crate::respond::Mode::Observe => "; observe mode: nothing is announced",
-        crate::respond::Mode::Mitigate => "",
-    };
-    log::info!(
-        "BGP: announcing {blackhole} and {flowspec} through GoBGP at {}, at most {} routes{observe}",
-        b.speaker,
-        b.max_routes
-    );
 }
 
 impl Live {
