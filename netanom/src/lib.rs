@@ -12,12 +12,14 @@
 //! 5. [`detect`]: findings about offending sources and flooded destinations;
 //! 6. [`respond`]: decisions and their enforcement (the enforcement and alert-sink seams);
 //! 7. [`sinks`]: alerts, metrics, the stats line, the status file, flow CSV;
+//! 8. [`bgp`]: the decisions announced upstream to routers (blackhole routes, FlowSpec);
 //!
 //! with [`telemetry`] (the plain counters every stage fills and every sink reads),
 //! [`pipeline`] (the stages assembled and driven, live or over a capture, with the one clock
 //! and the configuration file) and [`cli`] (one file per subcommand). [`letters`] (Stratosphere
 //! behavioural letters of a channel's flows, the sequence model's input) waits for its place in
 //! [`detect`].
+pub mod bgp;
 pub mod cli;
 pub mod datapath;
 pub mod detect;

@@ -69,7 +69,7 @@ pub struct Gateway {
 }
 
 /// The two sides of link `n` (gateway end `.1`/`::1`, host end `.2`/`::2`).
-fn link_sides(n: u8) -> Result<Link> {
+pub(crate) fn link_sides(n: u8) -> Result<Link> {
     let (serial, iface_gw, iface_host) = new_veth_names()?;
     let side = |iface: String, last: u8, tag: u8| Side {
         iface,

@@ -7,8 +7,9 @@
 //! [`Pair`] (two namespaces, one veth) and [`Gateway`] (client, attacker and server routed
 //! through a gateway namespace, see [`gateway`]). The agent under test runs in either
 //! ([`agent`], over the [`Topology`] trait), and [`timing`], [`files`], [`http`] and
-//! [`probes`] hold what the tests check it with; [`servers`] and [`prometheus`] run real
-//! servers beside it, and [`deploy`] reads the deployment files.
+//! [`probes`] hold what the tests check it with; [`servers`], [`prometheus`] and [`bgp`] (BIRD
+//! as the upstream router, gobgpd beside the agent) run real servers beside it, and
+//! [`deploy`] reads the deployment files.
 //!
 //! ## Rules the lab follows
 //!
@@ -46,6 +47,7 @@
 #![warn(missing_docs)]
 
 pub mod agent;
+pub mod bgp;
 pub mod corpus;
 pub mod deploy;
 pub mod files;

@@ -5,11 +5,15 @@ use std::{
     process::Child,
 };
 
-/// `/usr/bin/NAME` (where Debian installs it), else NAME found on PATH; None when neither
-/// exists (`cargo xtask setup` installs the packages the tests need).
+/// `/usr/bin/NAME` or `/usr/sbin/NAME` (where Debian installs it; bird is in sbin), else NAME
+/// found on PATH; None when none exists (`cargo xtask setup` installs the packages the tests
+/// need).
 pub fn tool(name: &str) -> Option<PathBuf> {
-    let fixed = Path::new("/usr/bin").join(name);
-    if fixed.is_file() {
+    if let Some(fixed) = ["/usr/bin", "/usr/sbin"]
+        .iter()
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
+    {
         return Some(fixed);
     }
     std::env::var_os("PATH").and_then(|p| {

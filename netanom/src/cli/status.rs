@@ -11,6 +11,7 @@ use crate::{
     pipeline::clock::mono_now_ns,
     respond::{EnforceError, Enforcer as _, KernelTables},
     sinks::status::{AgentState, DEFAULT_STATE_DIR, InterfaceState},
+    telemetry::bgp::BgpState,
 };
 
 #[derive(Debug, Args)]
@@ -47,6 +48,9 @@ struct Status {
     rate_limits_active: usize,
     counters: serde_json::Value,
     mitigation: serde_json::Value,
+    /// What the BGP speaker announces for the running agent (`[bgp]` on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bgp: Option<BgpState>,
     updated: Option<String>,
 }
 
@@ -99,6 +103,7 @@ pub fn run(a: &StatusArgs) -> anyhow::Result<()> {
         rate_limits_active: limits.iter().filter(|(_, r)| r.active(now)).count(),
         counters: state.as_ref().map(|s| s.counters.clone()).unwrap_or_default(),
         mitigation: state.as_ref().map(|s| s.mitigation.clone()).unwrap_or_default(),
+        bgp: state.as_ref().filter(|_| running).and_then(|s| s.bgp.clone()),
         updated: state
             .as_ref()
             .map(|s| EveTime((s.updated_unix * 1e9) as u64).to_string()),
@@ -145,5 +150,35 @@ pub fn run(a: &StatusArgs) -> anyhow::Result<()> {
         let line: Vec<String> = obj.iter().map(|(k, v)| format!("{k}={v}")).collect();
         println!("mitigation:   {}", line.join(" "));
     }
+    if let Some(b) = &s.bgp {
+        print_bgp(b);
+    }
     Ok(())
+}
+
+/// The announcer's lines: the speaker, then one line per route it announces.
+fn print_bgp(b: &BgpState) {
+    let excluded: Vec<String> = b
+        .excluded
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(r, n)| format!("{r}={n}"))
+        .collect();
+    let excluded = if excluded.is_empty() {
+        String::new()
+    } else {
+        format!("; not announced: {}", excluded.join(" "))
+    };
+    println!(
+        "bgp:          speaker {} {}, {} routes announced{excluded}",
+        b.speaker,
+        b.state,
+        b.announced.len()
+    );
+    if let Some(e) = &b.error {
+        println!("              {e}");
+    }
+    for r in &b.announced {
+        println!("  {r}");
+    }
 }

@@ -45,6 +45,7 @@ pub fn reload(source: &ConfigSource, old: &Config) -> anyhow::Result<(Reload, Bu
         ("agent.state_dir", cfg.agent.state_dir == old.agent.state_dir),
         ("metrics", cfg.metrics == old.metrics),
         ("datapath", cfg.datapath == old.datapath),
+        ("bgp", cfg.bgp == old.bgp),
     ] {
         if !same {
             log::warn!("{what} changed in the configuration: it takes effect at the next restart");

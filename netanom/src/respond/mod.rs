@@ -28,7 +28,7 @@ pub mod victim;
 
 pub use alert::{Action, Alert, AlertContext};
 pub use config::{AllowlistConfig, MitigationConfig, Mode};
-pub use decision::{Decision, DecisionSink};
+pub use decision::{Decision, DecisionSink, Proposal};
 pub use enforcer::{Allow, Block, EnforceError, Enforcer};
 pub use kernel::KernelTables;
 pub use memory::{FrameVerdict, MemoryTables, SharedTables};

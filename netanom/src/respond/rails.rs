@@ -1,5 +1,6 @@
 //! The safety rails: at most `mitigation.max_blocks` active blocks and
-//! `max_new_blocks_per_minute` new ones. Hitting either trips the circuit breaker, which writes
+//! `max_new_blocks_per_minute` new ones, and the caps of the decision sinks (the routes a BGP
+//! speaker announces, `bgp.max_routes`). Hitting any trips the circuit breaker, which writes
 //! an alert and falls back to observe mode for `breaker_cooldown` seconds. The caps still apply
 //! when it closes: a new block that would again exceed one trips it again.
 use std::{
@@ -9,15 +10,18 @@ use std::{
 
 use netanom_common::time::{Instant, NS_PER_S, secs_to_ns};
 
-use super::{alert::Action, config::Mode, enforcer::EnforceError, responder::Responder};
+use super::{
+    alert::Action, config::Mode, decision::Proposal, enforcer::EnforceError, prefix::Cidr,
+    responder::Responder,
+};
 use crate::{detect::Kind, telemetry::ResponseCounters};
 
 /// The window of `max_new_blocks_per_minute`, nanoseconds.
 const MINUTE_NS: u64 = 60 * NS_PER_S;
 
 impl Responder {
-    /// Which safety rail a new block would break, if any.
-    pub(super) fn rail_hit(&mut self, now: Instant) -> Result<Option<String>, EnforceError> {
+    /// Which safety rail a new block of `prefix` would break, if any.
+    pub(super) fn rail_hit(&mut self, prefix: &Cidr, now: Instant) -> Result<Option<String>, EnforceError> {
         while self
             .recent_blocks
             .front()
@@ -44,7 +48,7 @@ impl Responder {
                 self.cfg.max_blocks
             )));
         }
-        Ok(None)
+        Ok(self.sink_rail_hit(Proposal::Block(prefix), now))
     }
 
     /// Opens the circuit breaker because of `why`, and says so in an alert.

@@ -20,7 +20,7 @@ use netanom_common::time::{Instant, NS_PER_S, secs_to_ns};
 use super::{
     alert::{Action, Alert, AlertContext, FeatureContribution},
     config::{MitigationConfig, Mode},
-    decision::{Decision, DecisionSink},
+    decision::{Decision, DecisionSink, Proposal},
     enforcer::{EnforceError, Enforcer},
     sink::AlertSink,
 };
@@ -117,6 +117,11 @@ impl Responder {
         for s in &mut self.decision_sinks {
             s.decided(&d, now);
         }
+    }
+
+    /// The first safety rail of a decision sink that `p` would break, if any.
+    pub(super) fn sink_rail_hit(&mut self, p: Proposal<'_>, now: Instant) -> Option<String> {
+        self.decision_sinks.iter_mut().find_map(|s| s.rail_hit(p, now))
     }
 
     /// The lists the decisions go to.
@@ -267,10 +272,11 @@ impl Responder {
         self.counters
             .rate_limits_active
             .store(limits as u64, Ordering::Relaxed);
+        let effective = self.effective_mode(now);
         for s in &mut self.decision_sinks {
+            s.modes(self.mode, effective);
             s.maintain(self.enforcer.as_ref(), now);
         }
-        self.effective_mode(now);
         Ok(())
     }
 }

@@ -44,7 +44,7 @@ impl Responder {
         let ttl = self.cfg.block_ttl_for(repeats);
         let mut mode = self.effective_mode(now);
         if mode == Mode::Mitigate
-            && let Some(why) = self.rail_hit(now)?
+            && let Some(why) = self.rail_hit(&prefix, now)?
         {
             self.trip(&why, now);
             mode = Mode::Observe;

@@ -12,7 +12,7 @@ use netanom_common::{
 use super::{
     alert::{Action, RateLimitInfo},
     config::Mode,
-    decision::Decision,
+    decision::{Decision, Proposal},
     enforcer::{EnforceError, pattern_key},
     responder::Responder,
     source::unspecified,
@@ -66,8 +66,14 @@ impl Responder {
             burst: u64::from(self.cfg.rate_limit_burst),
             ttl_s: self.cfg.rate_limit_ttl as u64,
         };
-        let mode = self.effective_mode(now);
+        let mut mode = self.effective_mode(now);
         let in_force = limits.iter().filter(|(_, r)| active(r)).count() as u32;
+        let limiting = mode == Mode::Mitigate && limitable && in_force < self.cfg.max_rate_limits;
+        if limiting && let Some(why) = self.sink_rail_hit(Proposal::RateLimit(&key), now) {
+            self.trip(&why, now);
+            mode = Mode::Observe;
+            self.ctx.mode = Mode::Observe;
+        }
         if mode == Mode::Observe || !limitable || in_force >= self.cfg.max_rate_limits {
             self.report_victim(f, &p, info, mode, now);
             return Ok(());

@@ -4,6 +4,8 @@ use std::{fs, io::Write as _, path::Path};
 
 use serde::{Deserialize, Serialize};
 
+use crate::telemetry::bgp::BgpState;
+
 /// The status file's name in the state directory.
 pub const STATE_FILE: &str = "status.json";
 /// The state directory unless told otherwise.
@@ -26,6 +28,9 @@ pub struct AgentState {
     /// The stats snapshot (as `--stats-format json` prints it).
     pub counters: serde_json::Value,
     pub mitigation: serde_json::Value,
+    /// The BGP announcer (what the speaker announces), when `[bgp]` is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bgp: Option<BgpState>,
     /// Set when the agent stopped cleanly.
     pub stopped: bool,
 }

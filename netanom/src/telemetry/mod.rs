@@ -4,6 +4,7 @@
 //! their tallies into these types; the pipeline puts them together into one [`Snapshot`] at a
 //! time; and the three reports (the Prometheus metrics, the stats line, the status file) are
 //! consumers of that snapshot.
+pub mod bgp;
 pub mod counters;
 pub mod snapshot;
 

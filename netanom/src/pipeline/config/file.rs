@@ -1,5 +1,5 @@
 //! The agent's configuration file (`netanom run --config FILE`): one TOML file, sections
-//! `[agent]`, `[metrics]`, `[datapath]`, `[detection]`, `[mitigation]` and `[allowlist]`.
+//! `[agent]`, `[metrics]`, `[datapath]`, `[detection]`, `[mitigation]`, `[allowlist]` and `[bgp]`.
 //!
 //! Every key is optional and defaults to the value in [`Config::default`]; unknown keys
 //! (typos) are rejected, naming the file, line and column. The README's Configuration section
@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ConfigError, line_column};
 use crate::{
+    bgp::BgpConfig,
     datapath::DatapathConfig,
     detect::DetectionConfig,
     model::ExecutionProvider,
@@ -38,6 +39,7 @@ pub struct Config {
     pub detection: DetectionConfig,
     pub mitigation: MitigationConfig,
     pub allowlist: AllowlistConfig,
+    pub bgp: BgpConfig,
 }
 
 /// `[agent]`: what to watch, the models, and where output goes.

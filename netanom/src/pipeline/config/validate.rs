@@ -4,7 +4,7 @@ use super::{
     error::ConfigError,
     file::{AgentConfig, Config},
 };
-use crate::{datapath::DatapathConfig, detect::DetectionConfig, respond::MitigationConfig};
+use crate::{bgp::BgpConfig, datapath::DatapathConfig, detect::DetectionConfig, respond::MitigationConfig};
 
 impl Config {
     /// Checks every section.
@@ -12,7 +12,8 @@ impl Config {
         agent(&self.agent)?;
         datapath(&self.datapath)?;
         detection(&self.detection)?;
-        mitigation(&self.mitigation)
+        mitigation(&self.mitigation)?;
+        bgp(&self.bgp)
     }
 }
 
@@ -202,6 +203,54 @@ fn mitigation(m: &MitigationConfig) -> Result<(), ConfigError> {
     )?;
     float_range("mitigation.rate_limit_ttl", m.rate_limit_ttl, 1.0, YEAR)?;
     int_range("mitigation.max_rate_limits", m.max_rate_limits.into(), 1, 4096)?;
+    Ok(())
+}
+
+fn bgp(b: &BgpConfig) -> Result<(), ConfigError> {
+    for (v4, family, max) in [(true, "v4", 32u8), (false, "v6", 128)] {
+        let (bits, widest) = (b.blackhole_prefix(v4), b.widest_prefix(v4));
+        int_range(
+            &format!("bgp.widest_prefix_{family}"),
+            widest.into(),
+            8,
+            max.into(),
+        )?;
+        int_range(
+            &format!("bgp.blackhole_prefix_{family}"),
+            bits.into(),
+            8,
+            max.into(),
+        )?;
+        if bits < widest {
+            return Err(invalid(
+                &format!("bgp.blackhole_prefix_{family}"),
+                bits.to_string(),
+                format!(
+                    "at least bgp.widest_prefix_{family} ({widest}): wider blackholes are never announced"
+                ),
+            ));
+        }
+    }
+    for (key, unspecified) in [
+        ("bgp.next_hop_v4", b.next_hop_v4.is_unspecified()),
+        ("bgp.next_hop_v6", b.next_hop_v6.is_unspecified()),
+    ] {
+        if unspecified {
+            return Err(invalid(
+                key,
+                "an unspecified address".into(),
+                "the address the routers send blackholed traffic to (their discard route), for \
+                 example 192.0.2.1 or 100::1; the speaker would replace an unspecified one with its own",
+            ));
+        }
+    }
+    int_range(
+        "bgp.flowspec_packet_bytes",
+        b.flowspec_packet_bytes.into(),
+        20,
+        65_535,
+    )?;
+    int_range("bgp.max_routes", b.max_routes.into(), 1, 100_000)?;
     Ok(())
 }
 

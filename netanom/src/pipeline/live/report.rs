@@ -17,7 +17,9 @@ use crate::{
         stats_line::StatsLine,
         status::{AgentState, InterfaceState},
     },
-    telemetry::{BundleInfo, InterfaceInfo, QueueCounters, ResponseCounters, ScoreTally, Snapshot},
+    telemetry::{
+        BundleInfo, InterfaceInfo, QueueCounters, ResponseCounters, ScoreTally, Snapshot, bgp::BgpCounters,
+    },
 };
 
 /// Everything the reports read, and where they go.
@@ -31,6 +33,8 @@ pub struct Reports {
     pub pin_dir: String,
     pub config_path: Option<String>,
     pub started_unix: f64,
+    /// The BGP announcer's counters, when `[bgp]` is on.
+    pub bgp: Option<Arc<BgpCounters>>,
     state_failed: bool,
 }
 
@@ -79,6 +83,7 @@ impl Reports {
             pin_dir,
             config_path,
             started_unix,
+            bgp: None,
             state_failed: false,
         }
     }
@@ -109,6 +114,9 @@ impl Reports {
         let r = self.response.totals();
         self.metrics
             .update_mitigation(&r, r.configured_mode, r.effective_mode);
+        if let Some(b) = &self.bgp {
+            self.metrics.update_bgp(&b.totals());
+        }
         let state = self.agent_state(dp, ifaces, s, stopped);
         if let Err(e) = state.write(&self.state_dir)
             && !self.state_failed
@@ -158,6 +166,7 @@ impl Reports {
                 .and_then(|s| serde_json::from_str(&s.to_json()).ok())
                 .unwrap_or_default(),
             mitigation: serde_json::to_value(r).unwrap_or_default(),
+            bgp: self.bgp.as_ref().map(|b| b.state()),
             stopped,
         }
     }

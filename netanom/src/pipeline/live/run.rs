@@ -14,6 +14,7 @@ use super::{
     report::{Reports, interface_info},
 };
 use crate::{
+    bgp::Announcer,
     datapath::{Datapath, host},
     model::Scorer,
     pipeline::{
@@ -65,7 +66,11 @@ pub fn run(opts: LiveOptions) -> anyhow::Result<()> {
     let tables = open_tables(cfg, &clock)?;
     attach(&mut dp, cfg, &ifaces)?;
     let reader = ExportReader::new(&mut dp)?;
-    let metrics = Arc::new(metrics::Metrics::new(load.flow_entries, Some(&bundle_info)));
+    let mut metrics = metrics::Metrics::new(load.flow_entries, Some(&bundle_info));
+    if cfg.bgp.enabled {
+        metrics = metrics.with_bgp();
+    }
+    let metrics = Arc::new(metrics);
     metrics.set_attachments(&interface_info(&dp));
     let server = match outputs.listener {
         Some(l) => Some(start_server(l, metrics.clone())?),
@@ -84,7 +89,7 @@ pub fn run(opts: LiveOptions) -> anyhow::Result<()> {
         &bundle_info,
         &ifaces,
         outputs.flows_out,
-    );
+    )?;
     let clock = live.drain.clock;
     let (tx, worker) = queue::start(QUEUE_BATCHES, move |b| stage.consume(b, clock.now()));
     // `watch` closes the queue and joins the consumer, so every vector is scored, every
@@ -180,7 +185,7 @@ fn start_server(l: TcpListener, m: Arc<metrics::Metrics>) -> anyhow::Result<metr
 }
 
 /// The scoring stage: model, detector and responder over the kernel tables, sharing the
-/// live reports' counters.
+/// live reports' counters; with `[bgp]` on, the announcer is told of its decisions.
 fn build_stage(
     live: &Live,
     scorer: Scorer,
@@ -189,7 +194,7 @@ fn build_stage(
     bundle: &BundleInfo,
     ifaces: &[String],
     flows_out: Option<File>,
-) -> Stage {
+) -> anyhow::Result<Stage> {
     let cfg = &live.opts.config;
     let wiring = ResponseWiring {
         enforcer: Box::new(tables),
@@ -208,7 +213,13 @@ fn build_stage(
         let w: Box<dyn std::io::Write + Send> = Box::new(BufWriter::new(f));
         CsvSink::new(w, move |mono| clock.unix_ns(mono))
     });
-    stage
+    if let Some(counters) = &live.reports.bgp {
+        let announcer = Announcer::start(cfg.bgp.clone(), cfg.agent.mode, counters.clone())
+            .context("starting the BGP speaker's thread")?;
+        log::info!("BGP: {}", cfg.bgp.describe(cfg.agent.mode));
+        stage.responder.add_decision_sink(Box::new(announcer));
+    }
+    Ok(stage)
 }
 
 impl Live {
@@ -222,7 +233,7 @@ impl Live {
         let cfg = &opts.config;
         let stats = StatsLine::new(cfg.agent.stats_format, cfg.agent.alerts.is_stdout());
         let started = clock.now().unix_ns as f64 / 1e9;
-        let reports = Reports::new(
+        let mut reports = Reports::new(
             metrics.clone(),
             Arc::new(ScoreTally::default()),
             Arc::new(ResponseCounters::default()),
@@ -233,6 +244,7 @@ impl Live {
             opts.config_path.as_ref().map(|p| p.display().to_string()),
             started,
         );
+        reports.bgp = cfg.bgp.enabled.then(Default::default);
         Live {
             drain: DrainState::new(clock, metrics),
             reports,

@@ -22,8 +22,8 @@ impl Default for MetricsConfig {
     }
 }
 
-/// `SocketAddr` as `"ADDRESS:PORT"`, with the CLI's error message.
-mod socket_addr {
+/// `SocketAddr` as `"ADDRESS:PORT"`, with the CLI's error message (also `bgp.speaker`).
+pub(crate) mod socket_addr {
     use std::net::SocketAddr;
 
     use serde::{Deserialize, Deserializer, Serializer};

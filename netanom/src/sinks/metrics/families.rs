@@ -13,7 +13,11 @@ use prometheus_client::{
 
 use crate::{
     detect::Kind,
-    telemetry::{BundleInfo, InterfaceInfo, ResponseTotals, Snapshot, counters::FINDING_KINDS},
+    telemetry::{
+        BundleInfo, InterfaceInfo, ResponseTotals, Snapshot,
+        bgp::{BgpTotals, EXCLUSIONS, ROUTE_KINDS, SPEAKER_ERRORS},
+        counters::FINDING_KINDS,
+    },
 };
 
 /// Bucket bounds of the latency histograms, seconds: 10 µs to 5 s in 1-2.5-5 steps. A sweep
@@ -589,5 +593,120 @@ impl ResponseMetrics {
             self.mode_info.get_or_create(&labels(now)).set(1);
             *shown = Some(now);
         }
+    }
+}
+
+/// The BGP announcer: the speaker's state, routes announced, announcements and withdrawals by
+/// kind, what the safety rules keep back, failed calls by reason.
+#[derive(Debug)]
+pub struct BgpMetrics {
+    speaker_up: Gauge,
+    /// By [`ROUTE_KINDS`].
+    announced: [Gauge; 2],
+    announcements: [Counter; 2],
+    withdrawals: [Counter; 2],
+    /// By [`EXCLUSIONS`].
+    excluded: [Gauge; 4],
+    /// By [`SPEAKER_ERRORS`].
+    errors: [Counter; 3],
+    cap_hits: Counter,
+}
+
+/// A family with one label over fixed `values`, registered; its metric for each value.
+fn labelled<M, const N: usize>(
+    r: &mut Registry,
+    name: &str,
+    help: &str,
+    label: &'static str,
+    values: [&'static str; N],
+) -> [M; N]
+where
+    M: prometheus_client::metrics::TypedMetric
+        + prometheus_client::encoding::EncodeMetric
+        + Clone
+        + Default
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let f = Family::<Labels1, M>::default();
+    r.register(name, help, f.clone());
+    values.map(|v| f.get_or_create_owned(&[(label, v)]))
+}
+
+impl BgpMetrics {
+    pub fn register(r: &mut Registry) -> Self {
+        BgpMetrics {
+            speaker_up: gauge(
+                r,
+                "bgp_speaker_up",
+                "1 while the BGP speaker (gobgpd) answers the announcer, else 0",
+            ),
+            announced: labelled(
+                r,
+                "bgp_routes_announced",
+                "Routes the BGP speaker announces for netanom, by kind (blackhole, flowspec)",
+                "kind",
+                ROUTE_KINDS,
+            ),
+            announcements: labelled(
+                r,
+                "bgp_announcements",
+                "Routes added to (or replaced on) the BGP speaker, by kind (re-announcements after a \
+                 speaker restart included)",
+                "kind",
+                ROUTE_KINDS,
+            ),
+            withdrawals: labelled(
+                r,
+                "bgp_withdrawals",
+                "Routes withdrawn from the BGP speaker, by kind",
+                "kind",
+                ROUTE_KINDS,
+            ),
+            excluded: labelled(
+                r,
+                "bgp_routes_excluded",
+                "Blocks and rate limits in force that are not announced, by reason: allowlisted, \
+                 protected (host address, gateway, BGP peer), prefix_length (wider than \
+                 bgp.widest_prefix_*), cap (bgp.max_routes)",
+                "reason",
+                EXCLUSIONS,
+            ),
+            errors: labelled(
+                r,
+                "bgp_speaker_errors",
+                "Failed exchanges with the BGP speaker, by reason: unreachable, refused, timeout",
+                "reason",
+                SPEAKER_ERRORS,
+            ),
+            cap_hits: counter(
+                r,
+                "bgp_cap_hits",
+                "Decisions refused because their route would exceed bgp.max_routes (each trips the \
+                 circuit breaker)",
+            ),
+        }
+    }
+
+    pub fn update(&self, t: &BgpTotals) {
+        self.speaker_up.set(i64::from(t.speaker_up));
+        for (g, v) in self.announced.iter().zip(t.announced) {
+            gauge_u64(g, v);
+        }
+        for (c, v) in self.announcements.iter().zip(t.announcements) {
+            set_counter(c, v);
+        }
+        for (c, v) in self.withdrawals.iter().zip(t.withdrawals) {
+            set_counter(c, v);
+        }
+        for (g, v) in self.excluded.iter().zip(t.excluded) {
+            gauge_u64(g, v);
+        }
+        for (c, v) in self.errors.iter().zip(t.errors) {
+            set_counter(c, v);
+        }
+        set_counter(&self.cap_hits, t.cap_hits);
     }
 }

@@ -18,10 +18,11 @@ use prometheus_client::{encoding::text::encode, registry::Registry};
 use super::{
     exposition::openmetrics_to_text,
     families::{
-        DrainStage, FlowMetrics, InfoMetrics, QueueMetrics, ResponseMetrics, ScoringMetrics, TrafficMetrics,
+        BgpMetrics, DrainStage, FlowMetrics, InfoMetrics, QueueMetrics, ResponseMetrics, ScoringMetrics,
+        TrafficMetrics,
     },
 };
-use crate::telemetry::{BundleInfo, InterfaceInfo, ResponseTotals, Snapshot};
+use crate::telemetry::{BundleInfo, InterfaceInfo, ResponseTotals, Snapshot, bgp::BgpTotals};
 
 /// Every metric the agent exposes, and the registry that encodes them.
 #[derive(Debug)]
@@ -33,6 +34,8 @@ pub struct Metrics {
     queue: QueueMetrics,
     scoring: ScoringMetrics,
     response: ResponseMetrics,
+    /// Only with `[bgp]` on ([`Metrics::with_bgp`]).
+    bgp: Option<BgpMetrics>,
 }
 
 impl Metrics {
@@ -47,6 +50,7 @@ impl Metrics {
             scoring: ScoringMetrics::register(&mut r),
             queue: QueueMetrics::register(&mut r),
             response: ResponseMetrics::register(&mut r),
+            bgp: None,
             registry: r,
         };
         if let Some(b) = bundle {
@@ -80,6 +84,20 @@ impl Metrics {
     /// `configured` and `effective` modes (only the current pair is exposed).
     pub fn update_mitigation(&self, c: &ResponseTotals, configured: &'static str, effective: &'static str) {
         self.response.update(c, configured, effective);
+    }
+
+    /// Adds the BGP announcer's metrics (`[bgp]` on): without it they are not exposed at all,
+    /// rather than at a misleading 0 (a speaker "down").
+    pub fn with_bgp(mut self) -> Self {
+        self.bgp = Some(BgpMetrics::register(&mut self.registry));
+        self
+    }
+
+    /// Refreshes the BGP announcer's counters and gauges.
+    pub fn update_bgp(&self, t: &BgpTotals) {
+        if let Some(b) = &self.bgp {
+            b.update(t);
+        }
     }
 
     /// Records how long one unit of drain work took.

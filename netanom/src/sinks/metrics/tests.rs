@@ -77,7 +77,8 @@ fn metrics() -> Metrics {
             dataset: "cic-ids2017".into(),
             provider: "cpu".into(),
         }),
-    );
+    )
+    .with_bgp();
     m.set_attachments(&[InterfaceInfo {
         iface: "veth0".into(),
         mode: "skb".into(),
