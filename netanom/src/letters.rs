@@ -38,6 +38,9 @@ pub const GAP_SYMBOLS: [(f64, u8); 4] = [(5.0, b'.'), (60.0, b','), (300.0, b'+'
 pub const HOUR_S: f64 = 3600.0;
 /// Cap on one symbol's zeros (a week; the data set's longest run is 166).
 pub const MAX_HOUR_ZEROS: u32 = 168;
+/// Characters of a window when no sequence part says otherwise (the default part's
+/// `window.max_len`).
+pub const DEFAULT_WINDOW: usize = 500;
 /// The hour character.
 pub const ZERO: u8 = b'0';
 /// Letters by periodicity class (0 = none), indexed by 3 * (size - 1) + (duration - 1).

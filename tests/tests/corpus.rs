@@ -6,7 +6,7 @@
 //!   every labelled role appears in its traffic; and every recorded entry is what the scenario
 //!   table would write (so the command lines in the manifest are the ones that ran).
 //! - `scorecard_runs_end_to_end`: the scorecard over the whole corpus with the agent of this
-//!   build (`$NETANOM_BIN`): every run succeeds, every capture is scored in the three
+//!   build (`$NETANOM_BIN`): every run succeeds, every capture is scored in the four
 //!   configurations, and the report is written. Needs no root: `run --pcap` is offline.
 use std::time::Instant;
 

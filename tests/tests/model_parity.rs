@@ -24,7 +24,7 @@ use netanom::cli::{
     score::{ScoreArgs, run as run_score},
 };
 use netanom::model::{
-    Bundle, BundleOptions, ExecutionProvider, MODEL_NAMES, ModelError, Scorer,
+    Bundle, BundleOptions, ExecutionProvider, MODEL_NAMES, ModelError, Scorer, SequenceModel,
     csv::{Reader, Record},
 };
 use netanom_lab::TempDir;
@@ -898,4 +898,74 @@ fn eval_on_kdd_rows_with_string_labels() {
     .unwrap();
     assert_eq!(s.rows, 500);
     assert_eq!(s.anomalies, ens.confusion.tp + ens.confusion.fp);
+}
+
+/// The sequence part: the agent's ONNX Runtime scores of the letter windows in
+/// models/default/sequence-parity.tsv equal Python's within the tolerance, and the decisions at
+/// the part's threshold are identical; the embedded part is the directory's; the windows are
+/// what the agent's letter encoding indexes.
+#[test]
+fn sequence_part_scores_equal_python_onnxruntime_scores() {
+    let Some(lib) = ort_lib("sequence_part_scores_equal_python_onnxruntime_scores") else {
+        return;
+    };
+    let dir = models_dir().join("default");
+    let mut part = SequenceModel::load(&dir, &options(&lib)).unwrap().expect("the default bundle has a sequence part");
+    let mut embedded = netanom::model::embedded::load_sequence(&options(&lib)).unwrap();
+    assert_eq!(part.spec, embedded.spec);
+    let text = fs::read_to_string(dir.join("sequence-parity.tsv")).unwrap();
+    let mut rows = text.lines();
+    assert_eq!(rows.next(), Some("letters\tlength\tindices\tscore\tscore_f32_bits\tflagged"));
+    let mut windows: Vec<Vec<i64>> = Vec::new();
+    let mut want: Vec<(f64, bool)> = Vec::new();
+    for line in rows {
+        let c: Vec<&str> = line.split('\t').collect();
+        let idx: Vec<i64> = c[2].split(' ').map(|i| i.parse().unwrap()).collect();
+        // The agent's own indexing of the letters gives the same window.
+        let mine: Vec<i64> = c[0].bytes().filter_map(netanom::letters::alphabet_index).collect();
+        let tail = &mine[mine.len().saturating_sub(part.spec.max_len)..];
+        assert_eq!(tail, &idx[..], "indices of {}", c[0]);
+        assert_eq!(idx.len(), c[1].parse::<usize>().unwrap());
+        windows.push(idx);
+        want.push((c[3].parse().unwrap(), c[5] == "1"));
+    }
+    assert!(windows.len() >= 50, "{} parity rows", windows.len());
+    let refs: Vec<&[i64]> = windows.iter().map(Vec::as_slice).collect();
+    let got = part.score(&refs).unwrap();
+    assert_eq!(got, embedded.score(&refs).unwrap());
+    for ((g, (w, flagged)), win) in got.iter().zip(&want).zip(&windows) {
+        let g = f64::from(*g);
+        assert!((g - w).abs() <= TOL * w.abs().max(1.0), "window {win:?}: rust {g}, python {w}");
+        assert_eq!(g > part.spec.threshold, *flagged, "decision of window {win:?}");
+    }
+    // Scored one at a time (no padding), the same.
+    for (w, g) in refs.iter().zip(&got).take(8) {
+        let one = part.score(&[w]).unwrap();
+        assert!((one[0] - g).abs() <= 1e-6, "batched {g}, alone {}", one[0]);
+    }
+}
+
+/// A sequence part that does not match its files, or another encoding, is refused by name.
+#[test]
+fn a_broken_sequence_part_is_refused_clearly() {
+    let Some(lib) = ort_lib("a_broken_sequence_part_is_refused_clearly") else {
+        return;
+    };
+    let src = models_dir().join("default");
+    let tmp = TempDir::new("seq-part");
+    let dir = tmp.path("bundle");
+    fs::create_dir_all(&dir).unwrap();
+    assert!(SequenceModel::load(&dir, &options(&lib)).unwrap().is_none(), "no part: none");
+    let json = fs::read_to_string(src.join("sequence.json")).unwrap();
+    fs::write(dir.join("sequence.json"), &json).unwrap();
+    let e = SequenceModel::load(&dir, &options(&lib)).err().unwrap().to_string();
+    assert!(e.contains("sequence.onnx") && e.contains("missing"), "{e}");
+    let mut onnx = fs::read(src.join("sequence.onnx")).unwrap();
+    onnx.truncate(onnx.len() / 2);
+    fs::write(dir.join("sequence.onnx"), &onnx).unwrap();
+    let e = SequenceModel::load(&dir, &options(&lib)).err().unwrap().to_string();
+    assert!(e.contains("sequence.onnx") && e.contains("bytes long"), "{e}");
+    fs::write(dir.join("sequence.json"), json.replace("123456789abcdefghi", "123456789abcdefghX")).unwrap();
+    let e = SequenceModel::load(&dir, &options(&lib)).err().unwrap().to_string();
+    assert!(e.contains("encoding.alphabet") && e.contains("another encoding"), "{e}");
 }

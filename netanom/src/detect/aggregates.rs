@@ -98,7 +98,7 @@ impl Detector {
             .iter()
             .filter_map(|f| match f.subject {
                 Subject::Source(ip) => Some(ip),
-                Subject::Victim { .. } => None,
+                Subject::Victim { .. } | Subject::Channel { .. } => None,
             })
             .collect();
         self.slow_findings(src, (&found, &inbound), !frozen, now, &mut out);

@@ -52,6 +52,26 @@ pub struct DetectionConfig {
     pub brute_min_share: f64,
     /// (Source, service) pairs followed at most.
     pub brute_max_pairs: u32,
+    /// Beacons: a channel is judged once it has this many flows (the sequence model scores
+    /// younger channels poorly: a handful of letters fits many a normal channel)...
+    pub beacon_min_flows: u32,
+    /// ...and is a beacon above this sequence model score (0 to 1). Unset: the bundle's
+    /// operating point at the 95 % quantile of its validation normal channels.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub beacon_threshold: Option<f64>,
+    /// The periodicity rule: a channel is a beacon when the median gap between its newest
+    /// flows' starts is at least this many seconds...
+    pub beacon_min_period: f64,
+    /// ...the gaps' dispersion (MAD / median) at most this...
+    pub beacon_max_gap_dispersion: f64,
+    /// ...and the flow sizes' dispersion at most this.
+    pub beacon_max_size_dispersion: f64,
+    /// Channels followed at most; the least recently grown is dropped first.
+    pub beacon_max_channels: u32,
+    /// In mitigate mode, block a beacon's remote peer as a source, which cuts the channel at
+    /// the gateway. Off: beacons are alerted on only (the inside host is never blocked: it is
+    /// a victim, and blocking it would cut its user off).
+    pub block_beacon_peers: bool,
     /// Floor, distinct sources per second hitting one destination service.
     pub dst_sources: f64,
     /// Floor, packets per second to one destination service.
@@ -76,16 +96,24 @@ pub enum DetectorName {
     /// `host_sweep`, `slow_scan` and `victim_flood` from the aggregates (and the rate limits
     /// they lead to), `brute_force` from ended connections.
     Aggregates,
+    /// The sequence model over each channel's behavioural letters: `beacon` findings. Needs
+    /// a bundle with a sequence part (the embedded one has it).
+    Beacons,
 }
 
 impl DetectorName {
     /// Every detector, in documentation order.
-    pub const ALL: [DetectorName; 2] = [DetectorName::Models, DetectorName::Aggregates];
+    pub const ALL: [DetectorName; 3] = [
+        DetectorName::Models,
+        DetectorName::Aggregates,
+        DetectorName::Beacons,
+    ];
 
     pub const fn name(self) -> &'static str {
         match self {
             DetectorName::Models => "models",
             DetectorName::Aggregates => "aggregates",
+            DetectorName::Beacons => "beacons",
         }
     }
 }
@@ -122,6 +150,13 @@ impl Default for DetectionConfig {
             brute_small_bytes: 16_384,
             brute_min_share: 0.8,
             brute_max_pairs: 20_000,
+            beacon_min_flows: 10,
+            beacon_threshold: None,
+            beacon_min_period: 2.0,
+            beacon_max_gap_dispersion: 0.2,
+            beacon_max_size_dispersion: 0.1,
+            beacon_max_channels: 50_000,
+            block_beacon_peers: false,
             dst_sources: 200.0,
             dst_pps: 5000.0,
             learned_margin: 3.0,

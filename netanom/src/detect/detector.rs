@@ -6,7 +6,10 @@ use std::{collections::HashMap, net::IpAddr};
 
 use netanom_common::time::{Instant, NS_PER_S};
 
+use crate::letters;
+
 use super::{
+    channels::Channels,
     config::DetectionConfig,
     finding::FlowEvidence,
     learned::{Learned, Rate},
@@ -57,6 +60,8 @@ pub struct Detector {
     pub(super) services: ServiceLevels,
     /// Sources over the long windows ([`super::slow`]).
     pub(super) slow: SlowScans,
+    /// Channels and their letters ([`super::beacons`]).
+    pub(super) channels: Channels,
 }
 
 impl Detector {
@@ -79,6 +84,7 @@ impl Detector {
             access: HashMap::new(),
             services: ServiceLevels::default(),
             slow: SlowScans::default(),
+            channels: Channels::new(cfg.beacon_max_channels as usize, letters::DEFAULT_WINDOW),
             cfg,
         };
         d.set_config(d.cfg.clone());

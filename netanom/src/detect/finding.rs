@@ -36,6 +36,16 @@ pub enum Subject {
         /// Whether the pattern is specific enough to rate-limit.
         limitable: bool,
     },
+    /// A channel: `inside` opens flows to `peer`'s `port` (a beacon's infected host and its
+    /// controller). `block_peer`: `detection.block_beacon_peers`, the peer is to be blocked
+    /// as a source.
+    Channel {
+        inside: IpAddr,
+        peer: IpAddr,
+        port: u16,
+        proto: u8,
+        block_peer: bool,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]

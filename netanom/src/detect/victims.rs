@@ -94,7 +94,7 @@ impl Detector {
             .iter()
             .filter_map(|f| match f.subject {
                 Subject::Victim { dst, port, proto, .. } => Some((dst, port, proto)),
-                Subject::Source(_) => None,
+                Subject::Source(_) | Subject::Channel { .. } => None,
             })
             .collect();
         // Keyed by (address, protocol); findings come in the order of `dst`.

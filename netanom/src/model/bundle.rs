@@ -375,7 +375,7 @@ impl Bundle {
 }
 
 /// Size and sha256 of a model file against its manifest entry.
-fn verify(m: &ModelSpec, origin: &str, bytes: &[u8]) -> Result<(), ModelError> {
+pub(super) fn verify(m: &ModelSpec, origin: &str, bytes: &[u8]) -> Result<(), ModelError> {
     let err = |detail: String| ModelError::Checksum {
         model: m.name.clone(),
         origin: origin.to_owned(),
@@ -449,7 +449,7 @@ fn sessions(
 
 /// One session; a CUDA provider that cannot start is [`ModelError::CudaProvider`], not an
 /// error of the model file (`onnx_err`).
-fn session(
+pub(super) fn session(
     env: &Environment,
     bytes: &[u8],
     threads: usize,

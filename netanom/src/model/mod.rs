@@ -19,6 +19,8 @@
 //!   scores and decisions, the continuous ensemble score and the ensemble decision;
 //! - [`metrics`]: ROC-AUC, average precision and threshold metrics for `netanom eval`;
 //! - [`table`]: a bundle over a CSV file (what `netanom score` and `netanom eval` do);
+//! - [`sequence`]: the optional sequence part (`sequence.json`, `sequence.onnx`): the C&C
+//!   beacon model over a channel's behavioural letters;
 //! - [`runtime`]: locating and loading ONNX Runtime.
 //!
 //! **Raw rows are `f32`.** One value per raw input column, in [`Preprocessor::input_names`]
@@ -45,12 +47,14 @@ pub mod metrics;
 pub mod preprocess;
 pub mod runtime;
 pub mod scorer;
+pub mod sequence;
 pub mod table;
 
 pub use bundle::{Binding, Bundle, BundleOptions, ExecutionProvider, environment};
 pub use manifest::{EnsembleRule, Manifest, ModelSpec};
 pub use preprocess::{Preprocessor, UNSEEN_CATEGORY};
 pub use scorer::{Scorer, Scores};
+pub use sequence::{SequenceModel, SequenceSpec};
 
 /// Whether this build has the CUDA execution provider compiled in (cargo feature `cuda`).
 pub const CUDA_BUILT: bool = cfg!(feature = "cuda");

@@ -6,10 +6,10 @@ use netanom_common::mitigate::Origin;
 
 use super::{
     config::Config,
-    scoring::{BundleChoice, load_scorer},
+    scoring::{BundleChoice, load_scorer, load_sequence},
 };
 use crate::{
-    model::Scorer,
+    model::{Scorer, SequenceModel},
     respond::{Cidr, allowlist},
     telemetry::BundleInfo,
 };
@@ -22,6 +22,7 @@ pub type ConfigSource = Box<dyn Fn() -> anyhow::Result<Config> + Send>;
 pub struct Reload {
     pub config: Config,
     pub scorer: Scorer,
+    pub sequence: Option<SequenceModel>,
     pub bundle_label: String,
     pub allow: Vec<(Cidr, Origin)>,
 }
@@ -52,11 +53,13 @@ pub fn reload(source: &ConfigSource, old: &Config) -> anyhow::Result<(Reload, Bu
         }
     }
     let (scorer, info) = load_scorer(&BundleChoice::of(&cfg))?;
+    let sequence = load_sequence(&BundleChoice::of(&cfg))?;
     let allow = allowlist::wanted(&cfg.allowlist);
     Ok((
         Reload {
             config: cfg,
             scorer,
+            sequence,
             bundle_label: info.label(),
             allow,
         },

@@ -7,9 +7,9 @@ use netanom_common::flow::{EndReason, FlowRecord};
 
 use super::config::Config;
 use crate::{
-    detect::{Detector, ScoredFlow, is_icmp_error},
+    detect::{Detector, ScoredFlow, WindowScorer, is_icmp_error},
     features::{self, FlowIdentity},
-    model::{self, Bundle, BundleOptions, ExecutionProvider, Scorer, Scores},
+    model::{self, Bundle, BundleOptions, ExecutionProvider, Scorer, Scores, SequenceModel},
     telemetry::{BundleInfo, ScoreTally},
 };
 
@@ -76,6 +76,45 @@ pub fn load_scorer(choice: &BundleChoice<'_>) -> anyhow::Result<(Scorer, BundleI
         provider: bundle.provider().name().to_owned(),
     };
     Ok((Scorer::with_binding(bundle, binding)?, info))
+}
+
+/// The bundle's sequence part (the beacon model): the embedded one, or the one in the bundle
+/// directory; `None`, with a note, when that bundle has none (beacons are then not detected).
+pub fn load_sequence(choice: &BundleChoice<'_>) -> anyhow::Result<Option<SequenceModel>> {
+    let bopts = BundleOptions {
+        environment: Some(model::environment(choice.ort_lib)?),
+        ..BundleOptions::default()
+    };
+    let part = match choice.dir {
+        Some(dir) => SequenceModel::load(dir, &bopts)?,
+        None => Some(model::embedded::load_sequence(&bopts)?),
+    };
+    match &part {
+        Some(p) => log::info!(
+            "sequence model: {} (beacons judged from {} flows per channel)",
+            p.origin(),
+            p.spec.min_flows
+        ),
+        None => log::info!(
+            "the model bundle has no sequence part (sequence.json): beacons are not detected"
+        ),
+    }
+    Ok(part)
+}
+
+/// Detection has channel windows scored by the sequence model.
+impl WindowScorer for SequenceModel {
+    fn score_windows(&mut self, windows: &[&[i64]]) -> Result<Vec<f32>, String> {
+        self.score(windows).map_err(|e| e.to_string())
+    }
+
+    fn max_len(&self) -> usize {
+        self.spec.max_len
+    }
+
+    fn default_threshold(&self) -> f64 {
+        self.spec.default_threshold()
+    }
 }
 
 /// The label the ensemble's counts and scores go under.

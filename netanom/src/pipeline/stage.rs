@@ -7,9 +7,9 @@ use netanom_common::{flow::FlowRecord, time::Instant};
 
 use super::{batch::Batch, config::Config, reload::Reload, scoring};
 use crate::{
-    detect::{Detector, DetectorName},
+    detect::{Detector, DetectorName, WindowScorer},
     features,
-    model::Scorer,
+    model::{Scorer, SequenceModel},
     respond::{AlertContext, AlertSink, Enforcer, Responder, allowlist},
     sinks::{CsvSink, metrics::Metrics},
     telemetry::{ResponseCounters, ScoreTally},
@@ -36,6 +36,8 @@ pub struct Stage {
     /// `--flows-out`: every ended flow's features.
     pub flows_out: Option<CsvSink<Box<dyn std::io::Write + Send>>>,
     pub recalibrate: bool,
+    /// The beacon model, when the bundle has one.
+    pub sequence: Option<SequenceModel>,
     rows: Vec<f32>,
     failed_once: bool,
 }
@@ -58,6 +60,7 @@ impl Stage {
             metrics: None,
             flows_out: None,
             recalibrate: true,
+            sequence: None,
             rows: Vec::new(),
             failed_once: false,
         }
@@ -103,6 +106,9 @@ impl Stage {
                         self.responder.handle(findings, now);
                         self.responder.flush();
                     }
+                }
+                if self.detector.config().uses(DetectorName::Beacons) {
+                    self.score_channels(&records, now);
                 }
                 self.write_flows(&records);
             }
@@ -161,6 +167,24 @@ impl Stage {
         }
     }
 
+    /// Grows the channels of a batch's flows and has the sequence model judge them.
+    fn score_channels(&mut self, records: &[FlowRecord], now: Instant) {
+        let seq = self.sequence.as_mut().map(|s| s as &mut dyn WindowScorer);
+        match self.detector.observe_channels(records, seq, now) {
+            Ok(findings) if !findings.is_empty() => {
+                self.responder.handle(findings, now);
+                self.responder.flush();
+            }
+            Ok(_) => {}
+            Err(e) => {
+                if !self.failed_once {
+                    log::error!("scoring channel letters with the sequence model failed: {e}");
+                    self.failed_once = true;
+                }
+            }
+        }
+    }
+
     /// `--flows-out`: a write error is logged once and writing stops there; scoring goes on.
     fn write_flows(&mut self, records: &[FlowRecord]) {
         let Some(s) = self.flows_out.as_mut() else {
@@ -182,9 +206,11 @@ impl Stage {
         let Reload {
             config,
             scorer,
+            sequence,
             bundle_label,
             allow,
         } = r;
+        self.sequence = sequence;
         self.bundle_thresholds = scorer.thresholds().to_vec();
         self.tally.declare(
             scorer

@@ -5,6 +5,7 @@
 //!   sources: pattern rate limits) and [`rails`] (caps and the circuit breaker);
 //! - [`enforcer`]: the enforcement trait, with [`kernel`] (the pinned maps the XDP program
 //!   reads) and [`memory`] (captures and unit tests);
+//! - [`channel`]: beacons (alert on the inside host; optionally block the remote peer);
 //! - [`decision`]: the decision-sink trait, for what acts on decisions beyond the local lists
 //!   (the fleet, BGP);
 //! - [`sink`]: the alert-sink trait; [`alert`] is the record of a decision and [`eve`] its
@@ -13,6 +14,7 @@
 //! - [`prefix`]: IP prefixes; [`config`]: `[mitigation]`, `[allowlist]` and the mode.
 pub mod alert;
 pub mod allowlist;
+pub mod channel;
 pub mod config;
 pub mod decision;
 pub mod enforcer;

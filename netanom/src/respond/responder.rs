@@ -194,6 +194,7 @@ impl Responder {
             let r = match &f.subject {
                 Subject::Source(ip) => self.on_source(*ip, &f, now),
                 Subject::Victim { .. } => self.on_victim(&f, now),
+                Subject::Channel { .. } => self.on_channel(&f, now),
             };
             if let Err(e) = r {
                 log::error!("acting on \"{}\" failed: {e}", f.reason);

@@ -16,11 +16,20 @@ use super::{
     prefix::Cidr,
     responder::Responder,
 };
-use crate::{detect::Finding, telemetry::ResponseCounters};
+use crate::{
+    detect::{Finding, Subject},
+    telemetry::ResponseCounters,
+};
 
 impl Responder {
     pub(super) fn on_source(&mut self, ip: IpAddr, f: &Finding, now: Instant) -> Result<(), EnforceError> {
         let (dst, proto) = f.flow.as_ref().map_or((unspecified(ip), 0), |e| (e.dst, e.proto));
+        // A beacon's alert names the channel (inside host → peer) even when the peer is what
+        // gets blocked.
+        let (src, dst) = match f.subject {
+            Subject::Channel { inside, peer, .. } => (inside, peer),
+            _ => (ip, dst),
+        };
         let prefix = Cidr::covering(ip, self.cfg.block_prefix(ip.is_ipv4()));
         let existing = self.enforcer.block_entry(&prefix)?;
         if existing.is_some_and(|e| e.active(now.mono_ns)) {
@@ -30,7 +39,7 @@ impl Responder {
             ResponseCounters::bump(&self.counters.allowlisted);
             if !self.quiet(format!("allow {prefix}"), now, self.cfg.block_ttl) {
                 let a = self
-                    .base_alert(f, Action::Allowed, ip, dst, proto, now)
+                    .base_alert(f, Action::Allowed, src, dst, proto, now)
                     .with_reason(format!("{} (allowlisted by {allow}: never blocked)", f.reason));
                 self.write(&a);
             }
@@ -56,7 +65,7 @@ impl Responder {
             ResponseCounters::bump(&self.counters.would_block);
             if !self.quiet(format!("would {prefix}"), now, ttl.as_secs_f64()) {
                 let a = self
-                    .base_alert(f, Action::WouldBlock, ip, dst, proto, now)
+                    .base_alert(f, Action::WouldBlock, src, dst, proto, now)
                     .with_block(info);
                 self.write(&a);
             }
@@ -64,7 +73,7 @@ impl Responder {
         }
         self.block(&prefix, ttl, repeats + 1, existing, f, now)?;
         let a = self
-            .base_alert(f, Action::Blocked, ip, dst, proto, now)
+            .base_alert(f, Action::Blocked, src, dst, proto, now)
             .with_block(info);
         self.write(&a);
         Ok(())

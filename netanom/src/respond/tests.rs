@@ -447,3 +447,51 @@ fn decision_sinks_learn_every_block_and_rate_limit_and_are_maintained() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A beacon finding: 198.18.0.`inside` to 198.18.0.`peer`:443.
+fn beacon(inside: u8, peer: u8, block_peer: bool) -> Finding {
+    Finding {
+        kind: Kind::Beacon,
+        subject: Subject::Channel {
+            inside: ip(inside),
+            peer: ip(peer),
+            port: 443,
+            proto: 6,
+            block_peer,
+        },
+        reason: format!("inside host {} beacons to {}", ip(inside), ip(peer)),
+        rates: vec![("channel_flows".into(), 12.0, 10.0)],
+        flow: None,
+    }
+}
+
+#[test]
+fn a_beacon_is_alerted_on_and_only_its_peer_is_ever_blocked() {
+    let mut r = rig(MitigationConfig::default());
+    let t = r.at(1.0);
+    r.responder.handle(vec![beacon(9, 66, false)], t);
+    r.responder.flush();
+    assert!(r.active(t).is_empty(), "block_beacon_peers off: nothing blocked");
+    let a = r.alerts();
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0]["src_ip"], "198.18.0.9");
+    assert_eq!(a[0]["dest_ip"], "198.18.0.66");
+    assert_eq!(a[0]["alert"]["action"], "allowed");
+    assert!(a[0]["netanom"]["reason"].as_str().unwrap().contains("alert only"));
+    // Reported once per TTL.
+    r.responder.handle(vec![beacon(9, 66, false)], r.at(2.0));
+    r.responder.flush();
+    assert_eq!(r.alerts().len(), 1);
+    // With block_beacon_peers, the peer is blocked as a source, never the inside host.
+    let t = r.at(3.0);
+    r.responder.handle(vec![beacon(10, 67, true)], t);
+    r.responder.flush();
+    let blocked: Vec<String> = r.active(t).into_iter().map(|b| b.0).collect();
+    assert_eq!(blocked, ["198.18.0.67/32"]);
+    let a = r.alerts();
+    let last = a.last().unwrap();
+    assert_eq!(last["alert"]["action"], "blocked");
+    assert_eq!(last["src_ip"], "198.18.0.10", "the alert still names the channel");
+    assert_eq!(last["dest_ip"], "198.18.0.67");
+    assert_eq!(last["netanom"]["block"]["prefix"], "198.18.0.67/32");
+}

@@ -179,8 +179,8 @@ pub fn markdown(r: &Report) -> String {
     let mut s = format!(
         "# Detection scorecard\n\n\
          `cargo xtask scorecard`: every capture of `{}` through `netanom run --pcap FILE --mode mitigate` \
-         ({}), three times: with all detectors, with the aggregates only (no models), and with the \
-         models only (no aggregates). Times are capture time from the attack's first frame.\n\n\
+         ({}), four times: with all detectors, with the aggregates only, with the models only, and \
+         with the beacon detector only. Times are capture time from the attack's first frame.\n\n\
          ## Totals\n\n{}\n\
          Attacks detected: at least one alert about the attack. Expected response: the attacker \
          blocked (block_source), a rate limit toward the victim (victim_rate_limit), an alert \

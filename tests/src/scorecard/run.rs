@@ -16,33 +16,37 @@ use super::alerts::{Alert, parse_lines};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Config {
-    /// Models and aggregates: the agent as shipped.
+    /// Models, aggregates and beacons: the agent as shipped.
     All,
-    /// Baseline without the models.
+    /// Baseline without the models (nor the beacon detector).
     Aggregates,
-    /// Baseline without the aggregates.
+    /// Baseline without the aggregates (nor the beacon detector).
     Models,
+    /// The beacon detector alone (sequence model and periodicity rule).
+    Beacons,
 }
 
 impl Config {
     /// Every configuration, in the report's order.
-    pub const ALL: [Config; 3] = [Config::All, Config::Aggregates, Config::Models];
+    pub const ALL: [Config; 4] = [Config::All, Config::Aggregates, Config::Models, Config::Beacons];
 
     /// `--detectors`.
     pub fn detectors(self) -> &'static str {
         match self {
-            Config::All => "models,aggregates",
+            Config::All => "models,aggregates,beacons",
             Config::Aggregates => "aggregates",
             Config::Models => "models",
+            Config::Beacons => "beacons",
         }
     }
 
     /// The name in the report.
     pub fn name(self) -> &'static str {
         match self {
-            Config::All => "all (models + aggregates)",
+            Config::All => "all (models + aggregates + beacons)",
             Config::Aggregates => "aggregates only",
             Config::Models => "models only",
+            Config::Beacons => "beacons only",
         }
     }
 
@@ -52,6 +56,7 @@ impl Config {
             Config::All => "all",
             Config::Aggregates => "aggregates",
             Config::Models => "models",
+            Config::Beacons => "beacons",
         }
     }
 }

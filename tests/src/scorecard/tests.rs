@@ -380,7 +380,7 @@ fn totals_count_detections_medians_benign_rates_and_failures() {
     };
     let md = markdown(&r);
     assert!(
-        md.contains("| all (models + aggregates) | 3 / 3 | 2 / 3 | 3.00 s | 2.50 s |"),
+        md.contains("| all (models + aggregates + beacons) | 3 / 3 | 2 / 3 | 3.00 s | 2.50 s |"),
         "{md}"
     );
     assert!(

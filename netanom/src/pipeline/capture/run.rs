@@ -21,7 +21,7 @@ use super::{
 use crate::{
     pipeline::{
         config::{Config, secs},
-        scoring::{BundleChoice, load_scorer},
+        scoring::{BundleChoice, load_scorer, load_sequence},
         stage::{ResponseWiring, Stage},
     },
     respond::{AlertContext, SharedTables, allowlist},
@@ -56,6 +56,7 @@ pub fn run(opts: &CaptureOptions) -> anyhow::Result<CaptureRun> {
         .map(|p| Capture::open(p))
         .collect::<Result<Vec<_>, _>>()?;
     let (scorer, bundle) = load_scorer(&BundleChoice::of(cfg))?;
+    let sequence = load_sequence(&BundleChoice::of(cfg))?;
     let flows_out = match &cfg.agent.flows_out {
         Some(p) => Some(
             File::create(p).with_context(|| format!("cannot create the flow output file {}", p.display()))?,
@@ -81,6 +82,7 @@ pub fn run(opts: &CaptureOptions) -> anyhow::Result<CaptureRun> {
         counters: counters.clone(),
     };
     let mut stage = Stage::configured(cfg, scorer, wiring, tally.clone(), start);
+    stage.sequence = sequence;
     stage.flows_out = flows_out.map(|f| {
         let w: Box<dyn io::Write + Send> = Box::new(BufWriter::new(f));
         CsvSink::unix(w)

@@ -121,7 +121,7 @@ fn detection(t: &DetectionConfig) -> Result<(), ConfigError> {
         return Err(invalid(
             "detection.detectors",
             format!("{names:?}"),
-            "a non-empty list without repeats of \"models\" and \"aggregates\"",
+            "a non-empty list without repeats of \"models\", \"aggregates\" and \"beacons\"",
         ));
     }
     float_range("detection.flow_window", t.flow_window, 1.0, 3600.0)?;
@@ -149,6 +149,7 @@ fn detection(t: &DetectionConfig) -> Result<(), ConfigError> {
     }
     at_least("detection.learned_margin", t.learned_margin, 1.0)?;
     brute_force(t)?;
+    beacons(t)?;
     int_range(
         "detection.slow_max_sources",
         t.slow_max_sources.into(),
@@ -282,6 +283,27 @@ fn brute_force(t: &DetectionConfig) -> Result<(), ConfigError> {
     int_range(
         "detection.brute_max_pairs",
         t.brute_max_pairs.into(),
+        1,
+        10_000_000,
+    )?;
+    Ok(())
+}
+
+fn beacons(t: &DetectionConfig) -> Result<(), ConfigError> {
+    int_range("detection.beacon_min_flows", t.beacon_min_flows.into(), 1, 100_000)?;
+    if let Some(v) = t.beacon_threshold {
+        float_range("detection.beacon_threshold", v, 0.0, 1.0)?;
+    }
+    positive("detection.beacon_min_period", t.beacon_min_period)?;
+    for (key, v) in [
+        ("detection.beacon_max_gap_dispersion", t.beacon_max_gap_dispersion),
+        ("detection.beacon_max_size_dispersion", t.beacon_max_size_dispersion),
+    ] {
+        float_range(key, v, 0.0, 10.0)?;
+    }
+    int_range(
+        "detection.beacon_max_channels",
+        t.beacon_max_channels.into(),
         1,
         10_000_000,
     )?;

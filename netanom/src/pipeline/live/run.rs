@@ -21,7 +21,7 @@ use crate::{
         clock::{Clock as _, SystemClock},
         config::Config,
         queue,
-        scoring::{BundleChoice, load_scorer},
+        scoring::{BundleChoice, load_scorer, load_sequence},
         stage::{ResponseWiring, Stage},
     },
     respond::{AlertContext, Enforcer as _, KernelTables, allowlist, kernel},
@@ -47,6 +47,7 @@ pub fn run(opts: LiveOptions) -> anyhow::Result<()> {
     let pin_dir = cfg.agent.pin_dir.clone();
     kernel::check_pins(&pin_dir)?;
     let (scorer, bundle_info) = load_scorer(&BundleChoice::of(cfg))?;
+    let sequence = load_sequence(&BundleChoice::of(cfg))?;
     let outputs = open_outputs(cfg)?;
     // Nothing is created on bpffs before every check above has passed.
     kernel::ensure_dir(&pin_dir)?;
@@ -90,6 +91,7 @@ pub fn run(opts: LiveOptions) -> anyhow::Result<()> {
         &ifaces,
         outputs.flows_out,
     )?;
+    stage.sequence = sequence;
     let clock = live.drain.clock;
     let (tx, worker) = queue::start(QUEUE_BATCHES, move |b| stage.consume(b, clock.now()));
     // `watch` closes the queue and joins the consumer, so every vector is scored, every

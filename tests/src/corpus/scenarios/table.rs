@@ -86,7 +86,7 @@ const DIG_V6: &[&[&str]] = &[
 ];
 const BEACON: &[&[&str]] = &[&["curl", "-sk", "-o", "/dev/null", "https://198.18.3.66/beacon"]];
 
-/// The implant on the attacker's host polling the C2 server: 24 polls, 5 s apart.
+/// The implant on the attacker's host polling the C2 server.
 const fn beacon(name: &'static str, steps: &'static [Step], description: &'static str) -> Scenario {
     Scenario {
         attackers: &[ATTACKER_V4, C2],
@@ -94,8 +94,9 @@ const fn beacon(name: &'static str, steps: &'static [Step], description: &'stati
         ..attack(name, "curl", Expected::AlertOnly, steps, description)
     }
 }
-const fn polls(jitter_ms: u64) -> [Step; 1] {
-    [Step::Repeat { host: Host::Attacker, argvs: BEACON, count: 24, period_ms: 5000, jitter_ms }]
+/// `count` polls, `period_ms` ± `jitter_ms` apart.
+const fn polls(count: u32, period_ms: u64, jitter_ms: u64) -> [Step; 1] {
+    [Step::Repeat { host: Host::Attacker, argvs: BEACON, count, period_ms, jitter_ms }]
 }
 
 /// Every recorded scenario, in the manifest's order.
@@ -159,6 +160,18 @@ pub const SCENARIOS: &[Scenario] = &[
          connections), beside the benign client.",
     ),
     attack(
+        "hydra-ssh-default", "hydra", Expected::BlockSource,
+        &[run(&["hydra", "-I", "-l", "admin", "-P", "words.txt", "ssh://198.18.3.2"], 300)],
+        "Password guessing against the server's real OpenSSH at hydra's default speed (16 parallel \
+         tasks) with a 50-word list, beside the benign client.",
+    ),
+    attack(
+        "hydra-ssh-slow", "hydra", Expected::BlockSource,
+        &[run(&["hydra", "-I", "-l", "admin", "-P", "words.txt", "-c", "3", "ssh://198.18.3.2"], 600)],
+        "Password guessing against the server's real OpenSSH at its slowest: one task, one guess \
+         every 3 s (-c 3 enforces -t 1), with a 50-word list, beside the benign client.",
+    ),
+    attack(
         "hydra-ftp", "hydra", Expected::BlockSource,
         &[run(&["hydra", "-I", "-l", "admin", "-P", "words.txt", "-t", "4", "ftp://198.18.3.2"], 300)],
         "Password guessing against the server's real vsftpd with a 50-word list (4 parallel \
@@ -190,13 +203,23 @@ pub const SCENARIOS: &[Scenario] = &[
          the benign client.",
     ),
     beacon(
-        "beacon-https-periodic", &polls(0),
+        "beacon-https-periodic", &polls(24, 5000, 0),
         "An implant on the attacker's host polls its command-and-control server over HTTPS \
          (curl) every 5 s, 24 times, beside the benign client.",
     ),
     beacon(
-        "beacon-https-jittered", &polls(2500),
+        "beacon-https-jittered", &polls(24, 5000, 2500),
         "The same beacon with ±2.5 s of random jitter per poll, beside the benign client.",
+    ),
+    beacon(
+        "beacon-https-2s", &polls(30, 2000, 0),
+        "The implant polls its command-and-control server over HTTPS (curl) every 2 s, 30 \
+         times, beside the benign client.",
+    ),
+    beacon(
+        "beacon-https-2to3s", &polls(30, 2500, 500),
+        "The implant polls every 2 to 3 s (2.5 s ± 0.5 s of random jitter), 30 times, beside \
+         the benign client.",
     ),
     benign(
         "benign-apt-downloads", "curl", &[CLIENT_V4, SERVER_V4],
