@@ -910,19 +910,27 @@ fn sequence_part_scores_equal_python_onnxruntime_scores() {
         return;
     };
     let dir = models_dir().join("default");
-    let mut part = SequenceModel::load(&dir, &options(&lib)).unwrap().expect("the default bundle has a sequence part");
+    let mut part = SequenceModel::load(&dir, &options(&lib))
+        .unwrap()
+        .expect("the default bundle has a sequence part");
     let mut embedded = netanom::model::embedded::load_sequence(&options(&lib)).unwrap();
     assert_eq!(part.spec, embedded.spec);
     let text = fs::read_to_string(dir.join("sequence-parity.tsv")).unwrap();
     let mut rows = text.lines();
-    assert_eq!(rows.next(), Some("letters\tlength\tindices\tscore\tscore_f32_bits\tflagged"));
+    assert_eq!(
+        rows.next(),
+        Some("letters\tlength\tindices\tscore\tscore_f32_bits\tflagged")
+    );
     let mut windows: Vec<Vec<i64>> = Vec::new();
     let mut want: Vec<(f64, bool)> = Vec::new();
     for line in rows {
         let c: Vec<&str> = line.split('\t').collect();
         let idx: Vec<i64> = c[2].split(' ').map(|i| i.parse().unwrap()).collect();
         // The agent's own indexing of the letters gives the same window.
-        let mine: Vec<i64> = c[0].bytes().filter_map(netanom::letters::alphabet_index).collect();
+        let mine: Vec<i64> = c[0]
+            .bytes()
+            .filter_map(netanom::letters::alphabet_index)
+            .collect();
         let tail = &mine[mine.len().saturating_sub(part.spec.max_len)..];
         assert_eq!(tail, &idx[..], "indices of {}", c[0]);
         assert_eq!(idx.len(), c[1].parse::<usize>().unwrap());
@@ -935,7 +943,10 @@ fn sequence_part_scores_equal_python_onnxruntime_scores() {
     assert_eq!(got, embedded.score(&refs).unwrap());
     for ((g, (w, flagged)), win) in got.iter().zip(&want).zip(&windows) {
         let g = f64::from(*g);
-        assert!((g - w).abs() <= TOL * w.abs().max(1.0), "window {win:?}: rust {g}, python {w}");
+        assert!(
+            (g - w).abs() <= TOL * w.abs().max(1.0),
+            "window {win:?}: rust {g}, python {w}"
+        );
         assert_eq!(g > part.spec.threshold, *flagged, "decision of window {win:?}");
     }
     // Scored one at a time (no padding), the same.
@@ -955,17 +966,36 @@ fn a_broken_sequence_part_is_refused_clearly() {
     let tmp = TempDir::new("seq-part");
     let dir = tmp.path("bundle");
     fs::create_dir_all(&dir).unwrap();
-    assert!(SequenceModel::load(&dir, &options(&lib)).unwrap().is_none(), "no part: none");
+    assert!(
+        SequenceModel::load(&dir, &options(&lib)).unwrap().is_none(),
+        "no part: none"
+    );
     let json = fs::read_to_string(src.join("sequence.json")).unwrap();
     fs::write(dir.join("sequence.json"), &json).unwrap();
-    let e = SequenceModel::load(&dir, &options(&lib)).err().unwrap().to_string();
+    let e = SequenceModel::load(&dir, &options(&lib))
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("sequence.onnx") && e.contains("missing"), "{e}");
     let mut onnx = fs::read(src.join("sequence.onnx")).unwrap();
     onnx.truncate(onnx.len() / 2);
     fs::write(dir.join("sequence.onnx"), &onnx).unwrap();
-    let e = SequenceModel::load(&dir, &options(&lib)).err().unwrap().to_string();
+    let e = SequenceModel::load(&dir, &options(&lib))
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("sequence.onnx") && e.contains("bytes long"), "{e}");
-    fs::write(dir.join("sequence.json"), json.replace("123456789abcdefghi", "123456789abcdefghX")).unwrap();
-    let e = SequenceModel::load(&dir, &options(&lib)).err().unwrap().to_string();
-    assert!(e.contains("encoding.alphabet") && e.contains("another encoding"), "{e}");
+    fs::write(
+        dir.join("sequence.json"),
+        json.replace("123456789abcdefghi", "123456789abcdefghX"),
+    )
+    .unwrap();
+    let e = SequenceModel::load(&dir, &options(&lib))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("encoding.alphabet") && e.contains("another encoding"),
+        "{e}"
+    );
 }

@@ -104,7 +104,9 @@ fn a_channel_is_judged_from_its_min_flows_once_per_batch_and_reported_once() {
     let mut d = Detector::new(DetectionConfig::default(), 3);
     let mut m = Fixed::new(0.9);
     let min = DetectionConfig::default().beacon_min_flows as usize;
-    let found = d.observe_channels(&polls(min - 1, 0.0), Some(&mut m), now(20.0)).unwrap();
+    let found = d
+        .observe_channels(&polls(min - 1, 0.0), Some(&mut m), now(20.0))
+        .unwrap();
     assert!(found.is_empty() && m.calls.is_empty(), "too young to judge");
     // Two more flows in one batch: one window scored, the newest (min + 1 symbols).
     let found = d
@@ -126,7 +128,8 @@ fn a_channel_is_judged_from_its_min_flows_once_per_batch_and_reported_once() {
         }
     );
     assert!(
-        f.reason.contains("inside host 198.18.0.9 (likely infected) beacons to 198.18.0.66 port 443/tcp")
+        f.reason
+            .contains("inside host 198.18.0.9 (likely infected) beacons to 198.18.0.66 port 443/tcp")
             && f.reason.contains("regular: one flow every 2.0 s")
             && f.reason.contains("sequence model score 0.900 > 0.700"),
         "{}",
@@ -135,7 +138,9 @@ fn a_channel_is_judged_from_its_min_flows_once_per_batch_and_reported_once() {
     let e = f.flow.as_ref().unwrap();
     assert_eq!(e.scores, vec![("sequence".to_owned(), f64::from(0.9f32), 0.7)]);
     // Reported: not scored again.
-    let again = d.observe_channels(&polls(1, 100.0), Some(&mut m), now(100.0)).unwrap();
+    let again = d
+        .observe_channels(&polls(1, 100.0), Some(&mut m), now(100.0))
+        .unwrap();
     assert!(again.is_empty());
     assert_eq!(m.calls.len(), 1);
 }
@@ -150,11 +155,18 @@ fn the_configured_threshold_and_peer_blocking_apply() {
     let mut d = Detector::new(cfg, 3);
     let mut m = Fixed::new(0.9);
     let recs = irregular(13, 0.0);
-    assert!(d.observe_channels(&recs[..12], Some(&mut m), now(30.0)).unwrap().is_empty());
+    assert!(
+        d.observe_channels(&recs[..12], Some(&mut m), now(30.0))
+            .unwrap()
+            .is_empty()
+    );
     m.score = 0.96;
     let found = d.observe_channels(&recs[12..], Some(&mut m), now(31.0)).unwrap();
     assert_eq!(found.len(), 1);
-    assert!(matches!(found[0].subject, Subject::Channel { block_peer: true, .. }));
+    assert!(matches!(
+        found[0].subject,
+        Subject::Channel { block_peer: true, .. }
+    ));
 }
 
 #[test]
@@ -165,7 +177,11 @@ fn cut_off_flows_and_icmp_grow_no_channel() {
         .map(|i| flow(9, 66, 443, IPPROTO_TCP, f64::from(i), EndReason::Flush))
         .collect();
     recs.extend((0..20).map(|i| flow(9, 66, 0, IPPROTO_ICMP, f64::from(i), EndReason::IdleTimeout)));
-    assert!(d.observe_channels(&recs, Some(&mut m), now(30.0)).unwrap().is_empty());
+    assert!(
+        d.observe_channels(&recs, Some(&mut m), now(30.0))
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(d.channel_counts(), (0, 0));
     assert!(m.calls.is_empty());
 }
@@ -175,10 +191,14 @@ fn a_scoring_failure_is_returned_and_the_channel_keeps_its_flows() {
     let mut d = Detector::new(DetectionConfig::default(), 3);
     let mut m = Fixed::new(0.9);
     m.fail = true;
-    let err = d.observe_channels(&polls(12, 0.0), Some(&mut m), now(30.0)).unwrap_err();
+    let err = d
+        .observe_channels(&polls(12, 0.0), Some(&mut m), now(30.0))
+        .unwrap_err();
     assert!(err.contains("unavailable"));
     m.fail = false;
-    let found = d.observe_channels(&polls(1, 24.0), Some(&mut m), now(31.0)).unwrap();
+    let found = d
+        .observe_channels(&polls(1, 24.0), Some(&mut m), now(31.0))
+        .unwrap();
     assert_eq!(found.len(), 1, "13 flows kept: judged at the next growth");
 }
 
@@ -219,11 +239,22 @@ fn the_periodicity_rule_finds_regular_channels_without_the_model() {
         .collect();
     let found = d.observe_channels(&recs, None, now(40.0)).unwrap();
     assert_eq!(found.len(), 1);
-    assert!(found[0].reason.contains("regular: one flow every 2."), "{}", found[0].reason);
-    assert!(found[0].flow.as_ref().unwrap().scores.is_empty(), "no model, no score");
+    assert!(
+        found[0].reason.contains("regular: one flow every 2."),
+        "{}",
+        found[0].reason
+    );
+    assert!(
+        found[0].flow.as_ref().unwrap().scores.is_empty(),
+        "no model, no score"
+    );
     // A person's irregular use of a service is not.
     let mut d = Detector::new(DetectionConfig::default(), 3);
-    assert!(d.observe_channels(&irregular(30, 0.0), None, now(90.0)).unwrap().is_empty());
+    assert!(
+        d.observe_channels(&irregular(30, 0.0), None, now(90.0))
+            .unwrap()
+            .is_empty()
+    );
     // Nor is a burst of connections faster than beacon_min_period.
     let mut d = Detector::new(DetectionConfig::default(), 3);
     let burst: Vec<FlowRecord> = (0..20)

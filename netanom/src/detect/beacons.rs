@@ -89,7 +89,11 @@ impl Detector {
         grown.sort();
         grown.dedup();
         let min = u64::from(self.cfg.beacon_min_flows.max(1));
-        grown.retain(|k| self.channels.get(k).is_some_and(|c| !c.reported && c.flows() >= min));
+        grown.retain(|k| {
+            self.channels
+                .get(k)
+                .is_some_and(|c| !c.reported && c.flows() >= min)
+        });
         grown
     }
 

@@ -81,7 +81,12 @@ impl SequenceSpec {
         };
         let scoring = root.get("scoring")?;
         let mut operating_points = Vec::new();
-        for p in scoring.opt("operating_points")?.map(|p| p.array()).transpose()?.unwrap_or_default() {
+        for p in scoring
+            .opt("operating_points")?
+            .map(|p| p.array())
+            .transpose()?
+            .unwrap_or_default()
+        {
             operating_points.push((p.get("rule")?.str()?.to_owned(), p.get("threshold")?.f64()?));
         }
         let max_len = root.get("window")?.get("max_len")?.u64()?;
@@ -159,7 +164,12 @@ impl SequenceModel {
         Self::build(spec, &file, onnx, opts)
     }
 
-    fn build(spec: SequenceSpec, origin: &str, bytes: &[u8], opts: &BundleOptions) -> Result<Self, ModelError> {
+    fn build(
+        spec: SequenceSpec,
+        origin: &str,
+        bytes: &[u8],
+        opts: &BundleOptions,
+    ) -> Result<Self, ModelError> {
         if opts.verify_checksums {
             verify(&spec.model, origin, bytes)?;
         }
@@ -224,10 +234,12 @@ impl SequenceModel {
             .session
             .run(ort::inputs!["letters" => letters, "lengths" => lengths])
             .map_err(err)?;
-        let out = outputs.get(&self.spec.model.output).ok_or_else(|| ModelError::Inference {
-            model: "sequence".into(),
-            detail: format!("no output `{}`", self.spec.model.output),
-        })?;
+        let out = outputs
+            .get(&self.spec.model.output)
+            .ok_or_else(|| ModelError::Inference {
+                model: "sequence".into(),
+                detail: format!("no output `{}`", self.spec.model.output),
+            })?;
         let (_, data) = out.try_extract_tensor::<f32>().map_err(err)?;
         if data.len() != n {
             return Err(ModelError::Inference {

@@ -95,9 +95,7 @@ pub fn load_sequence(choice: &BundleChoice<'_>) -> anyhow::Result<Option<Sequenc
             p.origin(),
             p.spec.min_flows
         ),
-        None => log::info!(
-            "the model bundle has no sequence part (sequence.json): beacons are not detected"
-        ),
+        None => log::info!("the model bundle has no sequence part (sequence.json): beacons are not detected"),
     }
     Ok(part)
 }

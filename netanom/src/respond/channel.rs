@@ -23,7 +23,11 @@ impl Responder {
         if block_peer {
             return self.on_source(peer, f, now);
         }
-        if self.quiet(format!("beacon {inside} {peer} {port} {proto}"), now, self.cfg.block_ttl) {
+        if self.quiet(
+            format!("beacon {inside} {peer} {port} {proto}"),
+            now,
+            self.cfg.block_ttl,
+        ) {
             return Ok(());
         }
         let a = self

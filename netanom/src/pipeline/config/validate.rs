@@ -290,14 +290,22 @@ fn brute_force(t: &DetectionConfig) -> Result<(), ConfigError> {
 }
 
 fn beacons(t: &DetectionConfig) -> Result<(), ConfigError> {
-    int_range("detection.beacon_min_flows", t.beacon_min_flows.into(), 1, 100_000)?;
+    int_range(
+        "detection.beacon_min_flows",
+        t.beacon_min_flows.into(),
+        1,
+        100_000,
+    )?;
     if let Some(v) = t.beacon_threshold {
         float_range("detection.beacon_threshold", v, 0.0, 1.0)?;
     }
     positive("detection.beacon_min_period", t.beacon_min_period)?;
     for (key, v) in [
         ("detection.beacon_max_gap_dispersion", t.beacon_max_gap_dispersion),
-        ("detection.beacon_max_size_dispersion", t.beacon_max_size_dispersion),
+        (
+            "detection.beacon_max_size_dispersion",
+            t.beacon_max_size_dispersion,
+        ),
     ] {
         float_range(key, v, 0.0, 10.0)?;
     }
