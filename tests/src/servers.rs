@@ -2,8 +2,10 @@
 //! finding the program, and a process guard that takes it down with the test.
 use std::{
     path::{Path, PathBuf},
-    process::Child,
+    process::{Child, Command},
 };
+
+use anyhow::{Context, Result, bail};
 
 /// `/usr/bin/NAME` or `/usr/sbin/NAME` (where Debian installs it; bird is in sbin), else NAME
 /// found on PATH; None when none exists (`cargo xtask setup` installs the packages the tests
@@ -34,4 +36,36 @@ impl Drop for KillOnDrop {
             let _ = self.0.wait();
         }
     }
+}
+
+/// A fresh self-signed P-256 certificate for `cn` (one day) written by `openssl req` into
+/// `dir`: (certificate, key). For the TLS servers of the lab (the beacons' C2).
+pub fn self_signed_cert(dir: &Path, cn: &str) -> Result<(PathBuf, PathBuf)> {
+    let openssl = tool("openssl").context("openssl is not installed: run `cargo xtask setup`")?;
+    let (cert, key) = (dir.join(format!("{cn}.crt")), dir.join(format!("{cn}.key")));
+    let out = Command::new(openssl)
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
+        .arg("-subj")
+        .arg(format!("/CN={cn}"))
+        .args(["-days", "1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .context("cannot run openssl req")?;
+    if !out.status.success() {
+        bail!(
+            "openssl req failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok((cert, key))
 }

@@ -15,7 +15,7 @@
 //! Privileged (namespaces, XDP, bpffs); skipped otherwise. Bounded: at most 30 polls a run.
 use std::{
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::Stdio,
     time::{Duration, Instant},
 };
 
@@ -23,7 +23,7 @@ use netanom_lab::{
     Gateway, StateDirs,
     agent::block_list,
     read_alerts, require_root,
-    servers::{KillOnDrop, tool},
+    servers::{KillOnDrop, self_signed_cert, tool},
     start_agent, sweep_leftovers, sweep_state_leftovers,
 };
 use serde_json::Value;
@@ -38,26 +38,7 @@ const BEACON_SID: u64 = 9_000_012;
 fn c2_server(lab: &Gateway, dir: &Path) -> KillOnDrop {
     let openssl = tool("openssl").expect("openssl is installed (cargo xtask setup)");
     std::fs::write(dir.join("beacon"), "{\"task\":\"sleep\"}\n").unwrap();
-    let (cert, key) = (dir.join("c2.crt"), dir.join("c2.key"));
-    let made = Command::new(&openssl)
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-        ])
-        .args(["-subj", "/CN=c2.lab.example", "-days", "1", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(made.success(), "openssl req failed");
+    let (cert, key) = self_signed_cert(dir, "c2.lab.example").unwrap();
     let c2 = lab.attacker_link.host.ep.ipv4;
     let child = lab
         .attacker

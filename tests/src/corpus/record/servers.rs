@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail};
 use crate::{
     Netns,
     corpus::scenarios::{C2, SERVER_V4, SERVER_V6},
-    servers::{KillOnDrop, tool},
+    servers::{KillOnDrop, self_signed_cert, tool},
 };
 
 /// The running servers.
@@ -202,23 +202,7 @@ fn c2(dir: &Path) -> Result<Vec<String>> {
     let c2 = dir.join("c2");
     fs::create_dir_all(&c2)?;
     fs::write(c2.join("beacon"), "{\"task\":\"sleep\",\"interval\":5}\n")?;
-    let (cert, key) = (dir.join("c2.crt"), dir.join("c2.key"));
-    prepare(
-        Command::new(program("openssl")?)
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-            ])
-            .args(["-subj", "/CN=c2.lab.example", "-days", "2", "-keyout"])
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert),
-    )?;
+    let (cert, key) = self_signed_cert(dir, "c2.lab.example")?;
     Ok(vec![
         "openssl".into(),
         "s_server".into(),
