@@ -262,3 +262,21 @@ fn the_periodicity_rule_finds_regular_channels_without_the_model() {
         .collect();
     assert!(d.observe_channels(&burst, None, now(5.0)).unwrap().is_empty());
 }
+
+#[test]
+fn a_long_lived_channel_is_rescored_as_it_grows_by_an_eighth() {
+    let mut d = Detector::new(DetectionConfig::default(), 3);
+    let mut m = Fixed::new(0.0);
+    // One flow per batch, 400 batches, at irregular times (no periodicity finding).
+    let recs = irregular(400, 0.0);
+    for (i, r) in recs.iter().enumerate() {
+        let found = d
+            .observe_channels(std::slice::from_ref(r), Some(&mut m), now(i as f64))
+            .unwrap();
+        assert!(found.is_empty());
+    }
+    // Every flow from the 10th to the 16th, then at every eighth more: 10..16, 18, 20, ...
+    let calls = m.calls.len();
+    assert!((30..=45).contains(&calls), "{calls} model runs for 391 growths");
+    assert!(m.calls.iter().all(|c| c.len() == 1));
+}

@@ -6,8 +6,10 @@
 //! threshold, or regular enough, is a beacon: the inside host is the likely infected machine,
 //! the peer its controller. Each channel is reported once.
 //!
-//! A channel is scored once per batch however many flows it gained in it: a busy channel (a
-//! host's DNS queries to its resolver) then costs one model run per batch, not one per flow.
+//! A channel is scored by the model once per batch however many flows it gained in it, and
+//! once it is older only when it grew by an eighth since its last scoring: a busy channel (a
+//! host's DNS queries to its resolver, thousands of flows) then costs a few dozen model runs
+//! in all, not one per batch. The periodicity rule, cheap, looks at every growth.
 //! Flows cut off by the agent's stop or a capture's end are left out: their size and duration
 //! are not the flow's.
 use netanom_common::{
@@ -55,16 +57,31 @@ impl Detector {
         if grown.is_empty() {
             return Ok(Vec::new());
         }
+        // The model's turn comes when a channel grew by an eighth since it last scored it.
+        let due: Vec<ChannelKey> = grown
+            .iter()
+            .copied()
+            .filter(|k| self.channels.get(k).is_some_and(Channel::due))
+            .collect();
         let (scores, threshold) = match scorer {
-            Some(s) => {
+            Some(s) if !due.is_empty() => {
                 let t = self.cfg.beacon_threshold.unwrap_or_else(|| s.default_threshold());
-                (Some(self.score_channels(&grown, s)?), t)
+                (self.score_channels(&due, s)?, t)
             }
-            None => (None, f64::INFINITY),
+            _ => (Vec::new(), f64::INFINITY),
         };
+        for k in &due {
+            if let Some(c) = self.channels.get_mut(k) {
+                c.scored();
+            }
+        }
         let mut out = Vec::new();
-        for (i, key) in grown.iter().enumerate() {
-            let score = scores.as_ref().map(|s| f64::from(s[i]));
+        for key in &grown {
+            let score = due
+                .binary_search(key)
+                .ok()
+                .and_then(|i| scores.get(i))
+                .map(|s| f64::from(*s));
             if let Some(f) = self.judge_channel(key, score, threshold) {
                 out.push(f);
             }

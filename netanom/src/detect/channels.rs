@@ -35,6 +35,8 @@ pub struct Channel {
     pub last_src_port: u16,
     /// Whether a beacon finding was made about it (made once).
     pub reported: bool,
+    /// Flows when the model last scored it (0: never).
+    scored_flows: u64,
     /// When it last grew, in [`Channels`] ticks (for dropping the least recently grown).
     touched: u64,
 }
@@ -51,6 +53,18 @@ impl Channel {
 
     pub fn recent(&self) -> &Recent {
         &self.recent
+    }
+
+    /// Whether the sequence model should score it again: never scored, or grown by at least
+    /// an eighth (and one flow) since.
+    pub fn due(&self) -> bool {
+        let last = self.scored_flows;
+        last == 0 || self.flows() >= last + (last / 8).max(1)
+    }
+
+    /// The model scored it now.
+    pub fn scored(&mut self) {
+        self.scored_flows = self.flows();
     }
 }
 
@@ -127,6 +141,7 @@ impl Channels {
             last_ns: start_ns,
             last_src_port: src_port,
             reported: false,
+            scored_flows: 0,
             touched: 0,
         });
         let Ok(sym) = c.encoder.push(flow) else {

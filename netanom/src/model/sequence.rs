@@ -28,6 +28,9 @@ pub const SUPPORTED_PART_VERSIONS: &[u64] = &[1];
 /// scores up to 0.79.
 pub const DEFAULT_OPERATING_POINT: &str = "validation normal quantile 0.99";
 
+/// Windows scored per ONNX Runtime call at most (see [`SequenceModel::score`]).
+pub const CHUNK: usize = 64;
+
 /// What `sequence.json` says the agent needs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SequenceSpec {
@@ -207,27 +210,42 @@ impl SequenceModel {
     }
 
     /// Scores windows of model indices (each 1..=max_len long; longer ones keep their last
-    /// max_len): one P(C&C) per window.
+    /// max_len): one P(C&C) per window, in order. Windows are run shortest first, in chunks
+    /// of [`CHUNK`] padded to their own longest: the LSTM steps through every padded
+    /// position, so one long channel in a batch of young ones must not make them all long.
     pub fn score(&mut self, windows: &[&[i64]]) -> Result<Vec<f32>, ModelError> {
-        if windows.is_empty() {
-            return Ok(Vec::new());
-        }
         let max = self.spec.max_len;
-        let tail = |w: &[i64]| -> Vec<i64> { w[w.len().saturating_sub(max)..].to_vec() };
-        let width = windows.iter().map(|w| w.len().clamp(1, max)).max().unwrap_or(1);
+        let tails: Vec<&[i64]> = windows
+            .iter()
+            .map(|w| &w[w.len().saturating_sub(max)..])
+            .collect();
+        let mut order: Vec<usize> = (0..tails.len()).collect();
+        order.sort_by_key(|&i| tails[i].len());
+        let mut scores = vec![0.0f32; tails.len()];
+        for chunk in order.chunks(CHUNK) {
+            let rows: Vec<&[i64]> = chunk.iter().map(|&i| tails[i]).collect();
+            for (&i, s) in chunk.iter().zip(self.run(&rows)?) {
+                scores[i] = s;
+            }
+        }
+        Ok(scores)
+    }
+
+    /// One ONNX Runtime call over `rows` (at most max_len each), padded to the longest.
+    fn run(&mut self, rows: &[&[i64]]) -> Result<Vec<f32>, ModelError> {
+        let width = rows.iter().map(|w| w.len().max(1)).max().unwrap_or(1);
         self.letters.clear();
         self.lengths.clear();
-        for w in windows {
-            let w = tail(w);
+        for w in rows {
             self.lengths.push(w.len().max(1) as i64);
-            self.letters.extend(&w);
+            self.letters.extend_from_slice(w);
             self.letters.extend(std::iter::repeat_n(0, width - w.len()));
         }
         let err = |e: ort::Error| ModelError::Inference {
             model: "sequence".into(),
             detail: e.to_string(),
         };
-        let n = windows.len();
+        let n = rows.len();
         let letters = Tensor::from_array(([n, width], self.letters.clone())).map_err(err)?;
         let lengths = Tensor::from_array(([n], self.lengths.clone())).map_err(err)?;
         let outputs = self

@@ -26,12 +26,20 @@ const NOTE: &str = "A synthetic gateway capture (`netanom_lab::synthetic`: clien
     *in-loop* excludes it (the summary's `elapsed_s`). Target: at least 300,000 packets/s.";
 
 /// One configuration measured: (label, extra arguments of `netanom run --pcap`).
-const RUNS: [(&str, &[&str]); 3] = [
+const RUNS: [(&str, &[&str]); 5] = [
     ("run --pcap, observe", &["--mode", "observe"]),
     ("run --pcap, mitigate", &["--mode", "mitigate"]),
     (
         "run --pcap, aggregates only (no models)",
         &["--mode", "mitigate", "--detectors", "aggregates"],
+    ),
+    (
+        "run --pcap, without the beacon detector",
+        &["--mode", "mitigate", "--detectors", "models,aggregates"],
+    ),
+    (
+        "run --pcap, beacon detector only",
+        &["--mode", "mitigate", "--detectors", "beacons"],
     ),
 ];
 

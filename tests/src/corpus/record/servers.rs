@@ -1,6 +1,8 @@
 //! The real servers the scenarios attack and use, started inside the server namespace with
 //! configuration files in the scenario's scratch directory (never the host's services): sshd,
-//! vsftpd, an HTTP package mirror (python3 http.server), dnsmasq, and an HTTPS
+//! vsftpd, an HTTP package mirror (python3 http.server), an HTTP admin page behind basic
+//! authentication (python3, HTTP/1.1 keep-alive, as nginx or Apache answer), dnsmasq, and an
+//! HTTPS
 //! command-and-control server (openssl s_server) at the C2 address. They die with the
 //! recording ([`KillOnDrop`]).
 use std::{
@@ -24,7 +26,7 @@ pub struct Servers {
 }
 
 /// TCP ports that must be listening before the recording starts, and the UDP one.
-const TCP_PORTS: [u16; 4] = [21, 22, 80, 443];
+const TCP_PORTS: [u16; 5] = [21, 22, 80, 443, 8080];
 const UDP_PORT: u16 = 53;
 
 /// Writes the servers' files into `dir` and starts them in `ns`.
@@ -33,6 +35,7 @@ pub fn start(ns: &Netns, dir: &Path) -> Result<Servers> {
         spawn(ns, dir, "sshd", sshd(dir)?, dir)?,
         spawn(ns, dir, "vsftpd", vsftpd(dir)?, dir)?,
         spawn(ns, dir, "http", http(dir)?, dir)?,
+        spawn(ns, dir, "http-auth", http_auth(dir)?, dir)?,
         spawn(ns, dir, "dnsmasq", dnsmasq(dir)?, dir)?,
         // -WWW serves files relative to its working directory.
         spawn(ns, dir, "c2", c2(dir)?, &dir.join("c2"))?,
@@ -159,6 +162,46 @@ fn http(dir: &Path) -> Result<Vec<String>> {
     ])
 }
 
+/// The admin page of [`http_auth`]: user `admin`, a password not in the word list.
+const HTTP_AUTH_SERVER: &str = r#"
+import base64, http.server, socket, sys
+
+GOOD = "Basic " + base64.b64encode(b"admin:not-in-the-list").decode()
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as nginx and Apache answer
+
+    def do_GET(self):
+        ok = self.headers.get("Authorization") == GOOD
+        body = b"<h1>admin</h1>
+" if ok else b"<h1>401 Unauthorized</h1>
+"
+        self.send_response(200 if ok else 401)
+        if not ok:
+            self.send_header("WWW-Authenticate", 'Basic realm="lab admin"')
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, fmt, *args):
+        sys.stderr.write("%s %s
+" % (self.address_string(), fmt % args))
+
+class Server(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+Server(("::", int(sys.argv[1])), Handler).serve_forever()
+"#;
+
+/// An admin page behind HTTP basic authentication on port 8080 (both families), for the
+/// HTTP password-guessing scenario.
+fn http_auth(dir: &Path) -> Result<Vec<String>> {
+    let script = dir.join("http_auth.py");
+    fs::write(&script, HTTP_AUTH_SERVER)?;
+    Ok(vec!["python3".into(), path_str(&script), "8080".into()])
+}
+
 /// `len` bytes that do not compress (a package's contents), the same for the same `seed`.
 fn filler(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
@@ -248,7 +291,7 @@ fn wait_listening(ns: &Netns) -> Result<()> {
         if Instant::now() > deadline {
             bail!(
                 "servers not listening after 10 s (TCP ports {missing:?}, DNS missing: {udp_missing}); \
-                 see their logs (sshd.log, vsftpd.log, http.log, dnsmasq.log, c2.log)"
+                 see their logs (sshd.log, vsftpd.log, http.log, http-auth.log, dnsmasq.log, c2.log)"
             );
         }
         std::thread::sleep(Duration::from_millis(100));

@@ -178,6 +178,12 @@ pub const SCENARIOS: &[Scenario] = &[
          connections), beside the benign client.",
     ),
     attack(
+        "hydra-http-basic", "hydra", Expected::BlockSource,
+        &[run(&["hydra", "-I", "-l", "admin", "-P", "words.txt", "-t", "4", "-s", "8080", "198.18.3.2", "http-get", "/admin"], 300)],
+        "Password guessing against an HTTP admin page behind basic authentication (HTTP/1.1 \
+         keep-alive) with a 50-word list (4 parallel tasks), beside the benign client.",
+    ),
+    attack(
         "hping3-syn-flood", "hping3", Expected::BlockSource,
         &[run(&["hping3", "-q", "-S", "-p", "80", "-c", "2400", "-i", "u200", "198.18.3.2"], 60)],
         "SYN flood of 2,400 packets at about 4,000 a second from one source to the server's open HTTP port, beside \
