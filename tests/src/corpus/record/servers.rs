@@ -173,9 +173,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         ok = self.headers.get("Authorization") == GOOD
-        body = b"<h1>admin</h1>
-" if ok else b"<h1>401 Unauthorized</h1>
-"
+        body = b"<h1>admin</h1>\n" if ok else b"<h1>401 Unauthorized</h1>\n"
         self.send_response(200 if ok else 401)
         if not ok:
             self.send_header("WWW-Authenticate", 'Basic realm="lab admin"')
@@ -185,8 +183,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def log_message(self, fmt, *args):
-        sys.stderr.write("%s %s
-" % (self.address_string(), fmt % args))
+        sys.stderr.write("%s %s\n" % (self.address_string(), fmt % args))
 
 class Server(http.server.ThreadingHTTPServer):
     address_family = socket.AF_INET6
