@@ -170,7 +170,10 @@ impl Stage {
     /// Grows the channels of a batch's flows and has the sequence model judge them.
     fn score_channels(&mut self, records: &[FlowRecord], now: Instant) {
         let seq = self.sequence.as_mut().map(|s| s as &mut dyn WindowScorer);
-        match self.detector.observe_channels(records, seq, now) {
+        let judged = self.detector.observe_channels(records, seq, now);
+        let (followed, dropped) = self.detector.channel_counts();
+        self.tally.set_channels(followed as u64, dropped);
+        match judged {
             Ok(findings) if !findings.is_empty() => {
                 self.responder.handle(findings, now);
                 self.responder.flush();

@@ -66,6 +66,10 @@ pub struct ScoreCounters {
     pub anomalies: Vec<(String, u64)>,
     /// Vectors refused (NaN or infinite features).
     pub rejected: u64,
+    /// Channels the beacon detector follows now...
+    pub channels: u64,
+    /// ...and those it dropped to make room (`detection.beacon_max_channels`), since start.
+    pub channels_dropped: u64,
 }
 
 fn ser_ordered<S: Serializer>(v: &[(String, u64)], s: S) -> Result<S::Ok, S::Error> {
@@ -111,6 +115,13 @@ impl ScoreTally {
     /// Makes every name appear (with 0) before anything was scored.
     pub fn declare<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
         self.add(0, 0, names.into_iter().map(|n| (n, 0)));
+    }
+
+    /// The beacon detector's channel table after a batch.
+    pub fn set_channels(&self, followed: u64, dropped: u64) {
+        let mut c = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        c.channels = followed;
+        c.channels_dropped = dropped;
     }
 
     pub fn get(&self) -> ScoreCounters {
@@ -247,6 +258,7 @@ mod tests {
         t.declare(["autoencoder", "iforest", "ensemble"]);
         t.add(10, 1, [("iforest", 2), ("ensemble", 3)]);
         t.add(5, 0, [("sequence", 1), ("ensemble", 1)]);
+        t.set_channels(7, 2);
         let c = t.get();
         assert_eq!((c.scored, c.rejected), (15, 1));
         assert_eq!(c.anomalies("ensemble"), 4);
@@ -256,7 +268,7 @@ mod tests {
         let j = serde_json::to_string(&c).unwrap();
         assert_eq!(
             j,
-            r#"{"scored":15,"anomalies":{"autoencoder":0,"iforest":2,"ensemble":4,"sequence":1},"rejected":1}"#
+            r#"{"scored":15,"anomalies":{"autoencoder":0,"iforest":2,"ensemble":4,"sequence":1},"rejected":1,"channels":7,"channels_dropped":2}"#
         );
     }
 }

@@ -405,6 +405,8 @@ pub struct ScoringMetrics {
     anomalies: Family<NameLabel, Counter>,
     rejected: Counter,
     pub(super) duration: Histogram,
+    channels: Gauge,
+    channels_dropped: Counter,
 }
 
 impl ScoringMetrics {
@@ -432,11 +434,23 @@ impl ScoringMetrics {
             "Time the scoring stage spent on one batch of flow vectors (all models and the ensemble)",
             duration.clone(),
         );
+        let channels = gauge(
+            r,
+            "beacon_channels",
+            "Channels (inside host, remote host, port, protocol) the beacon detector follows",
+        );
+        let channels_dropped = counter(
+            r,
+            "beacon_channels_dropped",
+            "Channels the beacon detector dropped to make room (detection.beacon_max_channels)",
+        );
         ScoringMetrics {
             scored,
             anomalies,
             rejected,
             duration,
+            channels,
+            channels_dropped,
         }
     }
 
@@ -447,6 +461,8 @@ impl ScoringMetrics {
             set_counter(&self.anomalies.get_or_create(&[("model", name.clone())]), *v);
         }
         set_counter(&self.rejected, m.rejected);
+        gauge_u64(&self.channels, m.channels);
+        set_counter(&self.channels_dropped, m.channels_dropped);
     }
 }
 

@@ -65,6 +65,8 @@ fn snapshot(udp_packets: u64) -> Snapshot {
             .map(|m| ((*m).to_owned(), if *m == "ensemble" { 2 } else { 0 }))
             .collect(),
         rejected: 0,
+        channels: 3,
+        channels_dropped: 1,
     };
     s
 }
@@ -129,6 +131,8 @@ fn snapshot_values_appear_in_both_formats() {
         ("netanom_flows_evicted_total", 0.0),
         ("netanom_flows_in_table", 4.0),
         ("netanom_flows_live", 3.0),
+        ("netanom_beacon_channels", 3.0),
+        ("netanom_beacon_channels_dropped_total", 1.0),
         ("netanom_flow_table_entries", 64.0),
         ("netanom_flow_table_fill_ratio", 4.0 / 64.0),
         ("netanom_vectors_scored_total", 8.0),
