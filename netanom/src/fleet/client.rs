@@ -195,3 +195,82 @@ async fn ensure(js: &jetstream::Context, cfg: stream::Config, clustered: bool) -
     }
     js.get_or_create_stream(cfg).await.map_err(|e| err(e.to_string()))
 }
+
+/// How long a one-off publish (`netanom block add --fleet`) waits for JetStream's
+/// acknowledgement.
+const ONE_OFF_WAIT: Duration = Duration::from_secs(5);
+
+/// Publishes one decision and waits for JetStream to store it (the command line's
+/// `block add|del --fleet`): connects once, creates the decisions stream when missing.
+pub fn publish_now(cfg: &FleetConfig, max_age: Duration, m: &super::message::DecisionMsg) -> Result<(), FleetError> {
+    let subjects = cfg.subjects();
+    let subject = subjects.decisions(&m.gateway);
+    let fail = |detail: String| FleetError::Publish {
+        subject: subject.clone(),
+        detail,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| fail(e.to_string()))?;
+    rt.block_on(async {
+        let client = connect(cfg, &format!("netanom-cli {}", m.gateway), None, false).await?;
+        let js = jetstream::new(client.clone());
+        let clustered = client.server_info().cluster.is_some();
+        decision_stream(&js, &subjects, max_age, clustered).await?;
+        let p = jetstream::message::PublishMessage::build()
+            .payload(m.encode().into())
+            .message_id(&m.id);
+        let ack = js
+            .send_publish(subject.clone(), p)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        match tokio::time::timeout(ONE_OFF_WAIT, ack.into_future()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(fail(e.to_string())),
+            Err(_) => Err(fail(format!(
+                "no acknowledgement from JetStream within {} s",
+                ONE_OFF_WAIT.as_secs()
+            ))),
+        }
+    })
+}
+
+/// Follows the alerts stream: from its start with `all`, else from now. Hands each alert's
+/// subject and payload to `each` until it returns false.
+pub async fn follow_alerts(
+    cfg: &FleetConfig,
+    all: bool,
+    mut each: impl FnMut(&str, &[u8]) -> bool,
+) -> Result<(), FleetError> {
+    use futures_util::StreamExt as _;
+    let subjects = cfg.subjects();
+    let client = connect(cfg, "netanom fleet tail", None, false).await?;
+    let js = jetstream::new(client.clone());
+    let clustered = client.server_info().cluster.is_some();
+    let stream = alert_stream(&js, &subjects, clustered).await?;
+    let err = |e: String| FleetError::Stream {
+        stream: subjects.alert_stream(),
+        detail: e,
+    };
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::OrderedConfig {
+            filter_subject: subjects.all("alerts"),
+            deliver_policy: if all {
+                jetstream::consumer::DeliverPolicy::All
+            } else {
+                jetstream::consumer::DeliverPolicy::New
+            },
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    let mut msgs = consumer.messages().await.map_err(|e| err(e.to_string()))?;
+    while let Some(m) = msgs.next().await {
+        let m = m.map_err(|e| err(e.to_string()))?;
+        if !each(m.subject.as_str(), &m.payload) {
+            break;
+        }
+    }
+    Ok(())
+}
