@@ -274,3 +274,51 @@ pub async fn follow_alerts(
     }
     Ok(())
 }
+
+/// Publishes `msgs` over one connection, acknowledgements awaited in batches of 256, and
+/// returns how long it took and the time of each message's acknowledgement from the start
+/// (the benchmark's baseline: the fleet path without the receiving gateways).
+pub fn publish_all(
+    cfg: &FleetConfig,
+    max_age: Duration,
+    msgs: &[super::message::DecisionMsg],
+) -> Result<Vec<Duration>, FleetError> {
+    let subjects = cfg.subjects();
+    let fail = |detail: String| FleetError::Publish {
+        subject: subjects.all("decisions"),
+        detail,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| fail(e.to_string()))?;
+    rt.block_on(async {
+        let client = connect(cfg, "netanom bench", None, false).await?;
+        let js = jetstream::new(client.clone());
+        let clustered = client.server_info().cluster.is_some();
+        decision_stream(&js, &subjects, max_age, clustered).await?;
+        let t0 = std::time::Instant::now();
+        let mut acked = Vec::with_capacity(msgs.len());
+        for chunk in msgs.chunks(256) {
+            let mut acks = Vec::with_capacity(chunk.len());
+            for m in chunk {
+                let p = jetstream::message::PublishMessage::build()
+                    .payload(m.encode().into())
+                    .message_id(&m.id);
+                let ack = js
+                    .send_publish(subjects.decisions(&m.gateway), p)
+                    .await
+                    .map_err(|e| fail(e.to_string()))?;
+                acks.push(ack);
+            }
+            for ack in acks {
+                match tokio::time::timeout(ONE_OFF_WAIT, ack.into_future()).await {
+                    Ok(Ok(_)) => acked.push(t0.elapsed()),
+                    Ok(Err(e)) => return Err(fail(e.to_string())),
+                    Err(_) => return Err(fail("no acknowledgement within 5 s".into())),
+                }
+            }
+        }
+        Ok(acked)
+    })
+}
