@@ -21,7 +21,6 @@ use crate::{
     Agent, Gateway, StateDirs,
     agent::start_agent,
     nats::{Nats, password},
-    timing::wait_until,
 };
 
 /// Where each agent serves its metrics, in its gateway's namespace.
@@ -206,9 +205,8 @@ pub fn measure(a: &Member, b: &Member, runs: usize, burst: usize, ttl: u32) -> R
     let tag = std::process::id();
     for i in 0..runs {
         let m = block_decision(&a.id, &prefix(i), ttl, &format!("bench-{tag}-{i}"));
-        let t0 = Instant::now();
-        let acked = a.gw.gw.run(|| publish_all(&cfg, max_age, std::slice::from_ref(&m)))??;
-        let seen = wait_until_fast(Duration::from_secs(5), || b.blocks(&prefix(i)))
+        let (t0, acked) = a.gw.gw.run(|| publish_all(&cfg, max_age, std::slice::from_ref(&m)))??;
+        let seen = wait_until_fast(Duration::from_secs(5), Duration::from_millis(2), || b.blocks(&prefix(i)))
             .with_context(|| format!("{} never reached {}", prefix(i), b.id))?;
         out.propagation.push((seen - t0).as_secs_f64());
         out.ack.push(acked[0].as_secs_f64());
@@ -217,11 +215,11 @@ pub fn measure(a: &Member, b: &Member, runs: usize, burst: usize, ttl: u32) -> R
     let msgs: Vec<DecisionMsg> = (runs..runs + burst)
         .map(|i| block_decision(&a.id, &prefix(i), ttl, &format!("bench-{tag}-{i}")))
         .collect();
-    let t0 = Instant::now();
-    let acked = a.gw.gw.run(|| publish_all(&cfg, max_age, &msgs))??;
-    let all = wait_until(Duration::from_secs(30), || {
-        (b.active_blocks() >= before + burst).then(|| t0.elapsed())
+    let (t0, acked) = a.gw.gw.run(|| publish_all(&cfg, max_age, &msgs))??;
+    let all = wait_until_fast(Duration::from_secs(30), Duration::from_millis(25), || {
+        b.active_blocks() >= before + burst
     })
+        .map(|t| t - t0)
     .with_context(|| format!("{burst} decisions did not all reach {}", b.id))?;
     let published = acked.last().copied().unwrap_or_default();
     out.published_per_s = burst as f64 / published.as_secs_f64().max(1e-9);
@@ -231,14 +229,14 @@ pub fn measure(a: &Member, b: &Member, runs: usize, burst: usize, ttl: u32) -> R
     Ok(out)
 }
 
-/// Polls `f` every 2 ms (for at most `limit`); the moment it first held.
-fn wait_until_fast(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Instant> {
+/// Polls `f` every `every` (for at most `limit`); the moment it first held.
+fn wait_until_fast(limit: Duration, every: Duration, mut f: impl FnMut() -> bool) -> Option<Instant> {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         if f() {
             return Some(Instant::now());
         }
-        std::thread::sleep(Duration::from_millis(2));
+        std::thread::sleep(every);
     }
     None
 }

@@ -71,6 +71,23 @@ fn sample(metrics: &str, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Prints what `m`'s agent logged about the fleet.
+fn dump(m: &mut Member) {
+    if let Some(a) = &mut m.agent {
+        let _ = a.wait_for_stderr("never printed", Duration::from_millis(100));
+        for l in a.stderr_seen.iter().filter(|l| l.contains("fleet")) {
+            eprintln!("{}: {l}", m.id);
+        }
+    }
+}
+
+/// Waits (at most 3 s: the metrics are refreshed every second) until `series` at `m` is at
+/// least `min`.
+fn wait_sample(m: &Member, series: &str, min: f64) {
+    let got = wait_until(Duration::from_secs(3), || (sample(&metrics(m), series) >= min).then_some(()));
+    assert!(got.is_some(), "{series} < {min} at {}: {}", m.id, metrics(m));
+}
+
 /// Waits (at most `limit`) until `m` blocks `prefix`; how long it took.
 fn wait_block(m: &Member, prefix: &str, limit: Duration) -> Option<Duration> {
     let t0 = Instant::now();
@@ -150,11 +167,7 @@ fn rails(lab: &Lab) {
     assert!(wait_block(&lab.c, "198.18.2.77/32", Duration::from_secs(2)).is_some());
     std::thread::sleep(Duration::from_millis(300));
     assert!(!lab.b.blocks("198.18.2.77/32"), "B blocked its allowlisted prefix");
-    let m = metrics(&lab.b);
-    assert!(
-        sample(&m, "netanom_fleet_decisions_ignored_total{reason=\"allowlisted\"}") >= 1.0,
-        "{m}"
-    );
+    wait_sample(&lab.b, "netanom_fleet_decisions_ignored_total{reason=\"allowlisted\"}", 1.0);
 
     // gw-x, with its own NATS user, publishes an operator's block from A's namespace.
     let x = StateDirs::new("fltx");
@@ -180,11 +193,7 @@ fn rails(lab: &Lab) {
     std::thread::sleep(Duration::from_millis(300));
     for m in [&lab.b, &lab.c] {
         assert!(!m.blocks("198.18.2.99/32"), "{} applied an untrusted decision", m.id);
-        let text = metrics(m);
-        assert!(
-            sample(&text, "netanom_fleet_decisions_ignored_total{reason=\"untrusted\"}") >= 1.0,
-            "{text}"
-        );
+        wait_sample(m, "netanom_fleet_decisions_ignored_total{reason=\"untrusted\"}", 1.0);
     }
 }
 
@@ -198,16 +207,22 @@ fn nats_down(lab: &mut Lab) {
         "local blocking goes on without NATS: {blocked:?}"
     );
     assert!(!lab.b.blocks("198.18.2.88/32"));
-    let m = metrics(&lab.a);
-    assert_eq!(sample(&m, "netanom_fleet_connected"), 0.0, "{m}");
+    let down = wait_until(Duration::from_secs(3), || {
+        (sample(&metrics(&lab.a), "netanom_fleet_connected") == 0.0).then_some(())
+    });
+    assert!(down.is_some(), "{}", metrics(&lab.a));
     lab.nats.start().unwrap();
-    for m in [&lab.b, &lab.c] {
+    for m in [&mut lab.b, &mut lab.c] {
         let t = wait_block(m, "198.18.2.88/32", Duration::from_secs(10));
+        if t.is_none() {
+            dump(&mut lab.a);
+            dump(m);
+        }
         assert!(t.is_some(), "{} did not get the block decided while NATS was down", m.id);
         eprintln!("after NATS returned, {} blocked 198.18.2.88 in {t:?}", m.id);
     }
-    let m = metrics(&lab.a);
-    assert!(sample(&m, "netanom_fleet_connections_total") >= 2.0, "{m}");
+    wait_sample(&lab.a, "netanom_fleet_connections_total", 2.0);
+    wait_sample(&lab.a, "netanom_fleet_decisions_published_total{action=\"block\"}", 3.0);
 }
 
 /// C restarted with empty lists has the fleet's active blocks as soon as it is ready.

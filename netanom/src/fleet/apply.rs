@@ -18,7 +18,7 @@
 use std::net::IpAddr;
 
 use netanom_common::{
-    mitigate::{BlockEntry, Origin, RateLimit},
+    mitigate::{BlockEntry, Origin, PatternKey, RateLimit},
     time::{Instant, NS_PER_S},
 };
 
@@ -76,6 +76,51 @@ impl Outcome {
     }
 }
 
+/// What the rules read and change of this gateway's lists. Every [`Enforcer`] is one; the
+/// fleet's thread uses a cached view ([`super::lists::Cached`]) so that a burst of decisions
+/// does not read the whole blocklist for each.
+pub trait Lists {
+    /// The entry on exactly `prefix`.
+    fn block_on(&mut self, prefix: &Cidr) -> Result<Option<BlockEntry>, EnforceError>;
+    /// Active blocks applied from the fleet, other than on `except`.
+    fn fleet_blocks(&mut self, except: &Cidr, now_ns: u64) -> Result<usize, EnforceError>;
+    /// The allowlist's prefixes.
+    fn allowed(&mut self) -> Result<Vec<Cidr>, EnforceError>;
+    fn set_block(&mut self, prefix: &Cidr, entry: &BlockEntry) -> Result<(), EnforceError>;
+    fn remove_block(&mut self, prefix: &Cidr) -> Result<bool, EnforceError>;
+    fn limits(&mut self) -> Result<Vec<(PatternKey, RateLimit)>, EnforceError>;
+    fn set_limit(&mut self, key: &PatternKey, limit: &RateLimit) -> Result<(), EnforceError>;
+}
+
+impl<E: Enforcer + ?Sized> Lists for E {
+    fn block_on(&mut self, prefix: &Cidr) -> Result<Option<BlockEntry>, EnforceError> {
+        self.block_entry(prefix)
+    }
+    fn fleet_blocks(&mut self, except: &Cidr, now_ns: u64) -> Result<usize, EnforceError> {
+        let fleet = Origin::Fleet as u32;
+        Ok(self
+            .blocks()?
+            .iter()
+            .filter(|b| b.prefix != *except && b.active(now_ns) && b.entry.origin == fleet)
+            .count())
+    }
+    fn allowed(&mut self) -> Result<Vec<Cidr>, EnforceError> {
+        Ok(self.allows()?.into_iter().map(|a| a.prefix).collect())
+    }
+    fn set_block(&mut self, prefix: &Cidr, entry: &BlockEntry) -> Result<(), EnforceError> {
+        self.put_block(prefix, entry)
+    }
+    fn remove_block(&mut self, prefix: &Cidr) -> Result<bool, EnforceError> {
+        self.del_block(prefix)
+    }
+    fn limits(&mut self) -> Result<Vec<(PatternKey, RateLimit)>, EnforceError> {
+        self.rate_limits()
+    }
+    fn set_limit(&mut self, key: &PatternKey, limit: &RateLimit) -> Result<(), EnforceError> {
+        self.put_rate_limit(key, limit)
+    }
+}
+
 /// What the rules need to know of this gateway.
 pub struct Rules<'a> {
     pub cfg: &'a FleetConfig,
@@ -101,7 +146,7 @@ pub fn gateway_of_reason(reason: &str) -> Option<&str> {
 
 impl Rules<'_> {
     /// Applies `m` to `lists` at `now`, or says why not.
-    pub fn apply(&self, lists: &mut dyn Enforcer, m: &DecisionMsg, now: Instant) -> Result<Outcome, EnforceError> {
+    pub fn apply(&self, lists: &mut dyn Lists, m: &DecisionMsg, now: Instant) -> Result<Outcome, EnforceError> {
         if let Some(i) = self.gate(m) {
             return Ok(Outcome::Ignored(i));
         }
@@ -154,7 +199,7 @@ impl Rules<'_> {
 
     fn block(
         &self,
-        lists: &mut dyn Enforcer,
+        lists: &mut dyn Lists,
         m: &DecisionMsg,
         expires_ns: u64,
         now: Instant,
@@ -165,19 +210,14 @@ impl Rules<'_> {
         if let Some(i) = self.refused(lists, &prefix)? {
             return Ok(Some(i));
         }
-        let old = lists.block_entry(&prefix)?;
+        let old = lists.block_on(&prefix)?;
         if let Some(o) = old
             && o.active(now.mono_ns)
             && covers_until(o.expires_ns, expires_ns)
         {
             return Ok(Some(Ignored::Duplicate));
         }
-        let fleet_blocks = lists
-            .blocks()?
-            .iter()
-            .filter(|b| b.prefix != prefix && b.active(now.mono_ns) && b.entry.origin == Origin::Fleet as u32)
-            .count();
-        if fleet_blocks >= self.cfg.max_remote_blocks as usize {
+        if lists.fleet_blocks(&prefix, now.mono_ns)? >= self.cfg.max_remote_blocks as usize {
             return Ok(Some(Ignored::Cap));
         }
         let entry = BlockEntry {
@@ -191,12 +231,12 @@ impl Rules<'_> {
             _pad: 0,
             reason: reason_bytes(&fleet_reason(&m.gateway, &m.reason)),
         };
-        lists.put_block(&prefix, &entry)?;
+        lists.set_block(&prefix, &entry)?;
         Ok(None)
     }
 
     /// Why a block of `prefix` may never be applied here, if it may not.
-    fn refused(&self, lists: &dyn Enforcer, prefix: &Cidr) -> Result<Option<Ignored>, EnforceError> {
+    fn refused(&self, lists: &mut dyn Lists, prefix: &Cidr) -> Result<Option<Ignored>, EnforceError> {
         let widest = if prefix.is_v4() { WIDEST_V4 } else { WIDEST_V6 };
         if prefix.len() < widest {
             return Ok(Some(Ignored::TooWide));
@@ -204,7 +244,7 @@ impl Rules<'_> {
         if self.protected.iter().any(|ip| prefix.contains(*ip)) {
             return Ok(Some(Ignored::Protected));
         }
-        if lists.allows()?.iter().any(|a| a.prefix.overlaps(prefix)) {
+        if lists.allowed()?.iter().any(|a| a.overlaps(prefix)) {
             return Ok(Some(Ignored::Allowlisted));
         }
         Ok(None)
@@ -212,7 +252,7 @@ impl Rules<'_> {
 
     fn rate_limit(
         &self,
-        lists: &mut dyn Enforcer,
+        lists: &mut dyn Lists,
         m: &DecisionMsg,
         expires_ns: u64,
         now: Instant,
@@ -221,7 +261,7 @@ impl Rules<'_> {
             return Ok(Some(Ignored::Duplicate));
         };
         let key = pattern_key(p.dst, p.port, p.proto, p.tcp_flags);
-        let limits = lists.rate_limits()?;
+        let limits = lists.limits()?;
         if let Some((_, l)) = limits.iter().find(|(k, _)| *k == key)
             && l.active(now.mono_ns)
             && covers_until(l.expires_ns, expires_ns)
@@ -236,19 +276,19 @@ impl Rules<'_> {
             return Ok(Some(Ignored::Cap));
         }
         let limit = RateLimit::new(p.pps, p.burst, now.mono_ns, expires_ns);
-        lists.put_rate_limit(&key, &limit)?;
+        lists.set_limit(&key, &limit)?;
         Ok(None)
     }
 }
 
 /// An unblock removes a block the fleet put here, never one of this gateway's own.
-fn unblock(lists: &mut dyn Enforcer, m: &DecisionMsg) -> Result<Option<Ignored>, EnforceError> {
+fn unblock(lists: &mut dyn Lists, m: &DecisionMsg) -> Result<Option<Ignored>, EnforceError> {
     let Some(prefix) = m.prefix else {
         return Ok(Some(Ignored::Duplicate));
     };
-    match lists.block_entry(&prefix)? {
+    match lists.block_on(&prefix)? {
         Some(e) if e.origin == Origin::Fleet as u32 => {
-            lists.del_block(&prefix)?;
+            lists.remove_block(&prefix)?;
             Ok(None)
         }
         Some(_) => Ok(Some(Ignored::Protected)),

@@ -106,7 +106,10 @@ fn on_event(c: &FleetCounters, e: Event) {
             c.update(|s| s.connection = "disconnected".into());
         }
         Event::ServerError(e) => log::warn!("fleet: NATS server error: {e}"),
-        Event::ClientError(e) => log::warn!("fleet: NATS client error: {e}"),
+        // While disconnected every attempt fails the same way: the disconnection was logged.
+        Event::ClientError(e) if c.connected.load(Ordering::Relaxed) => {
+            log::warn!("fleet: NATS client error: {e}")
+        }
         _ => {}
     }
 }
@@ -276,13 +279,13 @@ pub async fn follow_alerts(
 }
 
 /// Publishes `msgs` over one connection, acknowledgements awaited in batches of 256, and
-/// returns how long it took and the time of each message's acknowledgement from the start
-/// (the benchmark's baseline: the fleet path without the receiving gateways).
+/// returns when the first was sent (once connected) and each one's acknowledgement time from
+/// then (the benchmark's baseline: the fleet path without the receiving gateways).
 pub fn publish_all(
     cfg: &FleetConfig,
     max_age: Duration,
     msgs: &[super::message::DecisionMsg],
-) -> Result<Vec<Duration>, FleetError> {
+) -> Result<(std::time::Instant, Vec<Duration>), FleetError> {
     let subjects = cfg.subjects();
     let fail = |detail: String| FleetError::Publish {
         subject: subjects.all("decisions"),
@@ -319,6 +322,6 @@ pub fn publish_all(
                 }
             }
         }
-        Ok(acked)
+        Ok((t0, acked))
     })
 }

@@ -35,6 +35,7 @@ use tokio::sync::watch;
 use super::{
     apply::{Outcome, Rules},
     client::{self, FleetError},
+    lists::Cached,
     config::{FleetConfig, Subjects},
     message::{DecisionMsg, Heartbeat, Rejected, VERSION, secs},
     outbox::Inbox,
@@ -51,6 +52,8 @@ use crate::{
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
 /// How often a broken consumer or a missing stream is tried again.
 const RETRY_EVERY: Duration = Duration::from_secs(1);
+/// How often the connection's state is looked at (a reconnect reopens the consumer).
+const LINK_EVERY: Duration = Duration::from_millis(200);
 /// The protected addresses (host, gateways) are re-read this often.
 const PROTECT_EVERY: Duration = Duration::from_secs(10);
 /// How long stopping waits for the queue to be published.
@@ -149,7 +152,7 @@ async fn run(s: Setup, stop: watch::Receiver<bool>, ready: std_mpsc::Sender<()>)
     let Setup { inbox, .. } = s;
     let publisher = tokio::spawn(publish_loop(js.clone(), inbox, counters.clone()));
     let tables = match KernelTables::open(&s.pin_dir) {
-        Ok(t) => Some(t),
+        Ok(t) => Some(Cached::new(t)),
         Err(e) => {
             log::error!("fleet: {e}; other gateways' decisions are not applied");
             None
@@ -192,7 +195,7 @@ struct Consumer {
     max_rate_limits: u32,
     counters: Arc<FleetCounters>,
     mitigating: Arc<AtomicBool>,
-    tables: Option<KernelTables>,
+    tables: Option<Cached>,
     clock: SystemClock,
     protected: Vec<IpAddr>,
     protected_at: Option<WallInstant>,
@@ -226,9 +229,24 @@ impl Consumer {
         let mut msgs: Option<Messages> = None;
         let mut peers: Option<async_nats::Subscriber> = None;
         let mut failing = false;
+        let mut link = tokio::time::interval(LINK_EVERY);
+        let mut was_up = true;
         loop {
             tokio::select! {
                 _ = stop.changed() => break,
+                _ = link.tick() => {
+                    // After a reconnect the server may have lost the consumer (a restart):
+                    // open a new one from the next sequence rather than wait for the old one
+                    // to notice.
+                    let up = client.connection_state() == async_nats::connection::State::Connected;
+                    if up && !was_up {
+                        msgs = None;
+                    }
+                    was_up = up;
+                    if let Some(t) = &mut self.tables {
+                        t.flush();
+                    }
+                }
                 _ = retry.tick(), if msgs.is_none() => {
                     match self.open(client, js).await {
                         Ok(m) => {
@@ -344,9 +362,6 @@ impl Consumer {
             Some(t) => match rules.apply(t, &d, now) {
                 Ok(o) => {
                     self.lists_failed = false;
-                    if o == Outcome::Applied {
-                        let _ = t.sync_counts();
-                    }
                     o
                 }
                 Err(e) => {
@@ -454,7 +469,7 @@ impl Consumer {
             .publish(self.subjects.heartbeat(&self.gateway), h.encode().into())
             .await;
         let now = self.clock.now().mono_ns;
-        let remote = self.tables.as_ref().and_then(|t| t.blocks().ok()).map_or(0, |b| {
+        let remote = self.tables.as_ref().and_then(|t| t.tables.blocks().ok()).map_or(0, |b| {
             b.iter()
                 .filter(|b| b.active(now) && b.entry.origin == Origin::Fleet as u32)
                 .count() as u64
