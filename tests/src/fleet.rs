@@ -127,7 +127,9 @@ impl Member {
 
     /// Whether this member's pinned blocklist has an active entry on exactly `prefix`.
     pub fn blocks(&self, prefix: &str) -> bool {
-        let Ok(p) = prefix.parse::<Cidr>() else { return false };
+        let Ok(p) = prefix.parse::<Cidr>() else {
+            return false;
+        };
         let now = netanom::pipeline::clock::mono_now_ns();
         KernelTables::open(&self.dirs.pin_dir)
             .ok()
@@ -205,9 +207,13 @@ pub fn measure(a: &Member, b: &Member, runs: usize, burst: usize, ttl: u32) -> R
     let tag = std::process::id();
     for i in 0..runs {
         let m = block_decision(&a.id, &prefix(i), ttl, &format!("bench-{tag}-{i}"));
-        let (t0, acked) = a.gw.gw.run(|| publish_all(&cfg, max_age, std::slice::from_ref(&m)))??;
-        let seen = wait_until_fast(Duration::from_secs(5), Duration::from_millis(2), || b.blocks(&prefix(i)))
-            .with_context(|| format!("{} never reached {}", prefix(i), b.id))?;
+        let (t0, acked) =
+            a.gw.gw
+                .run(|| publish_all(&cfg, max_age, std::slice::from_ref(&m)))??;
+        let seen = wait_until_fast(Duration::from_secs(5), Duration::from_millis(2), || {
+            b.blocks(&prefix(i))
+        })
+        .with_context(|| format!("{} never reached {}", prefix(i), b.id))?;
         out.propagation.push((seen - t0).as_secs_f64());
         out.ack.push(acked[0].as_secs_f64());
     }
@@ -219,7 +225,7 @@ pub fn measure(a: &Member, b: &Member, runs: usize, burst: usize, ttl: u32) -> R
     let all = wait_until_fast(Duration::from_secs(30), Duration::from_millis(25), || {
         b.active_blocks() >= before + burst
     })
-        .map(|t| t - t0)
+    .map(|t| t - t0)
     .with_context(|| format!("{burst} decisions did not all reach {}", b.id))?;
     let published = acked.last().copied().unwrap_or_default();
     out.published_per_s = burst as f64 / published.as_secs_f64().max(1e-9);

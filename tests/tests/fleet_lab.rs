@@ -84,7 +84,9 @@ fn dump(m: &mut Member) {
 /// Waits (at most 3 s: the metrics are refreshed every second) until `series` at `m` is at
 /// least `min`.
 fn wait_sample(m: &Member, series: &str, min: f64) {
-    let got = wait_until(Duration::from_secs(3), || (sample(&metrics(m), series) >= min).then_some(()));
+    let got = wait_until(Duration::from_secs(3), || {
+        (sample(&metrics(m), series) >= min).then_some(())
+    });
     assert!(got.is_some(), "{series} < {min} at {}: {}", m.id, metrics(m));
 }
 
@@ -96,7 +98,8 @@ fn wait_block(m: &Member, prefix: &str, limit: Duration) -> Option<Duration> {
 
 /// The `block list` entry of `prefix` at `m` says origin fleet, from `gateway`.
 fn assert_fleet_entry(m: &Member, prefix: &str, gateway: &str) {
-    let e = block_of(&m.gw, &m.dirs, prefix, false).unwrap_or_else(|| panic!("{prefix} not listed at {}", m.id));
+    let e =
+        block_of(&m.gw, &m.dirs, prefix, false).unwrap_or_else(|| panic!("{prefix} not listed at {}", m.id));
     assert_eq!(e["origin"], "fleet", "{e}");
     assert_eq!(e["gateway"], gateway, "{e}");
 }
@@ -156,7 +159,11 @@ fn propagation(lab: &Lab) {
         let now = sample(&metrics(&lab.b), series);
         (now - before >= 200.0).then_some(now - before)
     });
-    assert!(dropped.is_some(), "B did not drop the scanner's frames: {}", metrics(&lab.b));
+    assert!(
+        dropped.is_some(),
+        "B did not drop the scanner's frames: {}",
+        metrics(&lab.b)
+    );
 }
 
 /// B's allowlist wins over A's decision (C applies it); gw-x is outside B's and C's trust.
@@ -166,8 +173,15 @@ fn rails(lab: &Lab) {
     assert!(blocked.is_some(), "A did not block 198.18.2.77");
     assert!(wait_block(&lab.c, "198.18.2.77/32", Duration::from_secs(2)).is_some());
     std::thread::sleep(Duration::from_millis(300));
-    assert!(!lab.b.blocks("198.18.2.77/32"), "B blocked its allowlisted prefix");
-    wait_sample(&lab.b, "netanom_fleet_decisions_ignored_total{reason=\"allowlisted\"}", 1.0);
+    assert!(
+        !lab.b.blocks("198.18.2.77/32"),
+        "B blocked its allowlisted prefix"
+    );
+    wait_sample(
+        &lab.b,
+        "netanom_fleet_decisions_ignored_total{reason=\"allowlisted\"}",
+        1.0,
+    );
 
     // gw-x, with its own NATS user, publishes an operator's block from A's namespace.
     let x = StateDirs::new("fltx");
@@ -188,12 +202,23 @@ fn rails(lab: &Lab) {
     ];
     let (code, out, err) = netanom_in(&lab.a.gw, &args);
     assert_eq!(code, Some(0), "{out}{err}");
-    assert!(wait_block(&lab.a, "198.18.2.99/32", Duration::from_secs(2)).is_some(), "A trusts all");
+    assert!(
+        wait_block(&lab.a, "198.18.2.99/32", Duration::from_secs(2)).is_some(),
+        "A trusts all"
+    );
     assert_fleet_entry(&lab.a, "198.18.2.99/32", "gw-x");
     std::thread::sleep(Duration::from_millis(300));
     for m in [&lab.b, &lab.c] {
-        assert!(!m.blocks("198.18.2.99/32"), "{} applied an untrusted decision", m.id);
-        wait_sample(m, "netanom_fleet_decisions_ignored_total{reason=\"untrusted\"}", 1.0);
+        assert!(
+            !m.blocks("198.18.2.99/32"),
+            "{} applied an untrusted decision",
+            m.id
+        );
+        wait_sample(
+            m,
+            "netanom_fleet_decisions_ignored_total{reason=\"untrusted\"}",
+            1.0,
+        );
     }
 }
 
@@ -218,11 +243,19 @@ fn nats_down(lab: &mut Lab) {
             dump(&mut lab.a);
             dump(m);
         }
-        assert!(t.is_some(), "{} did not get the block decided while NATS was down", m.id);
+        assert!(
+            t.is_some(),
+            "{} did not get the block decided while NATS was down",
+            m.id
+        );
         eprintln!("after NATS returned, {} blocked 198.18.2.88 in {t:?}", m.id);
     }
     wait_sample(&lab.a, "netanom_fleet_connections_total", 2.0);
-    wait_sample(&lab.a, "netanom_fleet_decisions_published_total{action=\"block\"}", 3.0);
+    wait_sample(
+        &lab.a,
+        "netanom_fleet_decisions_published_total{action=\"block\"}",
+        3.0,
+    );
 }
 
 /// C restarted with empty lists has the fleet's active blocks as soon as it is ready.
@@ -240,7 +273,10 @@ fn late_joiner(lab: &mut Lab) {
     for p in ["198.18.2.66/32", "198.18.2.77/32", "198.18.2.88/32"] {
         assert!(lab.c.blocks(p), "C restarted is ready without {p}");
     }
-    assert!(!lab.c.blocks("198.18.2.99/32"), "C applied gw-x's decision on replay");
+    assert!(
+        !lab.c.blocks("198.18.2.99/32"),
+        "C applied gw-x's decision on replay"
+    );
     let s = netanom_lab::agent::netanom_json(
         &lab.c.gw,
         &["fleet", "status", "--json", "--state-dir", lab.c.dirs.state()],

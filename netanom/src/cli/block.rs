@@ -14,8 +14,8 @@ use crate::{
         message::Action,
         publisher::{self, manual_msg},
     },
-    pipeline::config::Config,
     pipeline::clock::{Clock as _, SystemClock},
+    pipeline::config::Config,
     respond::{Cidr, Enforcer as _, KernelTables, enforcer::reason_bytes},
 };
 
@@ -26,7 +26,12 @@ pub struct BlockArgs {
     #[command(flatten)]
     pub at: Where,
     /// The configuration file whose [fleet] says where NATS is (with --fleet).
-    #[arg(long, value_name = "FILE", default_value = "/etc/netanom/netanom.toml", global = true)]
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/etc/netanom/netanom.toml",
+        global = true
+    )]
     pub config: std::path::PathBuf,
 }
 
@@ -210,10 +215,13 @@ fn publish(a: &BlockArgs, action: Action, cidr: Cidr, entry: Option<&BlockEntry>
     };
     let now = SystemClock::new().now();
     let msg = manual_msg(&origin, action, cidr, entry, now);
-    client::publish_now(f, std::time::Duration::from_secs_f64(max_age), &msg).with_context(|| {
-        format!("the change is in force on this gateway, but was not published to the fleet")
-    })?;
-    println!("published the {} of {cidr} to the fleet as {}", action.name(), origin.gateway);
+    client::publish_now(f, std::time::Duration::from_secs_f64(max_age), &msg)
+        .context("the change is in force on this gateway, but was not published to the fleet")?;
+    println!(
+        "published the {} of {cidr} to the fleet as {}",
+        action.name(),
+        origin.gateway
+    );
     Ok(())
 }
 
@@ -255,7 +263,13 @@ fn list(a: &BlockArgs, json: bool, all: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn add(a: &BlockArgs, cidr: &Cidr, ttl: Option<u32>, reason: &str, force: bool) -> anyhow::Result<BlockEntry> {
+fn add(
+    a: &BlockArgs,
+    cidr: &Cidr,
+    ttl: Option<u32>,
+    reason: &str,
+    force: bool,
+) -> anyhow::Result<BlockEntry> {
     let min = if cidr.is_v4() {
         MIN_BLOCK_LEN_V4
     } else {

@@ -146,7 +146,12 @@ pub fn gateway_of_reason(reason: &str) -> Option<&str> {
 
 impl Rules<'_> {
     /// Applies `m` to `lists` at `now`, or says why not.
-    pub fn apply(&self, lists: &mut dyn Lists, m: &DecisionMsg, now: Instant) -> Result<Outcome, EnforceError> {
+    pub fn apply(
+        &self,
+        lists: &mut dyn Lists,
+        m: &DecisionMsg,
+        now: Instant,
+    ) -> Result<Outcome, EnforceError> {
         if let Some(i) = self.gate(m) {
             return Ok(Outcome::Ignored(i));
         }

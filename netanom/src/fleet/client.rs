@@ -178,7 +178,11 @@ pub async fn alert_stream(
 
 /// Gets the stream, or creates it: with three replicas on a cluster (one replica when the
 /// cluster has fewer servers).
-async fn ensure(js: &jetstream::Context, cfg: stream::Config, clustered: bool) -> Result<stream::Stream, FleetError> {
+async fn ensure(
+    js: &jetstream::Context,
+    cfg: stream::Config,
+    clustered: bool,
+) -> Result<stream::Stream, FleetError> {
     let name = cfg.name.clone();
     if let Ok(s) = js.get_stream(&name).await {
         return Ok(s);
@@ -205,7 +209,11 @@ const ONE_OFF_WAIT: Duration = Duration::from_secs(5);
 
 /// Publishes one decision and waits for JetStream to store it (the command line's
 /// `block add|del --fleet`): connects once, creates the decisions stream when missing.
-pub fn publish_now(cfg: &FleetConfig, max_age: Duration, m: &super::message::DecisionMsg) -> Result<(), FleetError> {
+pub fn publish_now(
+    cfg: &FleetConfig,
+    max_age: Duration,
+    m: &super::message::DecisionMsg,
+) -> Result<(), FleetError> {
     let subjects = cfg.subjects();
     let subject = subjects.decisions(&m.gateway);
     let fail = |detail: String| FleetError::Publish {

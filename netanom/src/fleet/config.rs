@@ -91,7 +91,11 @@ impl FleetConfig {
             servers.join(", "),
             self.subject_prefix,
             yes_no(self.share_blocks),
-            if self.apply_remote { "decisions" } else { "no decisions" },
+            if self.apply_remote {
+                "decisions"
+            } else {
+                "no decisions"
+            },
             self.max_remote_blocks,
             yes_no(self.publish_alerts),
         )
@@ -129,7 +133,9 @@ pub struct UrlError {
 
 impl ServerUrl {
     fn local() -> ServerUrl {
-        "nats://127.0.0.1:4222".parse().unwrap_or_else(|e| unreachable!("{e}"))
+        "nats://127.0.0.1:4222"
+            .parse()
+            .unwrap_or_else(|e| unreachable!("{e}"))
     }
 
     /// Whether the connection must use TLS.

@@ -151,13 +151,20 @@ impl DecisionMsg {
         }
         let shape_ok = match m.action {
             Action::Block | Action::Unblock => m.prefix.is_some(),
-            Action::RateLimit => m.rate_limit.as_ref().is_some_and(|p| p.pps > 0.0 && p.pps.is_finite()),
+            Action::RateLimit => m
+                .rate_limit
+                .as_ref()
+                .is_some_and(|p| p.pps > 0.0 && p.pps.is_finite()),
         };
         if !shape_ok {
             return Err(malformed(format!(
                 "a {} without its {}",
                 m.action.name(),
-                if m.action == Action::RateLimit { "rate_limit pattern" } else { "prefix" }
+                if m.action == Action::RateLimit {
+                    "rate_limit pattern"
+                } else {
+                    "prefix"
+                }
             )));
         }
         let times_ok = m.decided_at.is_finite() && m.expires_at.is_none_or(f64::is_finite);
@@ -196,7 +203,10 @@ fn read_versioned(subject: &str, payload: &[u8]) -> Result<serde_json::Value, Re
         detail,
     };
     if payload.len() > MAX_BYTES {
-        return Err(malformed(format!("{} bytes, more than {MAX_BYTES}", payload.len())));
+        return Err(malformed(format!(
+            "{} bytes, more than {MAX_BYTES}",
+            payload.len()
+        )));
     }
     let value: serde_json::Value = serde_json::from_slice(payload).map_err(|e| malformed(e.to_string()))?;
     match value.get("v").and_then(serde_json::Value::as_u64) {

@@ -146,7 +146,13 @@ pub fn decision_msg(o: &Origin, id: String, d: &Decision, now: Instant) -> Decis
 }
 
 /// An operator's block or unblock (`netanom block add|del --fleet`).
-pub fn manual_msg(o: &Origin, action: Action, prefix: Cidr, entry: Option<&BlockEntry>, now: Instant) -> DecisionMsg {
+pub fn manual_msg(
+    o: &Origin,
+    action: Action,
+    prefix: Cidr,
+    entry: Option<&BlockEntry>,
+    now: Instant,
+) -> DecisionMsg {
     let id = format!("{}-manual-{}", o.gateway, now.unix_ns);
     DecisionMsg {
         v: VERSION,
@@ -170,7 +176,10 @@ fn reason_text(r: &[u8]) -> String {
     String::from_utf8_lossy(&r[..end]).into_owned()
 }
 
-fn pattern(key: &netanom_common::mitigate::PatternKey, limit: &netanom_common::mitigate::RateLimit) -> Pattern {
+fn pattern(
+    key: &netanom_common::mitigate::PatternKey,
+    limit: &netanom_common::mitigate::RateLimit,
+) -> Pattern {
     let dst = if key.family == 4 {
         std::net::IpAddr::from(key.addr[0].to_be_bytes())
     } else {
@@ -244,7 +253,10 @@ async fn publish_batch(js: &jetstream::Context, batch: &[Outbound]) -> Result<()
         if let Some(id) = &m.msg_id {
             p = p.message_id(id);
         }
-        let ack = js.send_publish(m.subject.clone(), p).await.map_err(|e| e.to_string())?;
+        let ack = js
+            .send_publish(m.subject.clone(), p)
+            .await
+            .map_err(|e| e.to_string())?;
         acks.push(ack);
     }
     for ack in acks {

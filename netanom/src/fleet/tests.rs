@@ -132,7 +132,10 @@ fn bad_messages_are_rejected_with_their_reason() {
     let subject = "netanom.decisions.gw-a";
     let decode = |p: &[u8]| DecisionMsg::decode(subject, "gw-a", p).unwrap_err();
     assert!(matches!(decode(b"not json"), Rejected::Malformed { .. }));
-    assert!(matches!(decode(b"{\"action\":\"block\"}"), Rejected::Malformed { .. }));
+    assert!(matches!(
+        decode(b"{\"action\":\"block\"}"),
+        Rejected::Malformed { .. }
+    ));
     let mut v2 = serde_json::to_value(block_msg("gw-a", "198.18.2.66", 1.0, 60)).unwrap();
     v2["v"] = serde_json::json!(2);
     let e = decode(&serde_json::to_vec(&v2).unwrap());
@@ -205,7 +208,10 @@ fn the_allowlist_host_addresses_and_wide_prefixes_win() {
         .put_allow(&cidr("198.18.2.0/28"), Origin::Agent, 0)
         .unwrap();
     let allowed = block_msg("gw-a", "198.18.2.7/32", 10.0, 300);
-    assert_eq!(h.apply(&allowed, at(10.0)), Outcome::Ignored(Ignored::Allowlisted));
+    assert_eq!(
+        h.apply(&allowed, at(10.0)),
+        Outcome::Ignored(Ignored::Allowlisted)
+    );
     // A wider block overlapping the allowlist is not applied either.
     let wider = block_msg("gw-a", "198.18.2.0/24", 10.0, 300);
     assert_eq!(h.apply(&wider, at(10.0)), Outcome::Ignored(Ignored::Allowlisted));
@@ -365,7 +371,10 @@ fn the_sink_publishes_decisions_with_absolute_expiries() {
     let b = inbox.try_recv().unwrap();
     let m = DecisionMsg::decode(&b.subject, "gw-a", &b.payload).unwrap();
     let pat = m.rate_limit.unwrap();
-    assert_eq!((pat.dst.to_string().as_str(), pat.port, pat.pps, pat.burst), ("198.18.3.2", 80, 1000.0, 100));
+    assert_eq!(
+        (pat.dst.to_string().as_str(), pat.port, pat.pps, pat.burst),
+        ("198.18.3.2", 80, 1000.0, 100)
+    );
     assert_eq!((m.expires_at, m.ttl_s), (Some(unix(70.0)), 60));
     // The mode in force reaches the fleet's thread.
     p.modes(Mode::Mitigate, Mode::Observe);
@@ -415,7 +424,12 @@ fn fleet_config_parses_validates_and_says_where() {
     assert!(FleetConfig::default().trusts("anyone"));
     let d = FleetConfig::default();
     assert_eq!(
-        (d.enabled, d.subject_prefix.as_str(), d.max_remote_blocks, d.share_blocks),
+        (
+            d.enabled,
+            d.subject_prefix.as_str(),
+            d.max_remote_blocks,
+            d.share_blocks
+        ),
         (false, "netanom", 10_000, true)
     );
     // A malformed URL fails with its line and column; an unreachable server is not an error.
@@ -445,7 +459,10 @@ fn subjects_and_streams_follow_the_prefix() {
     let s = Subjects::new("acme.netanom");
     assert_eq!(s.decisions("gw-a"), "acme.netanom.decisions.gw-a");
     assert_eq!(s.all("alerts"), "acme.netanom.alerts.*");
-    assert_eq!(s.gateway_of("decisions", "acme.netanom.decisions.gw-a"), Some("gw-a"));
+    assert_eq!(
+        s.gateway_of("decisions", "acme.netanom.decisions.gw-a"),
+        Some("gw-a")
+    );
     assert_eq!(s.gateway_of("decisions", "acme.netanom.alerts.gw-a"), None);
     assert_eq!(s.gateway_of("decisions", "acme.netanom.decisions.a.b"), None);
     assert_eq!(s.decision_stream(), "ACME_NETANOM_DECISIONS");
@@ -494,5 +511,8 @@ fn published_alerts_are_eve_with_the_gateway_as_host() {
         at(1.0),
     );
     assert_eq!(m.expires_at, None);
-    assert_eq!(outbound(&Subjects::new("netanom"), &m).kind, Kind::Decision(Action::Block));
+    assert_eq!(
+        outbound(&Subjects::new("netanom"), &m).kind,
+        Kind::Decision(Action::Block)
+    );
 }

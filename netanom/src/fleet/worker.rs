@@ -35,8 +35,8 @@ use tokio::sync::watch;
 use super::{
     apply::{Outcome, Rules},
     client::{self, FleetError},
-    lists::Cached,
     config::{FleetConfig, Subjects},
+    lists::Cached,
     message::{DecisionMsg, Heartbeat, Rejected, VERSION, secs},
     outbox::Inbox,
     publisher::publish_loop,
@@ -223,7 +223,12 @@ async fn next_of<S: futures_util::Stream + Unpin>(s: &mut Option<S>) -> Option<S
 }
 
 impl Consumer {
-    async fn run(&mut self, client: &async_nats::Client, js: &jetstream::Context, mut stop: watch::Receiver<bool>) {
+    async fn run(
+        &mut self,
+        client: &async_nats::Client,
+        js: &jetstream::Context,
+        mut stop: watch::Receiver<bool>,
+    ) {
         let mut beat = tokio::time::interval(HEARTBEAT_EVERY);
         let mut retry = tokio::time::interval(RETRY_EVERY);
         let mut msgs: Option<Messages> = None;
@@ -285,7 +290,11 @@ impl Consumer {
 
     /// The decisions stream (created if missing), the alerts stream when alerts are published,
     /// and an ordered consumer from the next sequence not yet seen.
-    async fn open(&mut self, client: &async_nats::Client, js: &jetstream::Context) -> Result<Messages, FleetError> {
+    async fn open(
+        &mut self,
+        client: &async_nats::Client,
+        js: &jetstream::Context,
+    ) -> Result<Messages, FleetError> {
         let clustered = client.server_info().cluster.is_some();
         let stream = client::decision_stream(js, &self.subjects, self.max_age, clustered).await?;
         if self.cfg.publish_alerts {
@@ -469,11 +478,15 @@ impl Consumer {
             .publish(self.subjects.heartbeat(&self.gateway), h.encode().into())
             .await;
         let now = self.clock.now().mono_ns;
-        let remote = self.tables.as_ref().and_then(|t| t.tables.blocks().ok()).map_or(0, |b| {
-            b.iter()
-                .filter(|b| b.active(now) && b.entry.origin == Origin::Fleet as u32)
-                .count() as u64
-        });
+        let remote = self
+            .tables
+            .as_ref()
+            .and_then(|t| t.tables.blocks().ok())
+            .map_or(0, |b| {
+                b.iter()
+                    .filter(|b| b.active(now) && b.entry.origin == Origin::Fleet as u32)
+                    .count() as u64
+            });
         self.counters.update(|s| s.remote_blocks = remote);
     }
 

@@ -23,9 +23,9 @@ use serde::{Deserialize, Serialize};
 use super::error::{ConfigError, line_column};
 use crate::{
     bgp::BgpConfig,
-    fleet::FleetConfig,
     datapath::DatapathConfig,
     detect::DetectionConfig,
+    fleet::FleetConfig,
     model::ExecutionProvider,
     respond::{AllowlistConfig, MitigationConfig, Mode},
     sinks::{alerts::AlertTarget, metrics::MetricsConfig, stats_line::Format},

@@ -263,7 +263,11 @@ fn fleet(f: &FleetConfig) -> Result<(), ConfigError> {
     use crate::fleet::config::is_token;
     const TOKEN: &str = "1 to 64 letters, digits, '-' or '_' (it is a token of NATS subjects)";
     if f.enabled && f.servers.is_empty() {
-        return Err(invalid("fleet.servers", "[]".into(), "at least one nats:// or tls:// URL"));
+        return Err(invalid(
+            "fleet.servers",
+            "[]".into(),
+            "at least one nats:// or tls:// URL",
+        ));
     }
     if !f.gateway_id.is_empty() && !is_token(&f.gateway_id) {
         return Err(invalid("fleet.gateway_id", format!("{:?}", f.gateway_id), TOKEN));
@@ -283,7 +287,11 @@ fn fleet(f: &FleetConfig) -> Result<(), ConfigError> {
         ));
     }
     if let Some(bad) = f.trust.iter().find(|t| !is_token(t)) {
-        return Err(invalid("fleet.trust", format!("{bad:?}"), format!("gateway ids: {TOKEN}")));
+        return Err(invalid(
+            "fleet.trust",
+            format!("{bad:?}"),
+            format!("gateway ids: {TOKEN}"),
+        ));
     }
     if f.user.is_empty() != f.password.is_empty() {
         return Err(invalid(

@@ -19,7 +19,13 @@ pub struct FleetAlerts {
 }
 
 impl FleetAlerts {
-    pub fn new(inner: Box<dyn AlertSink>, outbox: Outbox, subject: String, gateway: String, boot_ns: u64) -> Self {
+    pub fn new(
+        inner: Box<dyn AlertSink>,
+        outbox: Outbox,
+        subject: String,
+        gateway: String,
+        boot_ns: u64,
+    ) -> Self {
         FleetAlerts {
             inner,
             outbox,

@@ -16,8 +16,8 @@ use crate::{
     telemetry::{
         BundleInfo, InterfaceInfo, ResponseTotals, Snapshot,
         bgp::{BgpTotals, EXCLUSIONS, ROUTE_KINDS, SPEAKER_ERRORS},
-        fleet::{ACTIONS, FleetTotals, IGNORED, REJECTIONS},
         counters::FINDING_KINDS,
+        fleet::{ACTIONS, FleetTotals, IGNORED, REJECTIONS},
     },
 };
 
@@ -733,7 +733,11 @@ pub struct FleetMetrics {
 impl FleetMetrics {
     pub fn register(r: &mut Registry) -> Self {
         FleetMetrics {
-            connected: gauge(r, "fleet_connected", "1 while the agent is connected to NATS, else 0"),
+            connected: gauge(
+                r,
+                "fleet_connected",
+                "1 while the agent is connected to NATS, else 0",
+            ),
             reconnects: counter(
                 r,
                 "fleet_connections",
@@ -769,7 +773,11 @@ impl FleetMetrics {
                 "reason",
                 REJECTIONS,
             ),
-            alerts_published: counter(r, "fleet_alerts_published", "Alerts published to the fleet's alerts stream"),
+            alerts_published: counter(
+                r,
+                "fleet_alerts_published",
+                "Alerts published to the fleet's alerts stream",
+            ),
             queued: gauge(
                 r,
                 "fleet_outbound_queue",

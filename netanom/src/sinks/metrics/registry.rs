@@ -18,11 +18,13 @@ use prometheus_client::{encoding::text::encode, registry::Registry};
 use super::{
     exposition::openmetrics_to_text,
     families::{
-        BgpMetrics, DrainStage, FleetMetrics, FlowMetrics, InfoMetrics, QueueMetrics, ResponseMetrics, ScoringMetrics,
-        TrafficMetrics,
+        BgpMetrics, DrainStage, FleetMetrics, FlowMetrics, InfoMetrics, QueueMetrics, ResponseMetrics,
+        ScoringMetrics, TrafficMetrics,
     },
 };
-use crate::telemetry::{BundleInfo, InterfaceInfo, ResponseTotals, Snapshot, bgp::BgpTotals, fleet::FleetTotals};
+use crate::telemetry::{
+    BundleInfo, InterfaceInfo, ResponseTotals, Snapshot, bgp::BgpTotals, fleet::FleetTotals,
+};
 
 /// Every metric the agent exposes, and the registry that encodes them.
 #[derive(Debug)]
