@@ -36,8 +36,8 @@ pub struct Member {
     pub dirs: StateDirs,
     /// The agent's configuration file.
     pub config: PathBuf,
-    /// The NATS server's URL from the gateway's namespace.
-    pub url: String,
+    /// The NATS servers' URLs from the gateway's namespace.
+    pub urls: Vec<String>,
     /// The running agent, if started.
     pub agent: Option<Agent>,
 }
@@ -68,11 +68,12 @@ fn list(items: &[String]) -> String {
     format!("[{}]", quoted.join(", "))
 }
 
-/// The `[fleet]` section for gateway `id` reaching the server at `url`.
-pub fn fleet_section(id: &str, url: &str, trust: &[String]) -> String {
+/// The `[fleet]` section for gateway `id` reaching the servers at `urls`.
+pub fn fleet_section(id: &str, urls: &[String], trust: &[String]) -> String {
     format!(
-        "[fleet]\nenabled = true\nservers = [\"{url}\"]\ngateway_id = \"{id}\"\nuser = \"{id}\"\n\
+        "[fleet]\nenabled = true\nservers = {}\ngateway_id = \"{id}\"\nuser = \"{id}\"\n\
          password = \"{}\"\ntrust = {}\n",
+        list(urls),
         password(id),
         list(trust)
     )
@@ -82,7 +83,7 @@ impl Member {
     /// A gateway lab `tag`, linked to `nats` over link `n`.
     pub fn new(id: &str, tag: &str, nats: &mut Nats, n: u8) -> Result<Member> {
         let gw = Gateway::new(tag)?;
-        let url = nats.link(&gw.gw, n)?;
+        let urls = nats.link(&gw.gw, n)?;
         gw.settle()?;
         let dirs = StateDirs::new(tag);
         std::fs::create_dir_all(&dirs.state_dir)?;
@@ -92,7 +93,7 @@ impl Member {
             gw,
             dirs,
             config,
-            url,
+            urls,
             agent: None,
         })
     }
@@ -103,7 +104,7 @@ impl Member {
             "[agent]\nmode = \"mitigate\"\n[mitigation]\nblock_ttl = {:.1}\n[allowlist]\nprefixes = {}\n{}",
             c.block_ttl,
             list(&c.allow),
-            fleet_section(&self.id, &self.url, &c.trust)
+            fleet_section(&self.id, &self.urls, &c.trust)
         );
         std::fs::write(&self.config, text).context("writing the agent's configuration")
     }

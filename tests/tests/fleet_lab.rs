@@ -14,6 +14,8 @@
 //! - **Alerts:** alerts of A and B are read back from the alerts stream (`netanom fleet tail`).
 //! - **Figures:** the time from A's block to B's (p50, p95 of 20), against JetStream's
 //!   acknowledgement, and the decisions per second the path sustains (a burst of 1000).
+//! - **Cluster:** with a 3-node JetStream cluster (the streams on three replicas) and the node
+//!   the gateways use killed, decisions still flow.
 use std::{
     io::{BufRead as _, BufReader},
     process::Stdio,
@@ -31,6 +33,9 @@ use netanom_lab::{
     servers::KillOnDrop,
     sweep_leftovers, sweep_state_leftovers, time_to_block, traffic, wait_until,
 };
+
+/// The lab scenarios share two cores: one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Whom B and C trust (not gw-x).
 const TRUSTED: [&str; 3] = ["gw-a", "gw-b", "gw-c"];
@@ -187,7 +192,7 @@ fn rails(lab: &Lab) {
     let x = StateDirs::new("fltx");
     std::fs::create_dir_all(&x.state_dir).unwrap();
     let config = x.state_dir.join("x.toml");
-    std::fs::write(&config, fleet_section("gw-x", &lab.a.url, &[])).unwrap();
+    std::fs::write(&config, fleet_section("gw-x", &lab.a.urls, &[])).unwrap();
     let args = [
         "block",
         "add",
@@ -323,6 +328,7 @@ fn alerts(lab: &Lab) {
 
 #[test]
 fn a_fleet_shares_blocks_and_alerts_through_nats_jetstream() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let t0 = Instant::now();
     let Some(mut lab) = lab() else {
         return;
@@ -352,6 +358,53 @@ fn a_fleet_shares_blocks_and_alerts_through_nats_jetstream() {
         drop(m.agent.take());
     }
     eprintln!("fleet lab: {:.0} s", t0.elapsed().as_secs_f64());
+}
+
+/// With a 3-node JetStream cluster and the node the gateways use killed, decisions still flow
+/// (the decisions stream has three replicas; the clients fail over).
+#[test]
+fn decisions_flow_through_a_cluster_with_a_node_down() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !require_root() {
+        eprintln!("skipped: needs root (namespaces, XDP, bpffs)");
+        return;
+    }
+    sweep_leftovers().unwrap();
+    sweep_state_leftovers();
+    let mut nats = Nats::cluster("flcl", &["gw-a", "gw-b"], 3).unwrap();
+    let mut a = Member::new("gw-a", "flcla", &mut nats, 21).unwrap();
+    let mut b = Member::new("gw-b", "flclb", &mut nats, 22).unwrap();
+    nats.start().unwrap();
+    for m in [&a, &b] {
+        m.configure(&MemberConfig::default()).unwrap();
+    }
+    a.start();
+    b.start();
+    let gw = &a.gw;
+    let blocked = time_to_block(gw, &a.dirs, "198.18.2.66/32", || scan(gw, 66));
+    assert!(blocked.is_some(), "A did not block its scanner");
+    assert!(
+        wait_block(&b, "198.18.2.66/32", Duration::from_secs(2)).is_some(),
+        "{}",
+        nats.log()
+    );
+    // Node 0 (first in every gateway's list) dies; the stream's other replicas go on.
+    nats.stop_node(0);
+    let blocked = time_to_block(gw, &a.dirs, "198.18.2.67/32", || scan(gw, 67));
+    assert!(blocked.is_some(), "A did not block its second scanner");
+    let t = wait_block(&b, "198.18.2.67/32", Duration::from_secs(10));
+    if t.is_none() {
+        dump(&mut a);
+        dump(&mut b);
+    }
+    assert!(
+        t.is_some(),
+        "no decision through the cluster with a node down: {}",
+        nats.log()
+    );
+    eprintln!("with node 0 down, B blocked A's second scanner {t:?} after A");
+    drop(a.agent.take());
+    drop(b.agent.take());
 }
 
 /// The example cluster configuration (deploy/nats/cluster.conf) is one nats-server accepts.

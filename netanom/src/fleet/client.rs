@@ -176,8 +176,9 @@ pub async fn alert_stream(
     ensure(js, cfg, clustered).await
 }
 
-/// Gets the stream, or creates it: with three replicas on a cluster (one replica when the
-/// cluster has fewer servers).
+/// Gets the stream, or creates it: with three replicas on a cluster (fewer only when the
+/// cluster has fewer servers; a cluster still electing its leader refuses, and the caller
+/// tries again).
 async fn ensure(
     js: &jetstream::Context,
     cfg: stream::Config,
@@ -187,20 +188,38 @@ async fn ensure(
     if let Ok(s) = js.get_stream(&name).await {
         return Ok(s);
     }
-    let err = |e: String| FleetError::Stream {
-        stream: name.clone(),
-        detail: e,
-    };
-    if clustered {
-        let replicated = stream::Config {
-            num_replicas: 3,
+    let mut last = String::new();
+    let tries: &[usize] = if clustered { &[3, 2, 1] } else { &[1] };
+    for &replicas in tries {
+        let c = stream::Config {
+            num_replicas: replicas,
             ..cfg.clone()
         };
-        if let Ok(s) = js.get_or_create_stream(replicated).await {
-            return Ok(s);
+        match js.get_or_create_stream(c).await {
+            Ok(s) => {
+                log::info!("fleet: created the JetStream stream {name} ({replicas} replicas)");
+                return Ok(s);
+            }
+            Err(e) => {
+                last = e.to_string();
+                log::info!("fleet: the JetStream stream {name} with {replicas} replicas: {last}");
+                if !last.contains("insufficient resources") {
+                    break;
+                }
+            }
         }
     }
-    js.get_or_create_stream(cfg).await.map_err(|e| err(e.to_string()))
+    Err(FleetError::Stream {
+        stream: name,
+        detail: last,
+    })
+}
+
+/// Whether the connected server is one of a cluster.
+pub fn is_clustered(client: &async_nats::Client) -> bool {
+    let info = client.server_info();
+    log::debug!("fleet: server {} cluster {:?}", info.server_name, info.cluster);
+    info.cluster.is_some()
 }
 
 /// How long a one-off publish (`netanom block add --fleet`) waits for JetStream's
@@ -227,7 +246,7 @@ pub fn publish_now(
     rt.block_on(async {
         let client = connect(cfg, &format!("netanom-cli {}", m.gateway), None, false).await?;
         let js = jetstream::new(client.clone());
-        let clustered = client.server_info().cluster.is_some();
+        let clustered = is_clustered(&client);
         decision_stream(&js, &subjects, max_age, clustered).await?;
         let p = jetstream::message::PublishMessage::build()
             .payload(m.encode().into())
@@ -258,7 +277,7 @@ pub async fn follow_alerts(
     let subjects = cfg.subjects();
     let client = connect(cfg, "netanom fleet tail", None, false).await?;
     let js = jetstream::new(client.clone());
-    let clustered = client.server_info().cluster.is_some();
+    let clustered = is_clustered(&client);
     let stream = alert_stream(&js, &subjects, clustered).await?;
     let err = |e: String| FleetError::Stream {
         stream: subjects.alert_stream(),
@@ -306,7 +325,7 @@ pub fn publish_all(
     rt.block_on(async {
         let client = connect(cfg, "netanom bench", None, false).await?;
         let js = jetstream::new(client.clone());
-        let clustered = client.server_info().cluster.is_some();
+        let clustered = is_clustered(&client);
         decision_stream(&js, &subjects, max_age, clustered).await?;
         let t0 = std::time::Instant::now();
         let mut acked = Vec::with_capacity(msgs.len());

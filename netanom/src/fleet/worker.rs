@@ -52,6 +52,8 @@ use crate::{
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
 /// How often a broken consumer or a missing stream is tried again.
 const RETRY_EVERY: Duration = Duration::from_secs(1);
+/// How long opening the consumer waits for the connection.
+const CONNECT_WAIT: Duration = Duration::from_secs(2);
 /// How often the connection's state is looked at (a reconnect reopens the consumer).
 const LINK_EVERY: Duration = Duration::from_millis(200);
 /// The protected addresses (host, gateways) are re-read this often.
@@ -295,7 +297,19 @@ impl Consumer {
         client: &async_nats::Client,
         js: &jetstream::Context,
     ) -> Result<Messages, FleetError> {
-        let clustered = client.server_info().cluster.is_some();
+        // The server's INFO (a cluster or not) is known once connected.
+        let connected = || client.connection_state() == async_nats::connection::State::Connected;
+        let deadline = WallInstant::now() + CONNECT_WAIT;
+        while !connected() && WallInstant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if !connected() {
+            return Err(FleetError::Connect {
+                servers: self.counters.state().servers.join(", "),
+                detail: format!("no server answered within {} s", CONNECT_WAIT.as_secs()),
+            });
+        }
+        let clustered = client::is_clustered(client);
         let stream = client::decision_stream(js, &self.subjects, self.max_age, clustered).await?;
         if self.cfg.publish_alerts {
             client::alert_stream(js, &self.subjects, clustered).await?;
