@@ -197,7 +197,9 @@ async fn ensure(
         };
         match js.get_or_create_stream(c).await {
             Ok(s) => {
-                log::info!("fleet: created the JetStream stream {name} ({replicas} replicas)");
+                log::info!(
+                    "fleet: the JetStream stream {name} is in place ({replicas} replicas when this gateway created it)"
+                );
                 return Ok(s);
             }
             Err(e) => {

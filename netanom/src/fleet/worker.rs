@@ -52,6 +52,10 @@ use crate::{
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
 /// How often a broken consumer or a missing stream is tried again.
 const RETRY_EVERY: Duration = Duration::from_secs(1);
+/// How long the consumer's JetStream requests wait for an answer.
+const REQUEST_WAIT: Duration = Duration::from_secs(2);
+/// How often a quiet consumer is checked against the stream.
+const CHECK_EVERY: Duration = Duration::from_secs(2);
 /// How long opening the consumer waits for the connection.
 const CONNECT_WAIT: Duration = Duration::from_secs(2);
 /// How often the connection's state is looked at (a reconnect reopens the consumer).
@@ -173,6 +177,8 @@ async fn run(s: Setup, stop: watch::Receiver<bool>, ready: std_mpsc::Sender<()>)
         protected: Vec::new(),
         protected_at: None,
         next_seq: 1,
+        stream: None,
+        last_message: None,
         target: None,
         ready: Some(ready),
         peers: BTreeMap::new(),
@@ -181,7 +187,11 @@ async fn run(s: Setup, stop: watch::Receiver<bool>, ready: std_mpsc::Sender<()>)
         published_last: None,
         lists_failed: false,
     };
-    c.run(&client, &js, stop).await;
+    // The consumer's requests give up sooner than publishing does: after a server loss, trying
+    // again on another server is quicker than waiting.
+    let mut consumer_js = jetstream::new(client.clone());
+    consumer_js.set_timeout(REQUEST_WAIT);
+    c.run(&client, &consumer_js, stop).await;
     // Every producer is gone by now (the scoring stage has ended): the task publishes what
     // waits, and ends.
     let _ = tokio::time::timeout(STOP_WAIT, publisher).await;
@@ -203,6 +213,9 @@ struct Consumer {
     protected_at: Option<WallInstant>,
     /// The stream sequence to consume from after a break.
     next_seq: u64,
+    /// The decisions stream, once opened, and when the consumer last delivered.
+    stream: Option<jetstream::stream::Stream>,
+    last_message: Option<WallInstant>,
     /// The stream's last sequence at start-up: replayed up to it, the agent is ready.
     target: Option<u64>,
     ready: Option<std_mpsc::Sender<()>>,
@@ -238,6 +251,7 @@ impl Consumer {
         let mut failing = false;
         let mut link = tokio::time::interval(LINK_EVERY);
         let mut was_up = true;
+        let mut check = tokio::time::interval(CHECK_EVERY);
         loop {
             tokio::select! {
                 _ = stop.changed() => break,
@@ -271,6 +285,12 @@ impl Consumer {
                     }
                     if peers.is_none() {
                         peers = client.subscribe(self.subjects.all("heartbeat")).await.ok();
+                    }
+                }
+                _ = check.tick(), if msgs.is_some() => {
+                    if self.stale().await {
+                        log::info!("fleet: the decisions consumer fell behind the stream (a server lost it); resuming at {}", self.next_seq);
+                        msgs = None;
                     }
                 }
                 m = next_of(&mut msgs) => match m {
@@ -341,7 +361,25 @@ impl Consumer {
             })
             .await
             .map_err(|e| err(e.to_string()))?;
-        consumer.messages().await.map_err(|e| err(e.to_string()))
+        let msgs = consumer.messages().await.map_err(|e| err(e.to_string()))?;
+        self.stream = Some(stream);
+        self.last_message = Some(WallInstant::now());
+        Ok(msgs)
+    }
+
+    /// Whether the stream holds messages past the consumer's while none came for a while: the
+    /// consumer was lost with a server (its replacement is opened from the next sequence).
+    async fn stale(&mut self) -> bool {
+        if self.last_message.is_some_and(|t| t.elapsed() < CHECK_EVERY) {
+            return false;
+        }
+        let Some(stream) = &self.stream else {
+            return false;
+        };
+        match tokio::time::timeout(Duration::from_secs(1), stream.get_info()).await {
+            Ok(Ok(info)) => info.state.last_sequence >= self.next_seq,
+            _ => false,
+        }
     }
 
     /// The stream is replayed up to where it stood at start-up: the agent may say it is ready.
@@ -353,6 +391,7 @@ impl Consumer {
     }
 
     fn on_message(&mut self, m: &jetstream::Message) {
+        self.last_message = Some(WallInstant::now());
         if let Ok(info) = m.info() {
             self.next_seq = info.stream_sequence + 1;
             let caught_up = info.pending == 0 || self.target.is_some_and(|t| info.stream_sequence >= t);
