@@ -12,6 +12,9 @@
 //! - **Late joiner:** C restarted with empty lists has the fleet's active blocks as soon as it
 //!   reports ready (the stream replayed).
 //! - **Alerts:** alerts of A and B are read back from the alerts stream (`netanom fleet tail`).
+//! - **Status and unblock:** `netanom fleet status` at A lists its peers with their
+//!   heartbeats, last decision and lag; `netanom block del --fleet` at A lifts the block at B
+//!   and C.
 //! - **Figures:** the time from A's block to B's (p50, p95 of 20), against JetStream's
 //!   acknowledgement, and the decisions per second the path sustains (a burst of 1000).
 //! - **Cluster:** with a 3-node JetStream cluster (the streams on three replicas) and the node
@@ -326,6 +329,52 @@ fn alerts(lab: &Lab) {
     assert!(hosts.contains("gw-a") && hosts.contains("gw-b"), "{hosts:?}");
 }
 
+/// `netanom fleet status` at A lists B and C (heartbeats) with B's last decision; an operator's
+/// `block del --fleet` at A lifts the fleet's block at B and C.
+fn status_and_unblock(lab: &Lab) {
+    let listed = wait_until(Duration::from_secs(5), || {
+        let s = netanom_lab::agent::netanom_json(
+            &lab.a.gw,
+            &["fleet", "status", "--json", "--state-dir", lab.a.dirs.state()],
+        );
+        let peers = s["peers"].as_array().cloned().unwrap_or_default();
+        let peer = |id: &str| peers.iter().find(|p| p["gateway"] == id).cloned();
+        let b = peer("gw-b")?;
+        (s["connection"] == "connected"
+            && b["heartbeat_at"].is_number()
+            && b["last_decision"] == "block 198.18.2.55/32"
+            && b["lag_s"].is_number()
+            && peer("gw-c").is_some_and(|c| c["heartbeat_at"].is_number()))
+        .then_some(s)
+    });
+    assert!(listed.is_some(), "fleet status at A lacks its peers");
+    let (code, text, err) = netanom_in(&lab.a.gw, &["fleet", "status", "--state-dir", lab.a.dirs.state()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        text.contains("connection:   connected") && text.contains("gw-b"),
+        "{text}"
+    );
+    let config = lab.a.config.to_str().unwrap();
+    let args = [
+        "block",
+        "del",
+        "198.18.2.88/32",
+        "--fleet",
+        "--config",
+        config,
+        "--pin-dir",
+        lab.a.dirs.pin(),
+    ];
+    let (code, out, err) = netanom_in(&lab.a.gw, &args);
+    assert_eq!(code, Some(0), "{out}{err}");
+    for m in [&lab.b, &lab.c] {
+        let gone = wait_until(Duration::from_secs(2), || {
+            (!m.blocks("198.18.2.88/32")).then_some(())
+        });
+        assert!(gone.is_some(), "{} kept the block the fleet lifted", m.id);
+    }
+}
+
 #[test]
 fn a_fleet_shares_blocks_and_alerts_through_nats_jetstream() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -341,6 +390,7 @@ fn a_fleet_shares_blocks_and_alerts_through_nats_jetstream() {
     nats_down(&mut lab);
     late_joiner(&mut lab);
     alerts(&lab);
+    status_and_unblock(&lab);
     let bench = measure(&lab.a, &lab.b, 20, 1000, 60).unwrap();
     eprintln!(
         "fleet: A's block to B's: p50 {:.1} ms, p95 {:.1} ms (JetStream's ack: p50 {:.1} ms, p95 {:.1} ms); \
