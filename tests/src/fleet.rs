@@ -223,11 +223,20 @@ pub fn measure(a: &Member, b: &Member, runs: usize, burst: usize, ttl: u32) -> R
         .map(|i| block_decision(&a.id, &prefix(i), ttl, &format!("bench-{tag}-{i}")))
         .collect();
     let (t0, acked) = a.gw.gw.run(|| publish_all(&cfg, max_age, &msgs))??;
-    let all = wait_until_fast(Duration::from_secs(30), Duration::from_millis(25), || {
-        b.active_blocks() >= before + burst
+    // B applies the stream in order: once the last is in its lists, all are (checked after);
+    // one lookup a poll, where counting every entry would load the machine.
+    let last = prefix(runs + burst - 1);
+    let all = wait_until_fast(Duration::from_secs(30), Duration::from_millis(2), || {
+        b.blocks(&last)
     })
     .map(|t| t - t0)
     .with_context(|| format!("{burst} decisions did not all reach {}", b.id))?;
+    let applied = b.active_blocks().saturating_sub(before);
+    anyhow::ensure!(
+        applied >= burst,
+        "{} has {applied} of the burst's {burst} blocks",
+        b.id
+    );
     let published = acked.last().copied().unwrap_or_default();
     out.published_per_s = burst as f64 / published.as_secs_f64().max(1e-9);
     out.applied_per_s = burst as f64 / all.as_secs_f64().max(1e-9);
