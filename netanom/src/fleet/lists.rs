@@ -1,9 +1,13 @@
 //! The fleet thread's view of the pinned lists: the blocklist and allowlist read once and
 //! kept in step with its own writes, re-read every [`REFRESH`] (the responder and the operator
 //! change them too), so that applying a decision costs a few map operations, not a read of
-//! every entry. A prefix missing from the cache is looked up in the kernel before it is taken
-//! as absent (one lookup: nothing there nor wider), so a block made since the last read is
-//! never overwritten unseen.
+//! every entry (reading an LPM trie's keys costs the square of its size). The entry on a
+//! prefix is always asked of the kernel (one lookup: the longest match, which is the entry on
+//! exactly that prefix when there is one), so a block made or changed since the last read is
+//! never overwritten unseen; the cache only counts the fleet's blocks and holds the allowlist.
+//!
+//! The kernel's entry counts (a zero lets the XDP program skip the lookup) are stored after
+//! the first block this thread adds; the responder stores them again every second.
 use std::{
     collections::HashMap,
     time::{Duration, Instant},
@@ -15,7 +19,7 @@ use super::apply::Lists;
 use crate::respond::{Cidr, EnforceError, Enforcer as _, KernelTables};
 
 /// How long the cached lists are trusted.
-const REFRESH: Duration = Duration::from_secs(1);
+const REFRESH: Duration = Duration::from_secs(5);
 
 /// The cached view (see the module documentation).
 pub struct Cached {
@@ -23,8 +27,6 @@ pub struct Cached {
     blocks: HashMap<Cidr, BlockEntry>,
     allows: Vec<Cidr>,
     loaded: Option<Instant>,
-    /// The kernel's entry counts are stale (stored at the next [`Cached::flush`]).
-    dirty: bool,
     /// The kernel's block count is known not to be 0 (so the XDP program looks blocks up).
     counted: bool,
 }
@@ -36,7 +38,6 @@ impl Cached {
             blocks: HashMap::new(),
             allows: Vec::new(),
             loaded: None,
-            dirty: false,
             counted: false,
         }
     }
@@ -60,22 +61,23 @@ impl Cached {
         Ok(())
     }
 
-    /// Stores the entry counts if they changed since.
-    pub fn flush(&mut self) {
-        if self.dirty && self.tables.sync_counts().is_ok() {
-            self.dirty = false;
-        }
+    /// Active blocks applied from the fleet (as of the cache).
+    pub fn fleet_count(&mut self, now_ns: u64) -> usize {
+        let _ = self.fresh();
+        let fleet = Origin::Fleet as u32;
+        self.blocks
+            .values()
+            .filter(|e| e.origin == fleet && e.active(now_ns))
+            .count()
     }
 
     /// After a write: the first makes the counts non-zero at once (the XDP program skips an
-    /// empty list); later ones are stored by the next flush.
+    /// empty list); the responder keeps them right from then on.
     fn counts_changed(&mut self) -> Result<(), EnforceError> {
-        if self.counted {
-            self.dirty = true;
-            return Ok(());
+        if !self.counted {
+            self.tables.sync_counts()?;
+            self.counted = true;
         }
-        self.tables.sync_counts()?;
-        self.counted = true;
         Ok(())
     }
 }
@@ -83,12 +85,16 @@ impl Cached {
 impl Lists for Cached {
     fn block_on(&mut self, prefix: &Cidr) -> Result<Option<BlockEntry>, EnforceError> {
         self.fresh()?;
-        if let Some(e) = self.blocks.get(prefix) {
-            return Ok(Some(*e));
-        }
-        if self.tables.block_covering(prefix)?.is_none() {
+        let Some(found) = self.tables.block_covering(prefix)? else {
+            self.blocks.remove(prefix);
             return Ok(None);
+        };
+        if self.blocks.contains_key(prefix) {
+            // Known to be on exactly this prefix: the longest match is it, as it is now.
+            self.blocks.insert(*prefix, found);
+            return Ok(Some(found));
         }
+        // A wider entry, or one on this prefix made since the last read.
         self.reload()?;
         Ok(self.blocks.get(prefix).copied())
     }

@@ -29,7 +29,6 @@ use async_nats::jetstream::{
     consumer::{DeliverPolicy, pull},
 };
 use futures_util::StreamExt as _;
-use netanom_common::mitigate::Origin;
 use tokio::sync::watch;
 
 use super::{
@@ -44,7 +43,7 @@ use super::{
 use crate::{
     datapath::host,
     pipeline::clock::{Clock as _, SystemClock},
-    respond::{Enforcer as _, KernelTables},
+    respond::KernelTables,
     telemetry::fleet::{FleetCounters, Peer},
 };
 
@@ -264,9 +263,6 @@ impl Consumer {
                         msgs = None;
                     }
                     was_up = up;
-                    if let Some(t) = &mut self.tables {
-                        t.flush();
-                    }
                 }
                 _ = retry.tick(), if msgs.is_none() => {
                     match self.open(client, js).await {
@@ -531,15 +527,7 @@ impl Consumer {
             .publish(self.subjects.heartbeat(&self.gateway), h.encode().into())
             .await;
         let now = self.clock.now().mono_ns;
-        let remote = self
-            .tables
-            .as_ref()
-            .and_then(|t| t.tables.blocks().ok())
-            .map_or(0, |b| {
-                b.iter()
-                    .filter(|b| b.active(now) && b.entry.origin == Origin::Fleet as u32)
-                    .count() as u64
-            });
+        let remote = self.tables.as_mut().map_or(0, |t| t.fleet_count(now)) as u64;
         self.counters.update(|s| s.remote_blocks = remote);
     }
 
