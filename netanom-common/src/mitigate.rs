@@ -30,6 +30,8 @@ pub enum Origin {
     HostAddress = 3,
     /// A default gateway (allowlist).
     Gateway = 4,
+    /// Another gateway of the fleet decided it (blocks and rate limits applied from NATS).
+    Fleet = 5,
 }
 
 impl Origin {
@@ -39,6 +41,7 @@ impl Origin {
             2 => Some(Origin::Agent),
             3 => Some(Origin::HostAddress),
             4 => Some(Origin::Gateway),
+            5 => Some(Origin::Fleet),
             _ => None,
         }
     }
@@ -49,6 +52,7 @@ impl Origin {
             Origin::Agent => "agent",
             Origin::HostAddress => "host_address",
             Origin::Gateway => "gateway",
+            Origin::Fleet => "fleet",
         }
     }
 }

@@ -13,6 +13,7 @@
 //! 6. [`respond`]: decisions and their enforcement (the enforcement and alert-sink seams);
 //! 7. [`sinks`]: alerts, metrics, the stats line, the status file, flow CSV;
 //! 8. [`bgp`]: the decisions announced upstream to routers (blackhole routes, FlowSpec);
+//! 9. [`fleet`]: the decisions and alerts shared with the other gateways over NATS JetStream;
 //!
 //! with [`telemetry`] (the plain counters every stage fills and every sink reads),
 //! [`pipeline`] (the stages assembled and driven, live or over a capture, with the one clock
@@ -24,6 +25,7 @@ pub mod cli;
 pub mod datapath;
 pub mod detect;
 pub mod features;
+pub mod fleet;
 pub mod letters;
 pub mod model;
 pub mod pipeline;

@@ -57,7 +57,10 @@ impl Agent {
         if !args.contains(&"--alerts") {
             cmd.args(["--alerts", ""]);
         }
-        cmd.env("RUST_LOG", "info");
+        cmd.env(
+            "RUST_LOG",
+            std::env::var("NETANOM_LAB_LOG").unwrap_or_else(|_| "info".into()),
+        );
         let mut agent = Agent::spawn(cmd)?;
         agent.dirs = dirs;
         Ok(agent)

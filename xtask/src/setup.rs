@@ -18,8 +18,9 @@ use crate::cmd;
 const BUILD_DEBS: &[&str] = &["llvm-22-dev", "libpolly-22-dev", "libzstd-dev", "zlib1g-dev"];
 /// Debian packages for the tests: iproute2 for the namespace lab, prometheus (the server and
 /// promtool) for the metrics endpoint's, the dashboard's and the alert rules' tests, gobgpd
-/// (the BGP speaker beside the agent) and bird2 (the upstream router) for the BGP lab test.
-const TEST_DEBS: &[&str] = &["iproute2", "prometheus", "gobgpd", "bird2"];
+/// (the BGP speaker beside the agent) and bird2 (the upstream router) for the BGP lab test,
+/// nats-server (NATS with JetStream) for the fleet lab test.
+const TEST_DEBS: &[&str] = &["iproute2", "prometheus", "gobgpd", "bird2", "nats-server"];
 /// Debian packages for `cargo xtask test --container`: building the image and making its
 /// Debian base locally (no image registry is needed).
 const CONTAINER_DEBS: &[&str] = &["podman", "buildah", "mmdebstrap"];
@@ -168,7 +169,7 @@ const STEPS: &[Step] = &[
         need: Need::Dev,
         check: || check_debs(TEST_DEBS),
         install: || install_debs(TEST_DEBS),
-        manual: "apt-get update && apt-get install -y --no-install-recommends iproute2 prometheus gobgpd bird2",
+        manual: "apt-get update && apt-get install -y --no-install-recommends iproute2 prometheus gobgpd bird2 nats-server",
     },
     Step {
         name: "ONNX Runtime library, CUDA build",

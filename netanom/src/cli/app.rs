@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use super::{allow, block, eval, features, run, score, status};
+use super::{allow, block, eval, features, fleet, run, score, status};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -27,6 +27,8 @@ pub enum Command {
     Allow(allow::AllowArgs),
     /// The agent's mode, interfaces, model bundle, counters and blocks.
     Status(status::StatusArgs),
+    /// The fleet (gateways sharing decisions and alerts over NATS): status, alerts.
+    Fleet(fleet::FleetArgs),
     /// Compute flow features from a capture file (pcap or pcapng) and write them as CSV.
     Features(features::FeaturesArgs),
     /// Score the rows of a CSV file with a model bundle; appends per-model scores and decisions.
@@ -47,6 +49,7 @@ pub fn main() -> ExitCode {
         Command::Block(a) => block::run(&a),
         Command::Allow(a) => allow::run(&a),
         Command::Status(a) => status::run(&a),
+        Command::Fleet(a) => fleet::run(&a),
         Command::Features(a) => features::run(&a).map_err(anyhow::Error::from),
         Command::Score(a) => score::run(&a).map(drop),
         Command::Eval(a) => eval::run(&a).map(drop),

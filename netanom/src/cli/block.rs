@@ -1,6 +1,6 @@
 //! `netanom block list|add|del`: the blocklist pinned under `--pin-dir`, with or without a
 //! running agent.
-use anyhow::bail;
+use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 use netanom_common::mitigate::{BlockEntry, Origin};
 use serde::Serialize;
@@ -8,7 +8,14 @@ use serde::Serialize;
 use super::args::{self, Where};
 use crate::{
     datapath::host,
+    fleet::{
+        apply::gateway_of_reason,
+        client,
+        message::Action,
+        publisher::{self, manual_msg},
+    },
     pipeline::clock::{Clock as _, SystemClock},
+    pipeline::config::Config,
     respond::{Cidr, Enforcer as _, KernelTables, enforcer::reason_bytes},
 };
 
@@ -18,6 +25,14 @@ pub struct BlockArgs {
     pub cmd: BlockCmd,
     #[command(flatten)]
     pub at: Where,
+    /// The configuration file whose [fleet] says where NATS is (with --fleet).
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/etc/netanom/netanom.toml",
+        global = true
+    )]
+    pub config: std::path::PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -43,11 +58,19 @@ pub enum BlockCmd {
         /// Block even a prefix that contains this host's own address or default gateway.
         #[arg(long)]
         force: bool,
+        /// Also publish the block to the fleet (needs --ttl, and [fleet] in --config): every
+        /// other gateway applies it through its own rails.
+        #[arg(long, requires = "ttl")]
+        fleet: bool,
     },
     /// Remove the block on exactly this prefix.
     Del {
         #[arg(value_name = "CIDR", value_parser = args::parse_cidr)]
         cidr: Cidr,
+        /// Also publish the unblock to the fleet: the other gateways remove the block they
+        /// applied from the fleet on this prefix (never one of their own).
+        #[arg(long)]
+        fleet: bool,
     },
 }
 
@@ -67,6 +90,8 @@ struct BlockRow {
     ttl_s: u32,
     strikes: u32,
     origin: &'static str,
+    /// The gateway a block applied from the fleet came from.
+    gateway: Option<String>,
     reason: String,
     dropped_packets: u64,
     dropped_bytes: u64,
@@ -91,6 +116,9 @@ fn block_rows(tables: &KernelTables, all: bool) -> anyhow::Result<Vec<BlockRow>>
                 ttl_s: e.ttl_s,
                 strikes: e.strikes,
                 origin: b.origin(),
+                gateway: (e.origin == Origin::Fleet as u32)
+                    .then(|| b.reason())
+                    .and_then(|r| gateway_of_reason(&r).map(str::to_owned)),
                 reason: b.reason(),
                 dropped_packets: e.packets,
                 dropped_bytes: e.bytes,
@@ -127,20 +155,74 @@ pub fn run(a: &BlockArgs) -> anyhow::Result<()> {
             ttl,
             reason,
             force,
-        } => add(a, cidr, *ttl, reason, *force),
-        BlockCmd::Del { cidr } => {
+            fleet,
+        } => {
+            let entry = add(a, cidr, *ttl, reason, *force)?;
+            if *fleet {
+                publish(a, Action::Block, *cidr, Some(&entry))?;
+            }
+            Ok(())
+        }
+        BlockCmd::Del { cidr, fleet } => {
             let mut tables = KernelTables::open(&a.at.pin_dir)?;
-            if !tables.del_block(cidr)? {
+            let had = tables.del_block(cidr)?;
+            if !had && !fleet {
                 bail!(
                     "{cidr} is not in the blocklist (`netanom block list --all` shows every entry; \
                      the prefix must match exactly)"
                 );
             }
             tables.sync_counts()?;
-            println!("unblocked {cidr}");
+            if had {
+                println!("unblocked {cidr}");
+            }
+            if *fleet {
+                publish(a, Action::Unblock, *cidr, None)?;
+            }
             Ok(())
         }
     }
+}
+
+/// Publishes an operator's block or unblock to the fleet (`--fleet`).
+fn publish(a: &BlockArgs, action: Action, cidr: Cidr, entry: Option<&BlockEntry>) -> anyhow::Result<()> {
+    let cfg = Config::load(&a.config)?;
+    cfg.validate()?;
+    let f = &cfg.fleet;
+    if !f.enabled {
+        bail!(
+            "{} has no [fleet] with enabled = true: nothing was published (the change is in force \
+             on this gateway)",
+            a.config.display()
+        );
+    }
+    let m = &cfg.mitigation;
+    let max_age = m.max_block_ttl.max(m.rate_limit_ttl).max(m.block_ttl) + 60.0;
+    if let Some(e) = entry
+        && f64::from(e.ttl_s) > max_age
+    {
+        bail!(
+            "--ttl {} is longer than the fleet's stream keeps decisions ({max_age:.0} s: \
+             mitigation.max_block_ttl + 60): the block is in force here, and was not published",
+            e.ttl_s
+        );
+    }
+    let origin = publisher::Origin {
+        gateway: f.gateway(),
+        bundle: String::new(),
+        subjects: f.subjects(),
+        boot_ns: 0,
+    };
+    let now = SystemClock::new().now();
+    let msg = manual_msg(&origin, action, cidr, entry, now);
+    client::publish_now(f, std::time::Duration::from_secs_f64(max_age), &msg)
+        .context("the change is in force on this gateway, but was not published to the fleet")?;
+    println!(
+        "published the {} of {cidr} to the fleet as {}",
+        action.name(),
+        origin.gateway
+    );
+    Ok(())
 }
 
 fn list(a: &BlockArgs, json: bool, all: bool) -> anyhow::Result<()> {
@@ -155,8 +237,8 @@ fn list(a: &BlockArgs, json: bool, all: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{:<43} {:>7} {:>10} {:>7} {:>8} {:>12}  reason",
-        "prefix", "origin", "expires_in", "strikes", "ttl_s", "dropped"
+        "{:<43} {:>7} {:>16} {:>10} {:>7} {:>8} {:>12}  reason",
+        "prefix", "origin", "gateway", "expires_in", "strikes", "ttl_s", "dropped"
     );
     for r in rows {
         let exp = r.expires_in_s.map_or("never".to_owned(), |s| {
@@ -167,14 +249,27 @@ fn list(a: &BlockArgs, json: bool, all: bool) -> anyhow::Result<()> {
             }
         });
         println!(
-            "{:<43} {:>7} {:>10} {:>7} {:>8} {:>12}  {}",
-            r.prefix, r.origin, exp, r.strikes, r.ttl_s, r.dropped_packets, r.reason
+            "{:<43} {:>7} {:>16} {:>10} {:>7} {:>8} {:>12}  {}",
+            r.prefix,
+            r.origin,
+            r.gateway.as_deref().unwrap_or("-"),
+            exp,
+            r.strikes,
+            r.ttl_s,
+            r.dropped_packets,
+            r.reason
         );
     }
     Ok(())
 }
 
-fn add(a: &BlockArgs, cidr: &Cidr, ttl: Option<u32>, reason: &str, force: bool) -> anyhow::Result<()> {
+fn add(
+    a: &BlockArgs,
+    cidr: &Cidr,
+    ttl: Option<u32>,
+    reason: &str,
+    force: bool,
+) -> anyhow::Result<BlockEntry> {
     let min = if cidr.is_v4() {
         MIN_BLOCK_LEN_V4
     } else {
@@ -214,5 +309,5 @@ fn add(a: &BlockArgs, cidr: &Cidr, ttl: Option<u32>, reason: &str, force: bool) 
         Some(t) => println!("blocked {cidr} for {t} s"),
         None => println!("blocked {cidr} until `netanom block del {cidr}`"),
     }
-    Ok(())
+    Ok(entry)
 }

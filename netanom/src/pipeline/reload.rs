@@ -47,6 +47,7 @@ pub fn reload(source: &ConfigSource, old: &Config) -> anyhow::Result<(Reload, Bu
         ("metrics", cfg.metrics == old.metrics),
         ("datapath", cfg.datapath == old.datapath),
         ("bgp", cfg.bgp == old.bgp),
+        ("fleet", cfg.fleet == old.fleet),
     ] {
         if !same {
             log::warn!("{what} changed in the configuration: it takes effect at the next restart");

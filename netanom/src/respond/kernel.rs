@@ -161,6 +161,20 @@ impl KernelTables {
         not_found_is_false(r, names::MAP_BLOCK4)
     }
 
+    /// The block entry the kernel would match for `prefix` (the longest prefix covering it),
+    /// in one lookup: `None` means no entry on it nor on anything wider.
+    pub fn block_covering(&self, prefix: &Cidr) -> Result<Option<BlockEntry>, EnforceError> {
+        let r = match prefix {
+            Cidr::V4 { addr, len } => self.block4.get(&Key::new(u32::from(*len), addr.octets()), 0),
+            Cidr::V6 { addr, len } => self.block6.get(&Key::new(u32::from(*len), addr.octets()), 0),
+        };
+        match r {
+            Ok(e) => Ok(Some(e)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(map_err("looking up", names::MAP_BLOCK4)(e)),
+        }
+    }
+
     /// Stores the number of blocklist entries and of rate limits in the control array; a
     /// zero lets the XDP program skip that lookup. Every writer stores the counts after its
     /// change, and the agent again on every maintenance pass, so that a count two writers

@@ -1,4 +1,5 @@
-//! The safety rails: at most `mitigation.max_blocks` active blocks and
+//! The safety rails: at most `mitigation.max_blocks` active blocks (besides those applied from
+//! the fleet, capped by `fleet.max_remote_blocks`) and
 //! `max_new_blocks_per_minute` new ones, and the caps of the decision sinks (the routes a BGP
 //! speaker announces, `bgp.max_routes`). Hitting any trips the circuit breaker, which writes
 //! an alert and falls back to observe mode for `breaker_cooldown` seconds. The caps still apply
@@ -36,11 +37,14 @@ impl Responder {
                 self.cfg.max_new_blocks_per_minute
             )));
         }
+        // Blocks applied from the fleet have their own cap (`fleet.max_remote_blocks`): a
+        // fleet-wide incident must not trip this gateway's breaker.
+        let fleet = netanom_common::mitigate::Origin::Fleet as u32;
         let active = self
             .enforcer
             .blocks()?
             .iter()
-            .filter(|b| b.active(now.mono_ns))
+            .filter(|b| b.active(now.mono_ns) && b.entry.origin != fleet)
             .count() as u32;
         if active >= self.cfg.max_blocks {
             return Ok(Some(format!(

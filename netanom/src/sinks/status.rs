@@ -4,7 +4,7 @@ use std::{fs, io::Write as _, path::Path};
 
 use serde::{Deserialize, Serialize};
 
-use crate::telemetry::bgp::BgpState;
+use crate::telemetry::{bgp::BgpState, fleet::FleetState};
 
 /// The status file's name in the state directory.
 pub const STATE_FILE: &str = "status.json";
@@ -31,6 +31,9 @@ pub struct AgentState {
     /// The BGP announcer (what the speaker announces), when `[bgp]` is on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bgp: Option<BgpState>,
+    /// The fleet (connection, peers), when `[fleet]` is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetState>,
     /// Set when the agent stopped cleanly.
     pub stopped: bool,
 }

@@ -6,6 +6,7 @@
 //! consumers of that snapshot.
 pub mod bgp;
 pub mod counters;
+pub mod fleet;
 pub mod snapshot;
 
 pub use counters::{

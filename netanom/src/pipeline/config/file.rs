@@ -1,5 +1,6 @@
 //! The agent's configuration file (`netanom run --config FILE`): one TOML file, sections
-//! `[agent]`, `[metrics]`, `[datapath]`, `[detection]`, `[mitigation]`, `[allowlist]` and `[bgp]`.
+//! `[agent]`, `[metrics]`, `[datapath]`, `[detection]`, `[mitigation]`, `[allowlist]`, `[bgp]` and
+//! `[fleet]`.
 //!
 //! Every key is optional and defaults to the value in [`Config::default`]; unknown keys
 //! (typos) are rejected, naming the file, line and column. The README's Configuration section
@@ -24,6 +25,7 @@ use crate::{
     bgp::BgpConfig,
     datapath::DatapathConfig,
     detect::DetectionConfig,
+    fleet::FleetConfig,
     model::ExecutionProvider,
     respond::{AllowlistConfig, MitigationConfig, Mode},
     sinks::{alerts::AlertTarget, metrics::MetricsConfig, stats_line::Format},
@@ -40,6 +42,7 @@ pub struct Config {
     pub mitigation: MitigationConfig,
     pub allowlist: AllowlistConfig,
     pub bgp: BgpConfig,
+    pub fleet: FleetConfig,
 }
 
 /// `[agent]`: what to watch, the models, and where output goes.

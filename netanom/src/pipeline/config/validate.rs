@@ -4,7 +4,10 @@ use super::{
     error::ConfigError,
     file::{AgentConfig, Config},
 };
-use crate::{bgp::BgpConfig, datapath::DatapathConfig, detect::DetectionConfig, respond::MitigationConfig};
+use crate::{
+    bgp::BgpConfig, datapath::DatapathConfig, detect::DetectionConfig, fleet::FleetConfig,
+    respond::MitigationConfig,
+};
 
 impl Config {
     /// Checks every section.
@@ -13,7 +16,8 @@ impl Config {
         datapath(&self.datapath)?;
         detection(&self.detection)?;
         mitigation(&self.mitigation)?;
-        bgp(&self.bgp)
+        bgp(&self.bgp)?;
+        fleet(&self.fleet)
     }
 }
 
@@ -252,6 +256,59 @@ fn bgp(b: &BgpConfig) -> Result<(), ConfigError> {
         65_535,
     )?;
     int_range("bgp.max_routes", b.max_routes.into(), 1, 100_000)?;
+    Ok(())
+}
+
+/// `[fleet]`: names that can be subject tokens, credentials given one way, a cap in range.
+fn fleet(f: &FleetConfig) -> Result<(), ConfigError> {
+    use crate::fleet::config::is_token;
+    const TOKEN: &str = "1 to 64 letters, digits, '-' or '_' (it is a token of NATS subjects)";
+    if f.enabled && f.servers.is_empty() {
+        return Err(invalid(
+            "fleet.servers",
+            "[]".into(),
+            "at least one nats:// or tls:// URL",
+        ));
+    }
+    if !f.gateway_id.is_empty() && !is_token(&f.gateway_id) {
+        return Err(invalid("fleet.gateway_id", format!("{:?}", f.gateway_id), TOKEN));
+    }
+    if f.enabled && f.gateway_id.is_empty() && !is_token(&f.gateway()) {
+        return Err(invalid(
+            "fleet.gateway_id",
+            format!("\"\" (the host name {:?})", f.gateway()),
+            format!("set, as the host name is not {TOKEN}"),
+        ));
+    }
+    if !f.subject_prefix.split('.').all(is_token) {
+        return Err(invalid(
+            "fleet.subject_prefix",
+            format!("{:?}", f.subject_prefix),
+            "tokens of 1 to 64 letters, digits, '-' or '_', joined by dots",
+        ));
+    }
+    if let Some(bad) = f.trust.iter().find(|t| !is_token(t)) {
+        return Err(invalid(
+            "fleet.trust",
+            format!("{bad:?}"),
+            format!("gateway ids: {TOKEN}"),
+        ));
+    }
+    if f.user.is_empty() != f.password.is_empty() {
+        return Err(invalid(
+            "fleet.user",
+            format!("{:?}", f.user),
+            "set together with fleet.password (both or neither)",
+        ));
+    }
+    if f.creds_file.is_some() && !f.user.is_empty() {
+        return Err(invalid(
+            "fleet.creds_file",
+            "a file besides fleet.user".into(),
+            "one way of authenticating: a credentials file, or user and password",
+        ));
+    }
+    int_range("fleet.max_remote_blocks", f.max_remote_blocks.into(), 1, 65_536)?;
     Ok(())
 }
 

@@ -19,6 +19,7 @@ use crate::{
     },
     telemetry::{
         BundleInfo, InterfaceInfo, QueueCounters, ResponseCounters, ScoreTally, Snapshot, bgp::BgpCounters,
+        fleet::FleetCounters,
     },
 };
 
@@ -35,6 +36,8 @@ pub struct Reports {
     pub started_unix: f64,
     /// The BGP announcer's counters, when `[bgp]` is on.
     pub bgp: Option<Arc<BgpCounters>>,
+    /// The fleet's counters, when `[fleet]` is on.
+    pub fleet: Option<Arc<FleetCounters>>,
     state_failed: bool,
 }
 
@@ -84,6 +87,7 @@ impl Reports {
             config_path,
             started_unix,
             bgp: None,
+            fleet: None,
             state_failed: false,
         }
     }
@@ -116,6 +120,9 @@ impl Reports {
             .update_mitigation(&r, r.configured_mode, r.effective_mode);
         if let Some(b) = &self.bgp {
             self.metrics.update_bgp(&b.totals());
+        }
+        if let Some(f) = &self.fleet {
+            self.metrics.update_fleet(&f.totals());
         }
         let state = self.agent_state(dp, ifaces, s, stopped);
         if let Err(e) = state.write(&self.state_dir)
@@ -167,6 +174,7 @@ impl Reports {
                 .unwrap_or_default(),
             mitigation: serde_json::to_value(r).unwrap_or_default(),
             bgp: self.bgp.as_ref().map(|b| b.state()),
+            fleet: self.fleet.as_ref().map(|f| f.state()),
             stopped,
         }
     }

@@ -2,7 +2,7 @@
 //! bundle, the outputs, the metrics address), then the program loaded and attached, then the
 //! scoring stage on its thread behind the queue, and the event loop. On return the program is
 //! detached; blocks, allows and rate limits stay pinned.
-use std::{fs::File, io::BufWriter, net::TcpListener, sync::Arc};
+use std::{fs::File, io::BufWriter, net::TcpListener, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 
@@ -16,6 +16,7 @@ use super::{
 use crate::{
     bgp::Announcer,
     datapath::{Datapath, host},
+    fleet::{self, Fleet, publisher::Publisher},
     model::Scorer,
     pipeline::{
         clock::{Clock as _, SystemClock},
@@ -24,11 +25,14 @@ use crate::{
         scoring::{BundleChoice, load_scorer, load_sequence},
         stage::{ResponseWiring, Stage},
     },
-    respond::{AlertContext, Enforcer as _, KernelTables, allowlist, kernel},
-    sinks::{CsvSink, metrics, stats_line::StatsLine},
+    respond::{AlertContext, AlertSink, Enforcer as _, KernelTables, allowlist, kernel},
+    sinks::{CsvSink, alerts::FleetAlerts, metrics, stats_line::StatsLine},
     sources::live::ExportReader,
-    telemetry::{BundleInfo, ResponseCounters, ScoreTally},
+    telemetry::{BundleInfo, ResponseCounters, ScoreTally, fleet::FleetCounters},
 };
+
+/// How long the start-up waits for the fleet's decisions stream to be replayed.
+const FLEET_REPLAY_WAIT: Duration = Duration::from_secs(5);
 
 /// Batches the queue holds before the drain waits.
 const QUEUE_BATCHES: usize = 256;
@@ -71,6 +75,9 @@ pub fn run(opts: LiveOptions) -> anyhow::Result<()> {
     if cfg.bgp.enabled {
         metrics = metrics.with_bgp();
     }
+    if cfg.fleet.enabled {
+        metrics = metrics.with_fleet();
+    }
     let metrics = Arc::new(metrics);
     metrics.set_attachments(&interface_info(&dp));
     let server = match outputs.listener {
@@ -82,7 +89,7 @@ pub fn run(opts: LiveOptions) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     let mut live = Live::new(opts, clock, metrics, bundle_info.clone(), ifaces.clone());
-    let mut stage = build_stage(
+    let (mut stage, fleet) = build_stage(
         &live,
         scorer,
         tables,
@@ -97,6 +104,8 @@ pub fn run(opts: LiveOptions) -> anyhow::Result<()> {
     // `watch` closes the queue and joins the consumer, so every vector is scored, every
     // decision taken and every alert written.
     let result = rt.block_on(live.watch(&mut dp, reader, tx, worker));
+    // The stage is gone: the fleet's thread publishes what waits (bounded), then stops.
+    drop(fleet);
     drop(server);
     live.reports.write_state(&dp, &live.ifaces, None, true);
     drop(dp);
@@ -187,7 +196,9 @@ fn start_server(l: TcpListener, m: Arc<metrics::Metrics>) -> anyhow::Result<metr
 }
 
 /// The scoring stage: model, detector and responder over the kernel tables, sharing the
-/// live reports' counters; with `[bgp]` on, the announcer is told of its decisions.
+/// live reports' counters; with `[bgp]` on, the announcer is told of its decisions; with
+/// `[fleet]` on, the fleet is too, its alerts go to the fleet as well, and the fleet's active
+/// blocks are applied (the stream replayed) before this returns.
 fn build_stage(
     live: &Live,
     scorer: Scorer,
@@ -196,8 +207,23 @@ fn build_stage(
     bundle: &BundleInfo,
     ifaces: &[String],
     flows_out: Option<File>,
-) -> anyhow::Result<Stage> {
+) -> anyhow::Result<(Stage, Option<Fleet>)> {
     let cfg = &live.opts.config;
+    let clock = live.drain.clock;
+    let fleet = match &live.reports.fleet {
+        Some(counters) => Some(start_fleet(cfg, counters.clone(), bundle, clock.now().unix_ns)?),
+        None => None,
+    };
+    let alerts: Box<dyn AlertSink> = match &fleet {
+        Some(f) if cfg.fleet.publish_alerts => Box::new(FleetAlerts::new(
+            alerts,
+            f.outbox.clone(),
+            f.origin.subjects.alerts(&f.origin.gateway),
+            f.origin.gateway.clone(),
+            f.origin.boot_ns,
+        )),
+        _ => alerts,
+    };
     let wiring = ResponseWiring {
         enforcer: Box::new(tables),
         alerts,
@@ -208,7 +234,6 @@ fn build_stage(
         },
         counters: live.reports.response.clone(),
     };
-    let clock = live.drain.clock;
     let mut stage = Stage::configured(cfg, scorer, wiring, live.reports.tally.clone(), clock.now());
     stage.metrics = Some(live.reports.metrics.clone());
     stage.flows_out = flows_out.map(|f| {
@@ -221,7 +246,75 @@ fn build_stage(
         log::info!("BGP: {}", cfg.bgp.describe(cfg.agent.mode));
         stage.responder.add_decision_sink(Box::new(announcer));
     }
-    Ok(stage)
+    let Some(f) = fleet else {
+        return Ok((stage, None));
+    };
+    let publisher = Publisher::new(f.origin, f.outbox, cfg.fleet.share_blocks, f.mitigating);
+    stage.responder.add_decision_sink(Box::new(publisher));
+    Ok((stage, Some(f.fleet)))
+}
+
+/// The fleet's thread, started, and what the sinks need of it.
+struct FleetParts {
+    fleet: Fleet,
+    outbox: fleet::outbox::Outbox,
+    mitigating: Arc<std::sync::atomic::AtomicBool>,
+    origin: fleet::publisher::Origin,
+}
+
+/// Starts the fleet's thread and waits (bounded) for the replay of the decisions stream.
+fn start_fleet(
+    cfg: &Config,
+    counters: Arc<FleetCounters>,
+    bundle: &BundleInfo,
+    boot_ns: u64,
+) -> anyhow::Result<FleetParts> {
+    let f = &cfg.fleet;
+    let gateway = f.gateway();
+    let (outbox, inbox) = fleet::outbox::outbox(fleet::outbox::CAPACITY, counters.clone());
+    let mitigating = Arc::new(std::sync::atomic::AtomicBool::new(
+        cfg.agent.mode == crate::respond::Mode::Mitigate,
+    ));
+    // The stream keeps a decision as long as the longest TTL one can have.
+    let m = &cfg.mitigation;
+    let max_age = Duration::from_secs_f64(m.max_block_ttl.max(m.rate_limit_ttl).max(m.block_ttl) + 60.0);
+    log::info!("fleet: {}", f.describe(&gateway));
+    let started = std::time::Instant::now();
+    let fleet = Fleet::start(fleet::worker::Setup {
+        cfg: f.clone(),
+        gateway: gateway.clone(),
+        pin_dir: cfg.agent.pin_dir.clone(),
+        max_age,
+        max_rate_limits: m.max_rate_limits,
+        counters,
+        mitigating: mitigating.clone(),
+        inbox,
+    })
+    .context("starting the fleet's thread")?;
+    if fleet.wait_ready(FLEET_REPLAY_WAIT) {
+        log::info!(
+            "fleet: the decisions stream is replayed ({:.2} s): the fleet's active blocks are in force",
+            started.elapsed().as_secs_f64()
+        );
+    } else {
+        log::warn!(
+            "fleet: the decisions stream could not be replayed within {} s (NATS unreachable?): starting \
+             without the fleet's blocks; they are applied as soon as NATS answers",
+            FLEET_REPLAY_WAIT.as_secs()
+        );
+    }
+    let origin = fleet::publisher::Origin {
+        gateway,
+        bundle: bundle.label(),
+        subjects: f.subjects(),
+        boot_ns,
+    };
+    Ok(FleetParts {
+        fleet,
+        outbox,
+        mitigating,
+        origin,
+    })
 }
 
 impl Live {
@@ -247,6 +340,7 @@ impl Live {
             started,
         );
         reports.bgp = cfg.bgp.enabled.then(Default::default);
+        reports.fleet = cfg.fleet.enabled.then(Default::default);
         Live {
             drain: DrainState::new(clock, metrics),
             reports,

@@ -17,6 +17,7 @@ use crate::{
         BundleInfo, InterfaceInfo, ResponseTotals, Snapshot,
         bgp::{BgpTotals, EXCLUSIONS, ROUTE_KINDS, SPEAKER_ERRORS},
         counters::FINDING_KINDS,
+        fleet::{ACTIONS, FleetTotals, IGNORED, REJECTIONS},
     },
 };
 
@@ -724,5 +725,105 @@ impl BgpMetrics {
             set_counter(c, v);
         }
         set_counter(&self.cap_hits, t.cap_hits);
+    }
+}
+
+/// The fleet: the connection, decisions published, applied, ignored and rejected, alerts
+/// published, the outbound queue.
+#[derive(Debug)]
+pub struct FleetMetrics {
+    connected: Gauge,
+    reconnects: Counter,
+    /// By [`ACTIONS`].
+    published: [Counter; 3],
+    applied: [Counter; 3],
+    /// By [`IGNORED`].
+    ignored: [Counter; 10],
+    /// By [`REJECTIONS`].
+    rejected: [Counter; 4],
+    alerts_published: Counter,
+    queued: Gauge,
+    overflow: Counter,
+}
+
+impl FleetMetrics {
+    pub fn register(r: &mut Registry) -> Self {
+        FleetMetrics {
+            connected: gauge(
+                r,
+                "fleet_connected",
+                "1 while the agent is connected to NATS, else 0",
+            ),
+            reconnects: counter(
+                r,
+                "fleet_connections",
+                "Connections made to NATS (the first, then every reconnect)",
+            ),
+            published: labelled(
+                r,
+                "fleet_decisions_published",
+                "This gateway's decisions published to the fleet (acknowledged by JetStream), by action",
+                "action",
+                ACTIONS,
+            ),
+            applied: labelled(
+                r,
+                "fleet_decisions_applied",
+                "Other gateways' decisions applied here, by action",
+                "action",
+                ACTIONS,
+            ),
+            ignored: labelled(
+                r,
+                "fleet_decisions_ignored",
+                "Decisions received and not applied, by reason: own, untrusted, expired, duplicate, \
+                 allowlisted, protected, too_wide, cap, observe, apply_remote_off",
+                "reason",
+                IGNORED,
+            ),
+            rejected: labelled(
+                r,
+                "fleet_messages_rejected",
+                "Fleet messages refused, by reason: malformed, version, unauthenticated (another \
+                 gateway's name), skew (dated ahead of this clock by more than 30 s)",
+                "reason",
+                REJECTIONS,
+            ),
+            alerts_published: counter(
+                r,
+                "fleet_alerts_published",
+                "Alerts published to the fleet's alerts stream",
+            ),
+            queued: gauge(
+                r,
+                "fleet_outbound_queue",
+                "Messages waiting to be published to NATS (decisions and alerts)",
+            ),
+            overflow: counter(
+                r,
+                "fleet_outbound_dropped",
+                "Messages dropped because the outbound queue was full (NATS unreachable too long)",
+            ),
+        }
+    }
+
+    pub fn update(&self, t: &FleetTotals) {
+        self.connected.set(i64::from(t.connected));
+        set_counter(&self.reconnects, t.reconnects);
+        for (c, v) in self.published.iter().zip(t.published) {
+            set_counter(c, v);
+        }
+        for (c, v) in self.applied.iter().zip(t.applied) {
+            set_counter(c, v);
+        }
+        for (c, v) in self.ignored.iter().zip(t.ignored) {
+            set_counter(c, v);
+        }
+        for (c, v) in self.rejected.iter().zip(t.rejected) {
+            set_counter(c, v);
+        }
+        set_counter(&self.alerts_published, t.alerts_published);
+        gauge_u64(&self.queued, t.queued);
+        set_counter(&self.overflow, t.overflow);
     }
 }

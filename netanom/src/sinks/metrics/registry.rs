@@ -18,11 +18,13 @@ use prometheus_client::{encoding::text::encode, registry::Registry};
 use super::{
     exposition::openmetrics_to_text,
     families::{
-        BgpMetrics, DrainStage, FlowMetrics, InfoMetrics, QueueMetrics, ResponseMetrics, ScoringMetrics,
-        TrafficMetrics,
+        BgpMetrics, DrainStage, FleetMetrics, FlowMetrics, InfoMetrics, QueueMetrics, ResponseMetrics,
+        ScoringMetrics, TrafficMetrics,
     },
 };
-use crate::telemetry::{BundleInfo, InterfaceInfo, ResponseTotals, Snapshot, bgp::BgpTotals};
+use crate::telemetry::{
+    BundleInfo, InterfaceInfo, ResponseTotals, Snapshot, bgp::BgpTotals, fleet::FleetTotals,
+};
 
 /// Every metric the agent exposes, and the registry that encodes them.
 #[derive(Debug)]
@@ -36,6 +38,8 @@ pub struct Metrics {
     response: ResponseMetrics,
     /// Only with `[bgp]` on ([`Metrics::with_bgp`]).
     bgp: Option<BgpMetrics>,
+    /// Only with `[fleet]` on ([`Metrics::with_fleet`]).
+    fleet: Option<FleetMetrics>,
 }
 
 impl Metrics {
@@ -51,6 +55,7 @@ impl Metrics {
             queue: QueueMetrics::register(&mut r),
             response: ResponseMetrics::register(&mut r),
             bgp: None,
+            fleet: None,
             registry: r,
         };
         if let Some(b) = bundle {
@@ -97,6 +102,19 @@ impl Metrics {
     pub fn update_bgp(&self, t: &BgpTotals) {
         if let Some(b) = &self.bgp {
             b.update(t);
+        }
+    }
+
+    /// Adds the fleet's metrics (`[fleet]` on): without it they are not exposed at all.
+    pub fn with_fleet(mut self) -> Self {
+        self.fleet = Some(FleetMetrics::register(&mut self.registry));
+        self
+    }
+
+    /// Refreshes the fleet's counters and gauges.
+    pub fn update_fleet(&self, t: &FleetTotals) {
+        if let Some(f) = &self.fleet {
+            f.update(t);
         }
     }
 

@@ -80,7 +80,8 @@ fn metrics() -> Metrics {
             provider: "cpu".into(),
         }),
     )
-    .with_bgp();
+    .with_bgp()
+    .with_fleet();
     m.set_attachments(&[InterfaceInfo {
         iface: "veth0".into(),
         mode: "skb".into(),

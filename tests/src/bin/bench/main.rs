@@ -21,10 +21,14 @@
 //! 7. Detection on a capture file: `netanom run --pcap` on one core, beside `netanom
 //!    features` on the same capture.
 //!
+//! 8. The fleet: a block's propagation from one gateway to another over NATS JetStream (p50,
+//!    p95) and the decisions per second the path sustains, beside JetStream's acknowledgements.
+//!
 //! `--only NAME[,NAME]` runs only the named sections (xdp, veth, drain, scoring, mitigation,
-//! loop, offline).
+//! loop, offline, fleet).
 mod agent;
 mod drain;
+mod fleet;
 mod flow_rate;
 mod mitigation;
 mod offline;
@@ -76,7 +80,7 @@ fn main() -> ExitCode {
         .position(|a| a == "--only")
         .and_then(|i| args.get(i + 1))
         .map(|s| s.split(',').map(str::to_owned).collect());
-    let steps: [(&str, Step); 7] = [
+    let steps: [(&str, Step); 8] = [
         ("xdp", xdp::xdp_cost),
         ("veth", veth::veth_throughput),
         ("drain", drain::drain_cost),
@@ -84,6 +88,7 @@ fn main() -> ExitCode {
         ("mitigation", mitigation::mitigation),
         ("loop", flow_rate::flow_rate),
         ("offline", offline::offline),
+        ("fleet", fleet::fleet),
     ];
     let mut failed = false;
     for (name, step) in steps {
