@@ -24,8 +24,10 @@ use netanom_lab::{
         BUILTINS, PanelQuery, RULES, all_panels, dashboard, expand, legend_labels, metric_names,
         panel_queries, read, repo_file, yaml,
     },
+    fleet::fleet_section,
     http::{http_get, sample},
     lab_setup,
+    nats::Nats,
     probes::{attacker, spoofed_syn_flood, udp_flood, udp_through},
     prometheus::{api, query, start_prometheus, urlencode},
     servers::{KillOnDrop, tool},
@@ -49,7 +51,24 @@ const CONFIG: &str = "[agent]\nmode = \"mitigate\"\n\
 
 /// Metrics whose panels may stay at zero in this test, and why (their series must still be
 /// there, so the queries are checked to parse and return data):
-const MAY_STAY_ZERO: [(&str, &str); 9] = [
+const MAY_STAY_ZERO: [(&str, &str); 14] = [
+    (
+        "netanom_fleet_connections_total",
+        "the one connection is made before Prometheus' first scrape of the agent",
+    ),
+    (
+        "netanom_fleet_decisions_applied_total",
+        "the agent is the fleet's only gateway: nothing comes from another",
+    ),
+    ("netanom_fleet_outbound_queue", "NATS keeps up: nothing waits"),
+    (
+        "netanom_fleet_outbound_dropped_total",
+        "NATS keeps up: nothing waits",
+    ),
+    (
+        "netanom_fleet_messages_rejected_total",
+        "only the agent's own well-formed messages are on the stream",
+    ),
     (
         "netanom_anomalies_total",
         "the models need not flag the lab's synthetic flows",
@@ -332,8 +351,12 @@ fn dashboard_queries_and_alert_rules_work_against_a_real_prometheus_scraping_the
     let Some((lab, dirs)) = lab_setup("dash") else {
         return;
     };
+    // The fleet panels need the fleet on: a NATS JetStream server in its own namespace.
+    let mut nats = Nats::new("dash", &["dash"]).unwrap();
+    let urls = nats.link(&lab.a, 9).unwrap();
+    nats.start().unwrap();
     let cfg = dirs.state_dir.join("netanom.toml");
-    fs::write(&cfg, CONFIG).unwrap();
+    fs::write(&cfg, format!("{CONFIG}{}", fleet_section("dash", &urls, &[]))).unwrap();
     let alerts = dirs.state_dir.join("alerts.json");
     let addr = format!("127.0.0.1:{METRICS_PORT}");
     let dir = TempDir::new("dash-prometheus");
