@@ -25,6 +25,9 @@ pub mod names {
     /// Benchmark baselines: a bare `XDP_PASS`, and parsing without accounting.
     pub const PROG_BARE: &str = "netanom_bare";
     pub const PROG_PARSE_ONLY: &str = "netanom_parse";
+    /// Benchmark program: the XDP program after adding 1 to the frame's source address, so
+    /// that every run of the kernel's test loop creates a flow.
+    pub const PROG_NEW_FLOW: &str = "netanom_newflow";
     /// Per-CPU array of [`crate::ProtoCounter`], indexed by [`crate::Proto`].
     pub const MAP_PROTO_STATS: &str = "NA_PROTO";
     /// Per-CPU array of `u64`, indexed by [`crate::Event`].
@@ -84,6 +87,7 @@ pub mod names {
             PROG_TC_EGRESS,
             PROG_BARE,
             PROG_PARSE_ONLY,
+            PROG_NEW_FLOW,
             MAP_PROTO_STATS,
             MAP_EVENTS,
             MAP_FLOWS,
