@@ -47,6 +47,11 @@ pub mod names {
     /// LPM tries of [`crate::mitigate::BlockEntry`] by source prefix (pinned).
     pub const MAP_BLOCK4: &str = "NA_BLOCK4";
     pub const MAP_BLOCK6: &str = "NA_BLOCK6";
+    /// Hashes of [`crate::mitigate::BlockEntry`] by exact host address (a /32 or /128
+    /// block), network byte order (pinned): a hash lookup costs a fraction of a full-depth
+    /// trie walk, and most blocks are hosts.
+    pub const MAP_HOST_BLOCK4: &str = "NA_HBLOCK4";
+    pub const MAP_HOST_BLOCK6: &str = "NA_HBLOCK6";
     /// LPM tries of [`crate::mitigate::AllowEntry`] by source prefix (pinned).
     pub const MAP_ALLOW4: &str = "NA_ALLOW4";
     pub const MAP_ALLOW6: &str = "NA_ALLOW6";
@@ -58,9 +63,11 @@ pub mod names {
     /// whole, so that no reader (another CPU, the agent's sweep) sees it half made.
     pub const MAP_SCRATCH: &str = "NA_SCRATCH";
     /// The maps pinned under the pin directory, so that they outlive the agent.
-    pub const PINNED_MAPS: [&str; 6] = [
+    pub const PINNED_MAPS: [&str; 8] = [
         MAP_BLOCK4,
         MAP_BLOCK6,
+        MAP_HOST_BLOCK4,
+        MAP_HOST_BLOCK6,
         MAP_ALLOW4,
         MAP_ALLOW6,
         MAP_RATE_LIMITS,
@@ -97,6 +104,8 @@ pub mod names {
             GLOBAL_TIMEOUTS,
             MAP_BLOCK4,
             MAP_BLOCK6,
+            MAP_HOST_BLOCK4,
+            MAP_HOST_BLOCK6,
             MAP_ALLOW4,
             MAP_ALLOW6,
             MAP_RATE_LIMITS,

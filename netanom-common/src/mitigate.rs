@@ -4,6 +4,11 @@
 //! outlive the agent: the XDP program enforces every expiry itself, and a restarted or
 //! upgraded agent finds its blocks where it left them.
 //!
+//! A block on a single host (a /32 or /128) lives in an exact-match hash keyed by the address
+//! in network byte order; a wider prefix in the LPM trie, walked only while some prefix block
+//! exists and the host hash has no entry for the source. A host entry, active or expired,
+//! therefore decides for its address exactly as the trie's longest match did.
+//!
 //! LPM keys are aya's `lpm_trie::Key<[u8; 4]>` / `Key<[u8; 16]>`: a `u32` prefix length
 //! followed by the address in network byte order (8 and 20 bytes, no padding).
 //!
@@ -198,9 +203,12 @@ pub const fn is_neighbor_discovery(m: &crate::parse::PacketMeta) -> bool {
 pub enum Control {
     /// Active rate-limit patterns; 0 lets the XDP program skip the pattern lookup.
     RateLimits = 0,
-    /// Blocklist entries (IPv4 and IPv6, active or expired); 0 lets the XDP program skip
-    /// the blocklist lookup.
+    /// Blocklist entries (IPv4 and IPv6, active or expired, hosts and prefixes); 0 lets the
+    /// XDP program skip the blocklist lookups.
     Blocks = 1,
+    /// Of those, the prefix blocks (in the tries, not the host hashes); 0 lets the XDP
+    /// program skip the trie walk once the host hash has no entry for the source.
+    PrefixBlocks = 2,
 }
 pub const CONTROL_SLOTS: u32 = 4;
 

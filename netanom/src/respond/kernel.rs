@@ -40,6 +40,8 @@ fn layout(name: &str) -> (u32, u32, u32) {
     match name {
         names::MAP_BLOCK4 => (lpm(4), size_of::<BlockEntry>() as u32, m::BLOCK_ENTRIES),
         names::MAP_BLOCK6 => (lpm(16), size_of::<BlockEntry>() as u32, m::BLOCK_ENTRIES),
+        names::MAP_HOST_BLOCK4 => (4, size_of::<BlockEntry>() as u32, m::BLOCK_ENTRIES),
+        names::MAP_HOST_BLOCK6 => (16, size_of::<BlockEntry>() as u32, m::BLOCK_ENTRIES),
         names::MAP_ALLOW4 => (lpm(4), size_of::<AllowEntry>() as u32, m::ALLOW_ENTRIES),
         names::MAP_ALLOW6 => (lpm(16), size_of::<AllowEntry>() as u32, m::ALLOW_ENTRIES),
         names::MAP_RATE_LIMITS => (
@@ -98,6 +100,9 @@ pub struct KernelTables {
     dir: PathBuf,
     block4: LpmTrie<MapData, [u8; 4], BlockEntry>,
     block6: LpmTrie<MapData, [u8; 16], BlockEntry>,
+    /// Host blocks (/32, /128), by exact address: see `netanom_common::mitigate`.
+    host4: HashMap<MapData, [u8; 4], BlockEntry>,
+    host6: HashMap<MapData, [u8; 16], BlockEntry>,
     allow4: LpmTrie<MapData, [u8; 4], AllowEntry>,
     allow6: LpmTrie<MapData, [u8; 16], AllowEntry>,
     rate: HashMap<MapData, PatternKey, RateLimit>,
@@ -123,6 +128,10 @@ impl KernelTables {
                 .map_err(map_err("opening", names::MAP_BLOCK4))?,
             block6: LpmTrie::try_from(lpm(names::MAP_BLOCK6)?)
                 .map_err(map_err("opening", names::MAP_BLOCK6))?,
+            host4: HashMap::try_from(Map::HashMap(open_pin(dir, names::MAP_HOST_BLOCK4)?))
+                .map_err(map_err("opening", names::MAP_HOST_BLOCK4))?,
+            host6: HashMap::try_from(Map::HashMap(open_pin(dir, names::MAP_HOST_BLOCK6)?))
+                .map_err(map_err("opening", names::MAP_HOST_BLOCK6))?,
             allow4: LpmTrie::try_from(lpm(names::MAP_ALLOW4)?)
                 .map_err(map_err("opening", names::MAP_ALLOW4))?,
             allow6: LpmTrie::try_from(lpm(names::MAP_ALLOW6)?)
@@ -132,7 +141,8 @@ impl KernelTables {
             control: Array::try_from(Map::Array(open_pin(dir, names::MAP_CONTROL)?))
                 .map_err(map_err("opening", names::MAP_CONTROL))?,
         };
-        // Lists pinned by an older agent may lack the counts: store them now.
+        // Lists pinned by an older agent may hold host blocks in the tries and lack the counts.
+        t.migrate_host_blocks()?;
         t.sync_counts()?;
         Ok(t)
     }
@@ -155,10 +165,51 @@ impl KernelTables {
 
     fn remove_block(&mut self, prefix: &Cidr) -> Result<bool, EnforceError> {
         let r = match prefix {
+            Cidr::V4 { addr, len: 32 } => self.host4.remove(&addr.octets()),
+            Cidr::V6 { addr, len: 128 } => self.host6.remove(&addr.octets()),
             Cidr::V4 { addr, len } => self.block4.remove(&Key::new(u32::from(*len), addr.octets())),
             Cidr::V6 { addr, len } => self.block6.remove(&Key::new(u32::from(*len), addr.octets())),
         };
         not_found_is_false(r, names::MAP_BLOCK4)
+    }
+
+    /// Moves host blocks (/32, /128) that an older agent left in the tries to the host hashes,
+    /// where the XDP program, `put_block` and `del_block` look for them.
+    fn migrate_host_blocks(&mut self) -> Result<(), EnforceError> {
+        let old: Vec<Block> = entries(&self.block4, &self.block6, names::MAP_BLOCK4)?
+            .into_iter()
+            .filter(|(p, _)| p.len() == if p.is_v4() { 32 } else { 128 })
+            .map(|(prefix, entry)| Block { prefix, entry })
+            .collect();
+        for b in old {
+            self.put_block(&b.prefix, &b.entry)?;
+            let r = match b.prefix {
+                Cidr::V4 { addr, len } => self.block4.remove(&Key::new(u32::from(len), addr.octets())),
+                Cidr::V6 { addr, len } => self.block6.remove(&Key::new(u32::from(len), addr.octets())),
+            };
+            not_found_is_false(r, names::MAP_BLOCK4)?;
+        }
+        Ok(())
+    }
+
+    /// Host blocks, IPv4 then IPv6.
+    fn host_blocks(&self) -> Result<Vec<Block>, EnforceError> {
+        let mut out = Vec::new();
+        for r in self.host4.iter() {
+            let (a, entry) = r.map_err(map_err("listing", names::MAP_HOST_BLOCK4))?;
+            out.push(Block {
+                prefix: Cidr::V4 { addr: a.into(), len: 32 },
+                entry,
+            });
+        }
+        for r in self.host6.iter() {
+            let (a, entry) = r.map_err(map_err("listing", names::MAP_HOST_BLOCK6))?;
+            out.push(Block {
+                prefix: Cidr::V6 { addr: a.into(), len: 128 },
+                entry,
+            });
+        }
+        Ok(out)
     }
 
     /// Stores the number of blocklist entries and of rate limits in the control array; a
@@ -166,9 +217,14 @@ impl KernelTables {
     /// change, and the agent again on every maintenance pass, so that a count two writers
     /// raced on is corrected within a pass.
     pub fn sync_counts(&mut self) -> Result<(), EnforceError> {
-        let blocks = (self.block4.keys().count() + self.block6.keys().count()) as u64;
+        let prefixes = (self.block4.keys().count() + self.block6.keys().count()) as u64;
+        let hosts = (self.host4.keys().count() + self.host6.keys().count()) as u64;
         let limits = self.rate.keys().count() as u64;
-        for (slot, n) in [(Control::Blocks, blocks), (Control::RateLimits, limits)] {
+        for (slot, n) in [
+            (Control::Blocks, prefixes + hosts),
+            (Control::PrefixBlocks, prefixes),
+            (Control::RateLimits, limits),
+        ] {
             self.control
                 .set(slot as u32, n, 0)
                 .map_err(map_err("updating", names::MAP_CONTROL))?;
@@ -183,6 +239,7 @@ impl Enforcer for KernelTables {
         let mut out: Vec<Block> = entries(&self.block4, &self.block6, names::MAP_BLOCK4)?
             .into_iter()
             .map(|(prefix, entry)| Block { prefix, entry })
+            .chain(self.host_blocks()?)
             .collect();
         out.sort_by_key(|a| a.prefix);
         Ok(out)
@@ -191,6 +248,8 @@ impl Enforcer for KernelTables {
     /// Installs or replaces the block on `prefix`.
     fn put_block(&mut self, prefix: &Cidr, entry: &BlockEntry) -> Result<(), EnforceError> {
         let r = match prefix {
+            Cidr::V4 { addr, len: 32 } => self.host4.insert(addr.octets(), entry, 0),
+            Cidr::V6 { addr, len: 128 } => self.host6.insert(addr.octets(), entry, 0),
             Cidr::V4 { addr, len } => self
                 .block4
                 .insert(&Key::new(u32::from(*len), addr.octets()), entry, 0),
@@ -199,7 +258,10 @@ impl Enforcer for KernelTables {
                 .insert(&Key::new(u32::from(*len), addr.octets()), entry, 0),
         };
         r.map_err(|e| match &e {
-            MapError::SyscallError(s) if s.io_error.raw_os_error() == Some(libc::ENOSPC) => {
+            // A full trie says ENOSPC, a full hash E2BIG.
+            MapError::SyscallError(s)
+                if matches!(s.io_error.raw_os_error(), Some(libc::ENOSPC | libc::E2BIG)) =>
+            {
                 EnforceError::Full {
                     capacity: netanom_common::mitigate::BLOCK_ENTRIES,
                     family: if prefix.is_v4() { "IPv4" } else { "IPv6" },
