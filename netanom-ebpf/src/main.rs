@@ -369,7 +369,8 @@ mod prog {
         };
         // SAFETY: per-CPU slot, no concurrent writer on this CPU.
         let s = unsafe { &mut *scratch };
-        flow::start(s, m, now, lo);
+        // Only this function writes the scratch, and only through `start_scratch`.
+        flow::start_scratch(s, m, now, lo);
         let inserted = NA_FLOWS.insert(key, s, u64::from(BPF_NOEXIST)).is_ok();
         match NA_FLOWS.get_ptr_mut(key) {
             Some(v) if inserted => Slot::Created(v),
