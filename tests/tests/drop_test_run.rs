@@ -86,10 +86,22 @@ fn dropped_packets_touch_no_flow_or_aggregate_entry() {
         reason: netanom::respond::enforcer::reason_bytes("drop test"),
     };
     for prefix in [
-        Cidr::V4 { addr: blocked_host.ipv4, len: 32 },
-        Cidr::V6 { addr: blocked_host.ipv6, len: 128 },
-        Cidr::V4 { addr: [198, 19, 8, 0].into(), len: 24 },
-        Cidr::V6 { addr: "2001:db8:bad:1::".parse().unwrap(), len: 64 },
+        Cidr::V4 {
+            addr: blocked_host.ipv4,
+            len: 32,
+        },
+        Cidr::V6 {
+            addr: blocked_host.ipv6,
+            len: 128,
+        },
+        Cidr::V4 {
+            addr: [198, 19, 8, 0].into(),
+            len: 24,
+        },
+        Cidr::V6 {
+            addr: "2001:db8:bad:1::".parse().unwrap(),
+            len: 64,
+        },
     ] {
         tables.put_block(&prefix, &entry).unwrap();
     }
@@ -99,8 +111,14 @@ fn dropped_packets_touch_no_flow_or_aggregate_entry() {
     let limit = RateLimit::new(0.01, 1, now, now + 3_600_000_000_000);
     let mut setup_drops = 0;
     for v6 in [false, true] {
-        let dst = if v6 { server.ipv6.into() } else { server.ipv4.into() };
-        tables.put_rate_limit(&pattern_key(dst, 5353, 17, 0), &limit).unwrap();
+        let dst = if v6 {
+            server.ipv6.into()
+        } else {
+            server.ipv4.into()
+        };
+        tables
+            .put_rate_limit(&pattern_key(dst, 5353, 17, 0), &limit)
+            .unwrap();
         let f = to(&client, v6, 5353);
         let (mut passed, mut drops) = (0, 0);
         while drops < 3 {
@@ -121,7 +139,12 @@ fn dropped_packets_touch_no_flow_or_aggregate_entry() {
     let created = event(&dp, Event::FlowCreated);
     let n = 500;
     for v6 in [false, true] {
-        for (src, port) in [(&blocked_host, 53), (&in_prefix, 53), (&blocked_host, 9999), (&client, 5353)] {
+        for (src, port) in [
+            (&blocked_host, 53),
+            (&in_prefix, 53),
+            (&blocked_host, 9999),
+            (&client, 5353),
+        ] {
             let (action, _) = dp.test_run(&to(src, v6, port), n).unwrap();
             assert_eq!(action, XDP_DROP, "{src:?} v6={v6} port {port}");
         }
@@ -130,11 +153,26 @@ fn dropped_packets_touch_no_flow_or_aggregate_entry() {
     assert_eq!(aggregates(&dp), (0, 0), "no aggregate entry was touched");
     assert_eq!(event(&dp, Event::FlowCreated), created);
     assert_eq!(event(&dp, Event::DroppedBlocked), u64::from(6 * n));
-    assert_eq!(event(&dp, Event::DroppedRateLimited), u64::from(2 * n) + setup_drops);
+    assert_eq!(
+        event(&dp, Event::DroppedRateLimited),
+        u64::from(2 * n) + setup_drops
+    );
     // The drops are counted on their entries: the host block in its hash, the prefixes in
     // the trie.
     let blocks = tables.blocks().unwrap();
     let dropped = |p: Cidr| blocks.iter().find(|b| b.prefix == p).map(|b| b.entry.packets);
-    assert_eq!(dropped(Cidr::V4 { addr: blocked_host.ipv4, len: 32 }), Some(u64::from(2 * n)));
-    assert_eq!(dropped(Cidr::V4 { addr: [198, 19, 8, 0].into(), len: 24 }), Some(u64::from(n)));
+    assert_eq!(
+        dropped(Cidr::V4 {
+            addr: blocked_host.ipv4,
+            len: 32
+        }),
+        Some(u64::from(2 * n))
+    );
+    assert_eq!(
+        dropped(Cidr::V4 {
+            addr: [198, 19, 8, 0].into(),
+            len: 24
+        }),
+        Some(u64::from(n))
+    );
 }

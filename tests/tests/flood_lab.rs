@@ -158,7 +158,11 @@ fn csum_replace(sum: u16, old: u16, new: u16) -> u16 {
 fn respoof(frame: &mut [u8], src: u32, sport: u16) {
     let be = |f: &[u8], o: usize| u16::from_be_bytes([f[o], f[o + 1]]);
     let (mut ip_sum, mut tcp_sum) = (be(frame, 24), be(frame, 50));
-    let new = [(26, (src >> 16) as u16, true), (28, src as u16, true), (34, sport, false)];
+    let new = [
+        (26, (src >> 16) as u16, true),
+        (28, src as u16, true),
+        (34, sport, false),
+    ];
     for (off, word, in_ip) in new {
         let old = be(frame, off);
         if in_ip {
@@ -177,7 +181,17 @@ fn respoof(frame: &mut [u8], src: u32, sport: u16) {
 fn flood_sender(lab: &Gateway, seed: u64, stop: &AtomicBool) -> u64 {
     let tx = RawSender::open(&lab.attacker, &lab.attacker_link.host.iface).unwrap();
     let dst = lab.to_server(&lab.attacker_link);
-    let mut frame = frames::tcp(&lab.attacker_link.host.ep, &dst, false, 1024, PORT, TCP_SYN, 1, 0, &[]);
+    let mut frame = frames::tcp(
+        &lab.attacker_link.host.ep,
+        &dst,
+        false,
+        1024,
+        PORT,
+        TCP_SYN,
+        1,
+        0,
+        &[],
+    );
     let mut x = seed | 1;
     let start = Instant::now();
     let mut sent = 0u64;
@@ -186,7 +200,11 @@ fn flood_sender(lab: &Gateway, seed: u64, stop: &AtomicBool) -> u64 {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            respoof(&mut frame, 0xc613_0000 | (x & 0xffff) as u32, 1024 + ((x >> 16) as u16 % 60_000));
+            respoof(
+                &mut frame,
+                0xc613_0000 | (x & 0xffff) as u32,
+                1024 + ((x >> 16) as u16 % 60_000),
+            );
             if tx.try_send(&frame).is_ok() {
                 sent += 1;
             }
@@ -234,7 +252,11 @@ fn spoofed_syn_flood_is_rate_limited_while_the_benign_client_keeps_talking() {
     let dirs = StateDirs::new("flood");
     std::fs::create_dir_all(&dirs.state_dir).unwrap();
     let alerts = dirs.state_dir.join("alerts.json");
-    let agent = start_agent(&lab, &dirs, &["--mode", "mitigate", "--alerts", alerts.to_str().unwrap()]);
+    let agent = start_agent(
+        &lab,
+        &dirs,
+        &["--mode", "mitigate", "--alerts", alerts.to_str().unwrap()],
+    );
     let pid = agent.child.id();
     let server = SocketAddr::new(IpAddr::V4(lab.server_link.host.ep.ipv4), PORT);
     let listener = lab.server.run(|| TcpListener::bind(server)).unwrap().unwrap();
@@ -254,7 +276,12 @@ fn spoofed_syn_flood_is_rate_limited_while_the_benign_client_keeps_talking() {
         let senders: Vec<_> = (0..SENDERS)
             .map(|k| {
                 let (lab, flood_stop, sent) = (&lab, &flood_stop, &sent);
-                s.spawn(move || sent.fetch_add(flood_sender(lab, 0x9e37_79b9 * u64::from(k + 1), flood_stop), Ordering::Relaxed))
+                s.spawn(move || {
+                    sent.fetch_add(
+                        flood_sender(lab, 0x9e37_79b9 * u64::from(k + 1), flood_stop),
+                        Ordering::Relaxed,
+                    )
+                })
             })
             .collect();
         // Bounded: the senders stop after FLOOD.
@@ -278,18 +305,43 @@ fn spoofed_syn_flood_is_rate_limited_while_the_benign_client_keeps_talking() {
     let sent = sent.load(Ordering::Relaxed);
     let rate = sent as f64 / flood_time.as_secs_f64();
     eprintln!("flood: {sent} SYNs from {SENDERS} senders in {flood_time:.1?}: {rate:.0} pkt/s");
-    eprintln!("benign: ok {:?}, failed {:?}; first errors {:?}", tally.ok, tally.failed, &tally.errors[..tally.errors.len().min(5)]);
+    eprintln!(
+        "benign: ok {:?}, failed {:?}; first errors {:?}",
+        tally.ok,
+        tally.failed,
+        &tally.errors[..tally.errors.len().min(5)]
+    );
     let st = status_json(&lab, &dirs);
     let blocks = block_list(&lab, &dirs, false);
     let stdout = agent.stdout.lock().unwrap().clone();
     let (_, _, stderr) = agent.stop(libc::SIGTERM);
     let kinds: Vec<String> = netanom_lab::read_alerts(&alerts)
         .iter()
-        .map(|a| format!("{} {} {}", a["netanom"]["kind"], a["dest_ip"], a["alert"]["action"]))
+        .map(|a| {
+            format!(
+                "{} {} {}",
+                a["netanom"]["kind"], a["dest_ip"], a["alert"]["action"]
+            )
+        })
         .collect();
     eprintln!("alerts: {kinds:?}");
-    eprintln!("agent's stderr (last lines): {:?}", &stderr[stderr.len().saturating_sub(8)..]);
-    check(&Outcome { tally, limit_after, usage, blocks, st, stdout, rate, flood_time }, &lab);
+    eprintln!(
+        "agent's stderr (last lines): {:?}",
+        &stderr[stderr.len().saturating_sub(8)..]
+    );
+    check(
+        &Outcome {
+            tally,
+            limit_after,
+            usage,
+            blocks,
+            st,
+            stdout,
+            rate,
+            flood_time,
+        },
+        &lab,
+    );
 }
 
 /// What the flood run measured.
@@ -306,12 +358,18 @@ struct Outcome {
 }
 
 fn check(o: &Outcome, lab: &Gateway) {
-    let limit_after = o.limit_after.unwrap_or_else(|| panic!("no rate limit during the flood: {}", o.st));
+    let limit_after = o
+        .limit_after
+        .unwrap_or_else(|| panic!("no rate limit during the flood: {}", o.st));
     eprintln!("rate limit installed {limit_after:.1?} into the flood");
     assert!(o.rate > 1_000.0, "the flood reached only {:.0} pkt/s", o.rate);
     for p in 0..3 {
         let (ok, failed) = (o.tally.ok[p], o.tally.failed[p]);
-        assert!(ok > 0 && ok * 100 >= 99 * (ok + failed), "phase {p}: {ok} ok, {failed} failed: {:?}", o.tally.errors);
+        assert!(
+            ok > 0 && ok * 100 >= 99 * (ok + failed),
+            "phase {p}: {ok} ok, {failed} failed: {:?}",
+            o.tally.errors
+        );
     }
     let total: u64 = o.tally.ok.iter().sum();
     let secs = (2 * QUIET + o.flood_time).as_secs_f64();
@@ -320,7 +378,11 @@ fn check(o: &Outcome, lab: &Gateway) {
     // The agent kept reporting through the flood (a counter line every 0.5 s).
     let lines = stats_lines(&o.stdout);
     let want = ((2 * QUIET + o.flood_time).as_secs_f64() / 0.5 * 0.6) as usize;
-    assert!(lines.len() >= want, "{} counter lines, want at least {want}", lines.len());
+    assert!(
+        lines.len() >= want,
+        "{} counter lines, want at least {want}",
+        lines.len()
+    );
     let last = lines.last().unwrap();
     let flows = &last["flows"];
     for k in ["created", "export_lost", "evicted", "insert_failed"] {
@@ -329,7 +391,11 @@ fn check(o: &Outcome, lab: &Gateway) {
     eprintln!("agent's last counters: flows {flows}, queue {}", last["queue"]);
     let ((cpu0, rss0), (cpu1, rss1)) = (o.usage[0], o.usage[1]);
     let cpu = (cpu1 - cpu0) / o.flood_time.as_secs_f64() * 100.0;
-    eprintln!("agent during the flood: {cpu:.0} % of one core, RSS {} -> {} MiB", rss0 >> 20, rss1 >> 20);
+    eprintln!(
+        "agent during the flood: {cpu:.0} % of one core, RSS {} -> {} MiB",
+        rss0 >> 20,
+        rss1 >> 20
+    );
     assert!(rss1 < 1 << 30, "RSS {} MiB", rss1 >> 20);
 }
 
@@ -347,7 +413,11 @@ fn respoofed_frames_keep_valid_checksums() {
         }
         s as u16
     };
-    let be = |b: &[u8]| b.chunks(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect::<Vec<_>>();
+    let be = |b: &[u8]| {
+        b.chunks(2)
+            .map(|c| u16::from_be_bytes([c[0], c[1]]))
+            .collect::<Vec<_>>()
+    };
     assert_eq!(sum(&mut be(&f[14..34]).into_iter()), 0xffff);
     let pseudo = [be(&f[26..34]), vec![6, (f.len() - 34) as u16], be(&f[34..])].concat();
     assert_eq!(sum(&mut pseudo.into_iter()), 0xffff);

@@ -198,14 +198,20 @@ impl KernelTables {
         for r in self.host4.iter() {
             let (a, entry) = r.map_err(map_err("listing", names::MAP_HOST_BLOCK4))?;
             out.push(Block {
-                prefix: Cidr::V4 { addr: a.into(), len: 32 },
+                prefix: Cidr::V4 {
+                    addr: a.into(),
+                    len: 32,
+                },
                 entry,
             });
         }
         for r in self.host6.iter() {
             let (a, entry) = r.map_err(map_err("listing", names::MAP_HOST_BLOCK6))?;
             out.push(Block {
-                prefix: Cidr::V6 { addr: a.into(), len: 128 },
+                prefix: Cidr::V6 {
+                    addr: a.into(),
+                    len: 128,
+                },
                 entry,
             });
         }

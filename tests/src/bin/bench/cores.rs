@@ -91,7 +91,9 @@ fn on_cpus(fd: i32, cpus: usize, repeat: u32, frame_of: FrameOf<'_>) -> anyhow::
                     })
                 })
                 .collect();
-            hs.into_iter().map(|h| h.join().unwrap()).collect::<anyhow::Result<_>>()
+            hs.into_iter()
+                .map(|h| h.join().unwrap())
+                .collect::<anyhow::Result<_>>()
         })?;
         let ns = per_cpu.iter().sum::<f64>() / cpus as f64;
         trials.push((ns, per_cpu.iter().map(|ns| 1e9 / ns).sum()));
@@ -142,7 +144,10 @@ pub(crate) fn cores(r: &mut Report, quick: bool) -> anyhow::Result<()> {
             if cpus == 1 {
                 one = rate;
             }
-            r.line(format!("| {path} | {cpus} | {ns:.1} | {rate:.0} | {:.2}× |", rate / one));
+            r.line(format!(
+                "| {path} | {cpus} | {ns:.1} | {rate:.0} | {:.2}× |",
+                rate / one
+            ));
         }
     }
     drop(dp);

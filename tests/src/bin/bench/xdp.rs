@@ -163,7 +163,12 @@ fn mitigation_rows(r: &mut Report, dp: &mut Datapath, dirs: &StateDirs, repeat: 
         _pad: 0,
         reason: netanom::respond::enforcer::reason_bytes("benchmark"),
     };
-    let blocked = |i: u32| (Ipv4Addr::from(0xc613_8000 | i), Ipv6Addr::new(0x2001, 0xdb8, 0xbad, 0, 0, 0, 0, i as u16));
+    let blocked = |i: u32| {
+        (
+            Ipv4Addr::from(0xc613_8000 | i),
+            Ipv6Addr::new(0x2001, 0xdb8, 0xbad, 0, 0, 0, 0, i as u16),
+        )
+    };
     for i in 0..1_000u32 {
         let (v4, v6) = blocked(i);
         tables.put_block(&Cidr::V4 { addr: v4, len: 32 }, &entry)?;
@@ -203,7 +208,13 @@ fn mitigation_rows(r: &mut Report, dp: &mut Datapath, dirs: &StateDirs, repeat: 
         }
         expect_drop(dp, &frame, "the rate-limited frame")?;
         let (dbase, ours) = drop_cost(dp, &frame, hot, repeat)?;
-        r.line(row("drop: over a rate limit, 64 limits + 1,000 blocks", fam, &dbase, None, ours));
+        r.line(row(
+            "drop: over a rate limit, 64 limits + 1,000 blocks",
+            fam,
+            &dbase,
+            None,
+            ours,
+        ));
     }
     Ok(())
 }
