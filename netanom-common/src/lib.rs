@@ -52,6 +52,8 @@ pub mod names {
     /// trie walk, and most blocks are hosts.
     pub const MAP_HOST_BLOCK4: &str = "NA_HBLOCK4";
     pub const MAP_HOST_BLOCK6: &str = "NA_HBLOCK6";
+    /// Array of `u64`: the host-block filter bitmap (pinned; see [`crate::mitigate`]).
+    pub const MAP_HOST_FILTER: &str = "NA_HFILTER";
     /// LPM tries of [`crate::mitigate::AllowEntry`] by source prefix (pinned).
     pub const MAP_ALLOW4: &str = "NA_ALLOW4";
     pub const MAP_ALLOW6: &str = "NA_ALLOW6";
@@ -63,11 +65,12 @@ pub mod names {
     /// whole, so that no reader (another CPU, the agent's sweep) sees it half made.
     pub const MAP_SCRATCH: &str = "NA_SCRATCH";
     /// The maps pinned under the pin directory, so that they outlive the agent.
-    pub const PINNED_MAPS: [&str; 8] = [
+    pub const PINNED_MAPS: [&str; 9] = [
         MAP_BLOCK4,
         MAP_BLOCK6,
         MAP_HOST_BLOCK4,
         MAP_HOST_BLOCK6,
+        MAP_HOST_FILTER,
         MAP_ALLOW4,
         MAP_ALLOW6,
         MAP_RATE_LIMITS,
@@ -106,6 +109,7 @@ pub mod names {
             MAP_BLOCK6,
             MAP_HOST_BLOCK4,
             MAP_HOST_BLOCK6,
+            MAP_HOST_FILTER,
             MAP_ALLOW4,
             MAP_ALLOW6,
             MAP_RATE_LIMITS,

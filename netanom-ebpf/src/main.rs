@@ -66,6 +66,9 @@ mod prog {
     static NA_HBLOCK6: HashMap<[u8; 16], BlockEntry> =
         HashMap::with_max_entries(mitigate::BLOCK_ENTRIES, BPF_F_NO_PREALLOC);
 
+    #[map(name = "NA_HFILTER")]
+    static NA_HFILTER: Array<u64> = Array::with_max_entries(mitigate::HOST_FILTER_WORDS, 0);
+
     #[map(name = "NA_ALLOW4")]
     static NA_ALLOW4: LpmTrie<[u8; 4], AllowEntry> = LpmTrie::with_max_entries(mitigate::ALLOW_ENTRIES, 0);
 
@@ -233,7 +236,13 @@ mod prog {
     /// else, while prefix blocks exist, the trie's longest match.
     #[inline(always)]
     fn block_of(m: &PacketMeta) -> Option<*mut BlockEntry> {
-        let host = if m.family == 4 {
+        let bit = mitigate::host_filter_bit(&m.src);
+        let maybe_host = NA_HFILTER
+            .get(bit / 64)
+            .is_none_or(|w| w & (1u64 << (bit % 64)) != 0);
+        let host = if !maybe_host {
+            None
+        } else if m.family == 4 {
             NA_HBLOCK4.get_ptr_mut(m.src[0].to_be_bytes())
         } else {
             NA_HBLOCK6.get_ptr_mut(v6_bytes(&m.src))

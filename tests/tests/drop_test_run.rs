@@ -175,4 +175,12 @@ fn dropped_packets_touch_no_flow_or_aggregate_entry() {
         }),
         Some(u64::from(n))
     );
+    // Unblocked (hash entry removed, filter rebuilt), the host passes again; the /24 drops.
+    let host = Cidr::V4 {
+        addr: blocked_host.ipv4,
+        len: 32,
+    };
+    assert!(tables.del_block(&host).unwrap());
+    assert_ne!(dp.test_run(&to(&blocked_host, false, 53), 1).unwrap().0, XDP_DROP);
+    assert_eq!(dp.test_run(&to(&in_prefix, false, 53), 1).unwrap().0, XDP_DROP);
 }

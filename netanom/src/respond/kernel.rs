@@ -11,7 +11,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use aya::maps::{Array, HashMap, LpmTrie, Map, MapData, MapError, lpm_trie::Key};
+use aya::maps::{Array, HashMap, IterableMap as _, LpmTrie, Map, MapData, MapError, lpm_trie::Key};
 use netanom_common::{
     mitigate::{AllowEntry, BlockEntry, Control, Origin, PatternKey, RateLimit},
     names,
@@ -42,6 +42,7 @@ fn layout(name: &str) -> (u32, u32, u32) {
         names::MAP_BLOCK6 => (lpm(16), size_of::<BlockEntry>() as u32, m::BLOCK_ENTRIES),
         names::MAP_HOST_BLOCK4 => (4, size_of::<BlockEntry>() as u32, m::BLOCK_ENTRIES),
         names::MAP_HOST_BLOCK6 => (16, size_of::<BlockEntry>() as u32, m::BLOCK_ENTRIES),
+        names::MAP_HOST_FILTER => (4, 8, m::HOST_FILTER_WORDS),
         names::MAP_ALLOW4 => (lpm(4), size_of::<AllowEntry>() as u32, m::ALLOW_ENTRIES),
         names::MAP_ALLOW6 => (lpm(16), size_of::<AllowEntry>() as u32, m::ALLOW_ENTRIES),
         names::MAP_RATE_LIMITS => (
@@ -103,6 +104,8 @@ pub struct KernelTables {
     /// Host blocks (/32, /128), by exact address: see `netanom_common::mitigate`.
     host4: HashMap<MapData, [u8; 4], BlockEntry>,
     host6: HashMap<MapData, [u8; 16], BlockEntry>,
+    /// The host-block filter bitmap.
+    filter: Array<MapData, u64>,
     allow4: LpmTrie<MapData, [u8; 4], AllowEntry>,
     allow6: LpmTrie<MapData, [u8; 16], AllowEntry>,
     rate: HashMap<MapData, PatternKey, RateLimit>,
@@ -132,6 +135,8 @@ impl KernelTables {
                 .map_err(map_err("opening", names::MAP_HOST_BLOCK4))?,
             host6: HashMap::try_from(Map::HashMap(open_pin(dir, names::MAP_HOST_BLOCK6)?))
                 .map_err(map_err("opening", names::MAP_HOST_BLOCK6))?,
+            filter: Array::try_from(Map::Array(open_pin(dir, names::MAP_HOST_FILTER)?))
+                .map_err(map_err("opening", names::MAP_HOST_FILTER))?,
             allow4: LpmTrie::try_from(lpm(names::MAP_ALLOW4)?)
                 .map_err(map_err("opening", names::MAP_ALLOW4))?,
             allow6: LpmTrie::try_from(lpm(names::MAP_ALLOW6)?)
@@ -218,11 +223,49 @@ impl KernelTables {
         Ok(out)
     }
 
+    /// Sets the filter bit of a host block (a no-op for a prefix).
+    fn set_filter_bit(&mut self, prefix: &Cidr) -> Result<(), EnforceError> {
+        let Some(bit) = filter_bit(prefix) else {
+            return Ok(());
+        };
+        let err = map_err("updating", names::MAP_HOST_FILTER);
+        let w = self.filter.get(&(bit / 64), 0).map_err(&err)?;
+        self.filter.set(bit / 64, w | 1 << (bit % 64), 0).map_err(&err)
+    }
+
+    /// Rebuilds the filter bitmap from the host hashes, in one batched update (every word:
+    /// each keeps its value or takes the new one, none is cleared on the way).
+    fn sync_filter(&mut self) -> Result<(), EnforceError> {
+        use std::os::fd::AsFd as _;
+        let mut words = vec![0u64; netanom_common::mitigate::HOST_FILTER_WORDS as usize];
+        for b in self.host_blocks()? {
+            if let Some(bit) = filter_bit(&b.prefix) {
+                words[(bit / 64) as usize] |= 1 << (bit % 64);
+            }
+        }
+        let keys: Vec<u32> = (0..words.len() as u32).collect();
+        crate::datapath::batch::update(self.filter.map().fd().as_fd(), &keys, &words).map_err(|e| {
+            EnforceError::Map {
+                op: "updating",
+                map: names::MAP_HOST_FILTER,
+                detail: e.to_string(),
+            }
+        })?;
+        Ok(())
+    }
+
+    /// Stores the counts (see [`KernelTables::store_counts`]) and rebuilds the host-block
+    /// filter. Every writer calls it after removing entries, and the agent on every
+    /// maintenance pass, so that what two writers raced on is corrected within a pass.
+    pub fn sync_counts(&mut self) -> Result<(), EnforceError> {
+        self.store_counts()?;
+        self.sync_filter()
+    }
+
     /// Stores the number of blocklist entries and of rate limits in the control array; a
     /// zero lets the XDP program skip that lookup. Every writer stores the counts after its
-    /// change, and the agent again on every maintenance pass, so that a count two writers
-    /// raced on is corrected within a pass.
-    pub fn sync_counts(&mut self) -> Result<(), EnforceError> {
+    /// change.
+    fn store_counts(&mut self) -> Result<(), EnforceError> {
         let prefixes = (self.block4.keys().count() + self.block6.keys().count()) as u64;
         let hosts = (self.host4.keys().count() + self.host6.keys().count()) as u64;
         let limits = self.rate.keys().count() as u64;
@@ -275,7 +318,9 @@ impl Enforcer for KernelTables {
             }
             _ => map_err("adding to", names::MAP_BLOCK4)(e),
         })?;
-        self.sync_counts()
+        // The bit before the counts: the XDP program looks at neither until blocks exist.
+        self.set_filter_bit(prefix)?;
+        self.store_counts()
     }
 
     /// Removes the block on exactly `prefix`; returns whether there was one.
@@ -375,6 +420,20 @@ impl Enforcer for KernelTables {
         self.sync_counts()?;
         Ok((stale.len(), expired.len()))
     }
+}
+
+/// The host-block filter bit of a /32 or /128, `None` for a wider prefix.
+fn filter_bit(prefix: &Cidr) -> Option<u32> {
+    let addr = match *prefix {
+        Cidr::V4 { addr, len: 32 } => [u32::from_be_bytes(addr.octets()), 0, 0, 0],
+        Cidr::V6 { addr, len: 128 } => {
+            let o = addr.octets();
+            let w = |i: usize| u32::from_be_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
+            [w(0), w(4), w(8), w(12)]
+        }
+        _ => return None,
+    };
+    Some(netanom_common::mitigate::host_filter_bit(&addr))
 }
 
 /// Every (prefix, value) of an IPv4 and an IPv6 trie holding the same kind of value.
