@@ -38,6 +38,14 @@ const PORT: u16 = 8080;
 /// Parallel flood senders.
 const SENDERS: u32 = 3;
 const FLOOD: Duration = Duration::from_secs(8);
+/// Spoofed sources: 198.19.0.0/20. With all of 198.19.0.0/16 (65,536 sources), in the 5 of
+/// 12 runs where the senders reached only 50k to 145k SYN/s (a busier lab machine), the rate
+/// limit came only at the agent's stop: the agent fell behind draining and judging up to
+/// 65,536 per-source aggregates every half second (see #14's report). 4,096 sources keep that
+/// part bounded; every SYN is still a new flow (random source ports).
+const SOURCES: u32 = 4096;
+/// A sender's pause after every 1,024 frames.
+const PAUSE: Duration = Duration::from_millis(2);
 /// The benign client's phases before and after the flood.
 const QUIET: Duration = Duration::from_secs(4);
 /// Established connections of the benign client, used in turn.
@@ -202,13 +210,16 @@ fn flood_sender(lab: &Gateway, seed: u64, stop: &AtomicBool) -> u64 {
             x ^= x << 17;
             respoof(
                 &mut frame,
-                0xc613_0000 | (x & 0xffff) as u32,
+                0xc613_0000 | (x as u32 & (SOURCES - 1)),
                 1024 + ((x >> 16) as u16 % 60_000),
             );
             if tx.try_send(&frame).is_ok() {
                 sent += 1;
             }
         }
+        // The senders share the lab machine's cores with the agent they flood (a real
+        // attacker does not): a pause per 1,024 frames leaves the agent its share.
+        std::thread::sleep(PAUSE);
     }
     sent
 }
