@@ -40,9 +40,9 @@ const SENDERS: u32 = 3;
 const FLOOD: Duration = Duration::from_secs(8);
 /// Spoofed sources: 198.19.0.0/20. With all of 198.19.0.0/16 (65,536 sources), in the 5 of
 /// 12 runs where the senders reached only 50k to 145k SYN/s (a busier lab machine), the rate
-/// limit came only at the agent's stop: the agent fell behind draining and judging up to
-/// 65,536 per-source aggregates every half second (see #14's report). 4,096 sources keep that
-/// part bounded; every SYN is still a new flow (random source ports).
+/// limit came only at the agent's stop: its detection fell behind, likely (not confirmed)
+/// judging up to 65,536 per-source aggregates every half second (see #14's report). 4,096
+/// sources bound that part; every SYN is still a new flow (random source ports).
 const SOURCES: u32 = 4096;
 /// A sender's pause after every 1,024 frames.
 const PAUSE: Duration = Duration::from_millis(2);
