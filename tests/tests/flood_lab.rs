@@ -38,11 +38,12 @@ const PORT: u16 = 8080;
 /// Parallel flood senders.
 const SENDERS: u32 = 3;
 const FLOOD: Duration = Duration::from_secs(8);
-/// Spoofed sources: 198.19.0.0/20. With all of 198.19.0.0/16 (65,536 sources), in the 5 of
-/// 12 runs where the senders reached only 50k to 145k SYN/s (a busier lab machine), the rate
-/// limit came only at the agent's stop: its detection fell behind, likely (not confirmed)
-/// judging up to 65,536 per-source aggregates every half second (see #14's report). 4,096
-/// sources bound that part; every SYN is still a new flow (random source ports).
+/// Spoofed sources: 198.19.0.0/20. With all of 198.19.0.0/16 (65,536 sources), in 5 of 12
+/// runs, each while other builds kept the 2-core lab machine busy (the senders then reached
+/// only 50k to 145k SYN/s), the rate limit came only at the agent's stop; on a quieter machine
+/// 65,536 sources at 123k SYN/s were limited within 24 ms. The cause is not found (see #14's
+/// report); 4,096 sources bound the per-source aggregates the agent judges every half second.
+/// Every SYN is still a new flow (random source ports).
 const SOURCES: u32 = 4096;
 /// A sender's pause after every 1,024 frames.
 const PAUSE: Duration = Duration::from_millis(2);
