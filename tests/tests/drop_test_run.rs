@@ -73,66 +73,8 @@ fn dropped_packets_touch_no_flow_or_aggregate_entry() {
         }
     }
     let mut tables = KernelTables::open(&dirs.pin_dir).unwrap();
-    let now = mono_now_ns();
-    let entry = BlockEntry {
-        expires_ns: now + 3_600_000_000_000,
-        added_ns: now,
-        packets: 0,
-        bytes: 0,
-        ttl_s: 3600,
-        strikes: 1,
-        origin: Origin::Manual as u32,
-        _pad: 0,
-        reason: netanom::respond::enforcer::reason_bytes("drop test"),
-    };
-    for prefix in [
-        Cidr::V4 {
-            addr: blocked_host.ipv4,
-            len: 32,
-        },
-        Cidr::V6 {
-            addr: blocked_host.ipv6,
-            len: 128,
-        },
-        Cidr::V4 {
-            addr: [198, 19, 8, 0].into(),
-            len: 24,
-        },
-        Cidr::V6 {
-            addr: "2001:db8:bad:1::".parse().unwrap(),
-            len: 64,
-        },
-    ] {
-        tables.put_block(&prefix, &entry).unwrap();
-    }
-    // A rate limit (one packet per 100 s, burst 1) on the server's UDP port 5353: the packets
-    // it admits (two: the first and the burst's; the program judges by the coarse clock, so
-    // the second may come a tick later) are accounted as usual, before the snapshot.
-    let limit = RateLimit::new(0.01, 1, now, now + 3_600_000_000_000);
-    let mut setup_drops = 0;
-    for v6 in [false, true] {
-        let dst = if v6 {
-            server.ipv6.into()
-        } else {
-            server.ipv4.into()
-        };
-        tables
-            .put_rate_limit(&pattern_key(dst, 5353, 17, 0), &limit)
-            .unwrap();
-        let f = to(&client, v6, 5353);
-        let (mut passed, mut drops) = (0, 0);
-        while drops < 3 {
-            if dp.test_run(&f, 1).unwrap().0 == XDP_DROP {
-                drops += 1;
-                std::thread::sleep(std::time::Duration::from_millis(15));
-            } else {
-                passed += 1;
-            }
-        }
-        assert_eq!(passed, 2, "v6={v6}");
-        setup_drops += drops;
-    }
-
+    put_blocks(&mut tables, &blocked_host);
+    let setup_drops = put_rate_limits(&mut dp, &mut tables, &client, &server);
     let before = flows(&dp);
     assert!(before.len() >= 6, "{} flows", before.len());
     aggregates(&dp); // empties the aggregate maps: any later touch would show
@@ -183,4 +125,79 @@ fn dropped_packets_touch_no_flow_or_aggregate_entry() {
     assert!(tables.del_block(&host).unwrap());
     assert_ne!(dp.test_run(&to(&blocked_host, false, 53), 1).unwrap().0, XDP_DROP);
     assert_eq!(dp.test_run(&to(&in_prefix, false, 53), 1).unwrap().0, XDP_DROP);
+}
+
+/// Blocks `blocked_host` (/32 and /128, in the host hashes), 198.19.8.0/24 and
+/// 2001:db8:bad:1::/64 (in the tries) for an hour.
+fn put_blocks(tables: &mut KernelTables, blocked_host: &Endpoint) {
+    let now = mono_now_ns();
+    let entry = BlockEntry {
+        expires_ns: now + 3_600_000_000_000,
+        added_ns: now,
+        packets: 0,
+        bytes: 0,
+        ttl_s: 3600,
+        strikes: 1,
+        origin: Origin::Manual as u32,
+        _pad: 0,
+        reason: netanom::respond::enforcer::reason_bytes("drop test"),
+    };
+    for prefix in [
+        Cidr::V4 {
+            addr: blocked_host.ipv4,
+            len: 32,
+        },
+        Cidr::V6 {
+            addr: blocked_host.ipv6,
+            len: 128,
+        },
+        Cidr::V4 {
+            addr: [198, 19, 8, 0].into(),
+            len: 24,
+        },
+        Cidr::V6 {
+            addr: "2001:db8:bad:1::".parse().unwrap(),
+            len: 64,
+        },
+    ] {
+        tables.put_block(&prefix, &entry).unwrap();
+    }
+}
+
+/// A rate limit (one packet per 100 s, burst 1) on the server's UDP port 5353, IPv4 and
+/// IPv6: the packets it admits (two: the first and the burst's; the program judges by the
+/// coarse clock, so the second may come a tick later) are accounted as usual. Returns the
+/// drops it took to see them all through.
+fn put_rate_limits(
+    dp: &mut Datapath,
+    tables: &mut KernelTables,
+    client: &Endpoint,
+    server: &Endpoint,
+) -> u64 {
+    let now = mono_now_ns();
+    let limit = RateLimit::new(0.01, 1, now, now + 3_600_000_000_000);
+    let mut setup_drops = 0;
+    for v6 in [false, true] {
+        let dst = if v6 {
+            server.ipv6.into()
+        } else {
+            server.ipv4.into()
+        };
+        tables
+            .put_rate_limit(&pattern_key(dst, 5353, 17, 0), &limit)
+            .unwrap();
+        let f = frames::udp(client, server, v6, 40_000, 5353, &[0; 32]);
+        let (mut passed, mut drops) = (0, 0);
+        while drops < 3 {
+            if dp.test_run(&f, 1).unwrap().0 == XDP_DROP {
+                drops += 1;
+                std::thread::sleep(std::time::Duration::from_millis(15));
+            } else {
+                passed += 1;
+            }
+        }
+        assert_eq!(passed, 2, "v6={v6}");
+        setup_drops += drops;
+    }
+    setup_drops
 }

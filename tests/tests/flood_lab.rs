@@ -327,20 +327,7 @@ fn spoofed_syn_flood_is_rate_limited_while_the_benign_client_keeps_talking() {
     let blocks = block_list(&lab, &dirs, false);
     let stdout = agent.stdout.lock().unwrap().clone();
     let (_, _, stderr) = agent.stop(libc::SIGTERM);
-    let kinds: Vec<String> = netanom_lab::read_alerts(&alerts)
-        .iter()
-        .map(|a| {
-            format!(
-                "{} {} {}",
-                a["netanom"]["kind"], a["dest_ip"], a["alert"]["action"]
-            )
-        })
-        .collect();
-    eprintln!("alerts: {kinds:?}");
-    eprintln!(
-        "agent's stderr (last lines): {:?}",
-        &stderr[stderr.len().saturating_sub(8)..]
-    );
+    print_agent_output(&alerts, &stderr);
     check(
         &Outcome {
             tally,
@@ -436,4 +423,22 @@ fn respoofed_frames_keep_valid_checksums() {
     assert_eq!(&f[26..30], &[198, 19, 0xab, 0xcd]);
     assert_eq!(&f[34..36], &4242u16.to_be_bytes());
     let _ = a;
+}
+
+/// The agent's alerts (kind, destination, action) and its last lines of stderr, for the log.
+fn print_agent_output(alerts: &std::path::Path, stderr: &[String]) {
+    let kinds: Vec<String> = netanom_lab::read_alerts(alerts)
+        .iter()
+        .map(|a| {
+            format!(
+                "{} {} {}",
+                a["netanom"]["kind"], a["dest_ip"], a["alert"]["action"]
+            )
+        })
+        .collect();
+    eprintln!("alerts: {kinds:?}");
+    eprintln!(
+        "agent's stderr (last lines): {:?}",
+        &stderr[stderr.len().saturating_sub(8)..]
+    );
 }
