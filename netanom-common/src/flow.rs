@@ -263,14 +263,26 @@ pub enum Verdict {
 #[inline(always)]
 pub fn start(v: &mut FlowValue, m: &PacketMeta, now_ns: u64, sender_lo: bool) {
     *v = FlowValue::default();
+    start_scratch(v, m, now_ns, sender_lo);
+}
+
+/// [`start`] for a value that is zero except for what `start_scratch` itself writes (the
+/// kernel's per-CPU scratch, zero when created and written by nothing else): it skips zeroing
+/// the 360 bytes, about a tenth of a new flow's instructions in the XDP program. Every field
+/// it sets, it sets unconditionally, so the result equals [`start`]'s whatever flow the
+/// scratch held before.
+#[inline(always)]
+pub fn start_scratch(v: &mut FlowValue, m: &PacketMeta, now_ns: u64, sender_lo: bool) {
     v.first_ns = now_ns;
     v.last_ns = now_ns;
     v.fwd_is_lo = sender_lo as u8;
     v.icmp_type = m.icmp_type;
     v.icmp_code = m.icmp_code;
-    if m.proto == IPPROTO_TCP && m.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
-        v.state = ST_SYN_PENDING;
-    }
+    v.state = if m.proto == IPPROTO_TCP && m.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
+        ST_SYN_PENDING
+    } else {
+        0
+    };
     dir_first(&mut v.fwd, m, now_ns);
 }
 
@@ -351,7 +363,11 @@ fn dir_first(d: &mut DirStats, m: &PacketMeta, now_ns: u64) {
     d.header_min = m.l4_hdr_len;
     d.init_window = m.window;
     d.data_packets = (m.payload_len > 0) as u32;
-    count_flags(d, m);
+    // Set, not added: a direction's first packet (see `start_scratch`).
+    let f = m.tcp_flags;
+    for (i, slot) in d.flags.iter_mut().enumerate() {
+        *slot = u32::from((f >> i) & 1);
+    }
 }
 
 #[inline(always)]
@@ -518,6 +534,29 @@ mod tests {
             "a new SYN starts over"
         );
     }
+    #[test]
+    fn a_scratch_start_over_any_earlier_start_equals_a_start_from_zero() {
+        let mut tcp = meta(1, 1, 2, 2, TCP_SYN, 0);
+        tcp.icmp_type = 0;
+        let mut udp = meta(3, 4, 5, 6, 0, 77);
+        udp.proto = IPPROTO_UDP;
+        let mut icmp = meta(7, 0, 8, 0, 0, 12);
+        icmp.proto = 1;
+        icmp.icmp_type = 8;
+        let ack = meta(9, 9, 10, 10, TCP_ACK | TCP_PSH | TCP_FIN, 1400);
+        let all = [tcp, udp, icmp, ack];
+        for first in &all {
+            for second in &all {
+                let mut scratch = FlowValue::default();
+                start_scratch(&mut scratch, first, 1_000, true);
+                start_scratch(&mut scratch, second, 5_000, false);
+                let mut want = FlowValue::default();
+                start(&mut want, second, 5_000, false);
+                assert_eq!(scratch, want, "{first:?} then {second:?}");
+            }
+        }
+    }
+
     #[test]
     fn idle_flows_are_exported_and_closed_ones_forgotten_after_their_linger() {
         let t = FlowTimeouts {

@@ -25,6 +25,9 @@ pub mod names {
     /// Benchmark baselines: a bare `XDP_PASS`, and parsing without accounting.
     pub const PROG_BARE: &str = "netanom_bare";
     pub const PROG_PARSE_ONLY: &str = "netanom_parse";
+    /// Benchmark program: the XDP program after adding 1 to the frame's source address, so
+    /// that every run of the kernel's test loop creates a flow.
+    pub const PROG_NEW_FLOW: &str = "netanom_newflow";
     /// Per-CPU array of [`crate::ProtoCounter`], indexed by [`crate::Proto`].
     pub const MAP_PROTO_STATS: &str = "NA_PROTO";
     /// Per-CPU array of `u64`, indexed by [`crate::Event`].
@@ -44,6 +47,13 @@ pub mod names {
     /// LPM tries of [`crate::mitigate::BlockEntry`] by source prefix (pinned).
     pub const MAP_BLOCK4: &str = "NA_BLOCK4";
     pub const MAP_BLOCK6: &str = "NA_BLOCK6";
+    /// Hashes of [`crate::mitigate::BlockEntry`] by exact host address (a /32 or /128
+    /// block), network byte order (pinned): a hash lookup costs a fraction of a full-depth
+    /// trie walk, and most blocks are hosts.
+    pub const MAP_HOST_BLOCK4: &str = "NA_HBLOCK4";
+    pub const MAP_HOST_BLOCK6: &str = "NA_HBLOCK6";
+    /// Array of `u64`: the host-block filter bitmap (pinned; see [`crate::mitigate`]).
+    pub const MAP_HOST_FILTER: &str = "NA_HFILTER";
     /// LPM tries of [`crate::mitigate::AllowEntry`] by source prefix (pinned).
     pub const MAP_ALLOW4: &str = "NA_ALLOW4";
     pub const MAP_ALLOW6: &str = "NA_ALLOW6";
@@ -55,9 +65,12 @@ pub mod names {
     /// whole, so that no reader (another CPU, the agent's sweep) sees it half made.
     pub const MAP_SCRATCH: &str = "NA_SCRATCH";
     /// The maps pinned under the pin directory, so that they outlive the agent.
-    pub const PINNED_MAPS: [&str; 6] = [
+    pub const PINNED_MAPS: [&str; 9] = [
         MAP_BLOCK4,
         MAP_BLOCK6,
+        MAP_HOST_BLOCK4,
+        MAP_HOST_BLOCK6,
+        MAP_HOST_FILTER,
         MAP_ALLOW4,
         MAP_ALLOW6,
         MAP_RATE_LIMITS,
@@ -84,6 +97,7 @@ pub mod names {
             PROG_TC_EGRESS,
             PROG_BARE,
             PROG_PARSE_ONLY,
+            PROG_NEW_FLOW,
             MAP_PROTO_STATS,
             MAP_EVENTS,
             MAP_FLOWS,
@@ -93,6 +107,9 @@ pub mod names {
             GLOBAL_TIMEOUTS,
             MAP_BLOCK4,
             MAP_BLOCK6,
+            MAP_HOST_BLOCK4,
+            MAP_HOST_BLOCK6,
+            MAP_HOST_FILTER,
             MAP_ALLOW4,
             MAP_ALLOW6,
             MAP_RATE_LIMITS,

@@ -71,8 +71,18 @@ fn debian_tar(path: &Path) -> anyhow::Result<()> {
     if path.is_file() {
         return Ok(());
     }
-    let tmp = path.with_extension("partial");
-    let mut args: Vec<String> = vec!["--quiet".into(), "--variant=minbase".into()];
+    if path.is_dir() {
+        // A directory tree left by an earlier version of this function (see below).
+        fs::remove_dir_all(path)?;
+    }
+    // mmdebstrap picks its output format from the name unless told: `--format=tar`, or a
+    // `.partial` target becomes a directory tree.
+    let tmp = path.with_extension("partial.tar");
+    let mut args: Vec<String> = vec![
+        "--quiet".into(),
+        "--variant=minbase".into(),
+        "--format=tar".into(),
+    ];
     args.extend(SLIM_EXCLUDES.iter().map(|e| format!("--dpkgopt={e}")));
     args.push("bookworm".into());
     args.push(tmp.to_string_lossy().into_owned());

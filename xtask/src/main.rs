@@ -97,6 +97,10 @@ enum Command {
         /// Where to write the report.
         #[arg(long, value_name = "FILE")]
         out: Option<std::path::PathBuf>,
+        /// Only these sections, comma-separated (xdp, cores, veth, drain, scoring, mitigation,
+        /// loop, offline).
+        #[arg(long, value_name = "NAMES")]
+        only: Option<String>,
     },
     /// Re-record the labelled captures of tests/corpus/ with real tools in the namespace lab
     /// (nmap, hydra, hping3, curl, ssh, dig against sshd, vsftpd, an HTTP mirror, dnsmasq and
@@ -149,8 +153,8 @@ fn main() -> ExitCode {
         Command::Train { args } => setup::ensure(Scope::DEV).and_then(|_| models::train(&args)),
         Command::Eval { args } => setup::ensure(Scope::DEV).and_then(|_| models::eval(&args)),
         Command::Sweep { kind, args } => setup::ensure(Scope::DEV).and_then(|_| models::sweep(&kind, &args)),
-        Command::Bench { quick, out } => {
-            setup::ensure(Scope::DEV).and_then(|env| tasks::bench(&env, quick, out))
+        Command::Bench { quick, out, only } => {
+            setup::ensure(Scope::DEV).and_then(|env| tasks::bench(&env, quick, out, only))
         }
         Command::Corpus { only } => setup::ensure(Scope::CORPUS).and_then(|_| corpus::record(&only)),
         Command::Scorecard { only, out } => {

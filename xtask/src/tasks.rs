@@ -171,7 +171,7 @@ fn cuda_fallback(env: &Env, cargo: &str, shared: &std::path::Path) -> anyhow::Re
 }
 
 /// `cargo xtask bench`: builds the agent and the benchmark in release mode and runs it.
-pub fn bench(env: &Env, quick: bool, out: Option<PathBuf>) -> anyhow::Result<()> {
+pub fn bench(env: &Env, quick: bool, out: Option<PathBuf>, only: Option<String>) -> anyhow::Result<()> {
     if !is_root() {
         bail!("`cargo xtask bench` loads XDP programs and creates network namespaces: run it as root.");
     }
@@ -197,6 +197,9 @@ pub fn bench(env: &Env, quick: bool, out: Option<PathBuf>) -> anyhow::Result<()>
     }
     if let Some(o) = out {
         c.arg("--out").arg(o);
+    }
+    if let Some(o) = only {
+        c.arg("--only").arg(o);
     }
     cmd::status(c)
 }

@@ -285,6 +285,19 @@ impl Datapath {
         Ok((r.return_value, r.duration))
     }
 
+    /// The file descriptor of any XDP program of the object, loaded on first use: for
+    /// BPF_PROG_TEST_RUN from several threads at once (the benchmark's per-CPU rows), which
+    /// [`Datapath::test_run_program`]'s `&mut self` cannot do.
+    pub fn program_fd(&mut self, name: &'static str) -> Result<std::os::fd::RawFd, DatapathError> {
+        use std::os::fd::{AsFd as _, AsRawFd as _};
+        let prog = xdp_mut(&mut self.ebpf, name)?;
+        if prog.fd().is_err() {
+            prog.load().map_err(|e| load_err(program_error_detail(&e)))?;
+        }
+        let fd = prog.fd().map_err(|e| load_err(program_error_detail(&e)))?;
+        Ok(fd.as_fd().as_raw_fd())
+    }
+
     /// Moves the program's log records to the agent's logger.
     pub fn flush_logs(&mut self) {
         if let Some(l) = self.logger.as_mut() {

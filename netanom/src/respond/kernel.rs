@@ -11,7 +11,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use aya::maps::{Array, HashMap, LpmTrie, Map, MapData, MapError, lpm_trie::Key};
+use aya::maps::{Array, HashMap, IterableMap as _, LpmTrie, Map, MapData, MapError, lpm_trie::Key};
 use netanom_common::{
     mitigate::{AllowEntry, BlockEntry, Control, Origin, PatternKey, RateLimit},
     names,
@@ -40,6 +40,9 @@ fn layout(name: &str) -> (u32, u32, u32) {
     match name {
         names::MAP_BLOCK4 => (lpm(4), size_of::<BlockEntry>() as u32, m::BLOCK_ENTRIES),
         names::MAP_BLOCK6 => (lpm(16), size_of::<BlockEntry>() as u32, m::BLOCK_ENTRIES),
+        names::MAP_HOST_BLOCK4 => (4, size_of::<BlockEntry>() as u32, m::BLOCK_ENTRIES),
+        names::MAP_HOST_BLOCK6 => (16, size_of::<BlockEntry>() as u32, m::BLOCK_ENTRIES),
+        names::MAP_HOST_FILTER => (4, 8, m::HOST_FILTER_WORDS),
         names::MAP_ALLOW4 => (lpm(4), size_of::<AllowEntry>() as u32, m::ALLOW_ENTRIES),
         names::MAP_ALLOW6 => (lpm(16), size_of::<AllowEntry>() as u32, m::ALLOW_ENTRIES),
         names::MAP_RATE_LIMITS => (
@@ -98,6 +101,11 @@ pub struct KernelTables {
     dir: PathBuf,
     block4: LpmTrie<MapData, [u8; 4], BlockEntry>,
     block6: LpmTrie<MapData, [u8; 16], BlockEntry>,
+    /// Host blocks (/32, /128), by exact address: see `netanom_common::mitigate`.
+    host4: HashMap<MapData, [u8; 4], BlockEntry>,
+    host6: HashMap<MapData, [u8; 16], BlockEntry>,
+    /// The host-block filter bitmap.
+    filter: Array<MapData, u64>,
     allow4: LpmTrie<MapData, [u8; 4], AllowEntry>,
     allow6: LpmTrie<MapData, [u8; 16], AllowEntry>,
     rate: HashMap<MapData, PatternKey, RateLimit>,
@@ -123,6 +131,12 @@ impl KernelTables {
                 .map_err(map_err("opening", names::MAP_BLOCK4))?,
             block6: LpmTrie::try_from(lpm(names::MAP_BLOCK6)?)
                 .map_err(map_err("opening", names::MAP_BLOCK6))?,
+            host4: HashMap::try_from(Map::HashMap(open_pin(dir, names::MAP_HOST_BLOCK4)?))
+                .map_err(map_err("opening", names::MAP_HOST_BLOCK4))?,
+            host6: HashMap::try_from(Map::HashMap(open_pin(dir, names::MAP_HOST_BLOCK6)?))
+                .map_err(map_err("opening", names::MAP_HOST_BLOCK6))?,
+            filter: Array::try_from(Map::Array(open_pin(dir, names::MAP_HOST_FILTER)?))
+                .map_err(map_err("opening", names::MAP_HOST_FILTER))?,
             allow4: LpmTrie::try_from(lpm(names::MAP_ALLOW4)?)
                 .map_err(map_err("opening", names::MAP_ALLOW4))?,
             allow6: LpmTrie::try_from(lpm(names::MAP_ALLOW6)?)
@@ -132,7 +146,8 @@ impl KernelTables {
             control: Array::try_from(Map::Array(open_pin(dir, names::MAP_CONTROL)?))
                 .map_err(map_err("opening", names::MAP_CONTROL))?,
         };
-        // Lists pinned by an older agent may lack the counts: store them now.
+        // Lists pinned by an older agent may hold host blocks in the tries and lack the counts.
+        t.migrate_host_blocks()?;
         t.sync_counts()?;
         Ok(t)
     }
@@ -155,15 +170,28 @@ impl KernelTables {
 
     fn remove_block(&mut self, prefix: &Cidr) -> Result<bool, EnforceError> {
         let r = match prefix {
+            Cidr::V4 { addr, len: 32 } => self.host4.remove(&addr.octets()),
+            Cidr::V6 { addr, len: 128 } => self.host6.remove(&addr.octets()),
             Cidr::V4 { addr, len } => self.block4.remove(&Key::new(u32::from(*len), addr.octets())),
             Cidr::V6 { addr, len } => self.block6.remove(&Key::new(u32::from(*len), addr.octets())),
         };
         not_found_is_false(r, names::MAP_BLOCK4)
     }
 
-    /// The block entry the kernel would match for `prefix` (the longest prefix covering it),
-    /// in one lookup: `None` means no entry on it nor on anything wider.
+    /// The block entry the kernel would match for `prefix` (the longest prefix covering it):
+    /// for a host, its entry in the host hash, else the tries' longest match, one lookup
+    /// each. `None` means no entry on it nor on anything wider.
     pub fn block_covering(&self, prefix: &Cidr) -> Result<Option<BlockEntry>, EnforceError> {
+        let host = match prefix {
+            Cidr::V4 { addr, len: 32 } => Some(self.host4.get(&addr.octets(), 0)),
+            Cidr::V6 { addr, len: 128 } => Some(self.host6.get(&addr.octets(), 0)),
+            _ => None,
+        };
+        match host {
+            Some(Ok(e)) => return Ok(Some(e)),
+            Some(Err(MapError::KeyNotFound)) | None => {}
+            Some(Err(e)) => return Err(map_err("looking up", names::MAP_HOST_BLOCK4)(e)),
+        }
         let r = match prefix {
             Cidr::V4 { addr, len } => self.block4.get(&Key::new(u32::from(*len), addr.octets()), 0),
             Cidr::V6 { addr, len } => self.block6.get(&Key::new(u32::from(*len), addr.octets()), 0),
@@ -175,14 +203,102 @@ impl KernelTables {
         }
     }
 
+    /// Moves host blocks (/32, /128) that an older agent left in the tries to the host hashes,
+    /// where the XDP program, `put_block` and `del_block` look for them.
+    fn migrate_host_blocks(&mut self) -> Result<(), EnforceError> {
+        let old: Vec<Block> = entries(&self.block4, &self.block6, names::MAP_BLOCK4)?
+            .into_iter()
+            .filter(|(p, _)| p.len() == if p.is_v4() { 32 } else { 128 })
+            .map(|(prefix, entry)| Block { prefix, entry })
+            .collect();
+        for b in old {
+            self.put_block(&b.prefix, &b.entry)?;
+            let r = match b.prefix {
+                Cidr::V4 { addr, len } => self.block4.remove(&Key::new(u32::from(len), addr.octets())),
+                Cidr::V6 { addr, len } => self.block6.remove(&Key::new(u32::from(len), addr.octets())),
+            };
+            not_found_is_false(r, names::MAP_BLOCK4)?;
+        }
+        Ok(())
+    }
+
+    /// Host blocks, IPv4 then IPv6.
+    fn host_blocks(&self) -> Result<Vec<Block>, EnforceError> {
+        let mut out = Vec::new();
+        for r in self.host4.iter() {
+            let (a, entry) = r.map_err(map_err("listing", names::MAP_HOST_BLOCK4))?;
+            out.push(Block {
+                prefix: Cidr::V4 {
+                    addr: a.into(),
+                    len: 32,
+                },
+                entry,
+            });
+        }
+        for r in self.host6.iter() {
+            let (a, entry) = r.map_err(map_err("listing", names::MAP_HOST_BLOCK6))?;
+            out.push(Block {
+                prefix: Cidr::V6 {
+                    addr: a.into(),
+                    len: 128,
+                },
+                entry,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Sets the filter bit of a host block (a no-op for a prefix).
+    fn set_filter_bit(&mut self, prefix: &Cidr) -> Result<(), EnforceError> {
+        let Some(bit) = filter_bit(prefix) else {
+            return Ok(());
+        };
+        let err = map_err("updating", names::MAP_HOST_FILTER);
+        let w = self.filter.get(&(bit / 64), 0).map_err(&err)?;
+        self.filter.set(bit / 64, w | 1 << (bit % 64), 0).map_err(&err)
+    }
+
+    /// Rebuilds the filter bitmap from the host hashes, in one batched update (every word:
+    /// each keeps its value or takes the new one, none is cleared on the way).
+    fn sync_filter(&mut self) -> Result<(), EnforceError> {
+        use std::os::fd::AsFd as _;
+        let mut words = vec![0u64; netanom_common::mitigate::HOST_FILTER_WORDS as usize];
+        for b in self.host_blocks()? {
+            if let Some(bit) = filter_bit(&b.prefix) {
+                words[(bit / 64) as usize] |= 1 << (bit % 64);
+            }
+        }
+        let keys: Vec<u32> = (0..words.len() as u32).collect();
+        crate::datapath::batch::update(self.filter.map().fd().as_fd(), &keys, &words).map_err(|e| {
+            EnforceError::Map {
+                op: "updating",
+                map: names::MAP_HOST_FILTER,
+                detail: e.to_string(),
+            }
+        })?;
+        Ok(())
+    }
+
+    /// Stores the counts (see [`KernelTables::store_counts`]) and rebuilds the host-block
+    /// filter. Every writer calls it after removing entries, and the agent on every
+    /// maintenance pass, so that what two writers raced on is corrected within a pass.
+    pub fn sync_counts(&mut self) -> Result<(), EnforceError> {
+        self.store_counts()?;
+        self.sync_filter()
+    }
+
     /// Stores the number of blocklist entries and of rate limits in the control array; a
     /// zero lets the XDP program skip that lookup. Every writer stores the counts after its
-    /// change, and the agent again on every maintenance pass, so that a count two writers
-    /// raced on is corrected within a pass.
-    pub fn sync_counts(&mut self) -> Result<(), EnforceError> {
-        let blocks = (self.block4.keys().count() + self.block6.keys().count()) as u64;
+    /// change.
+    fn store_counts(&mut self) -> Result<(), EnforceError> {
+        let prefixes = (self.block4.keys().count() + self.block6.keys().count()) as u64;
+        let hosts = (self.host4.keys().count() + self.host6.keys().count()) as u64;
         let limits = self.rate.keys().count() as u64;
-        for (slot, n) in [(Control::Blocks, blocks), (Control::RateLimits, limits)] {
+        for (slot, n) in [
+            (Control::Blocks, prefixes + hosts),
+            (Control::PrefixBlocks, prefixes),
+            (Control::RateLimits, limits),
+        ] {
             self.control
                 .set(slot as u32, n, 0)
                 .map_err(map_err("updating", names::MAP_CONTROL))?;
@@ -197,6 +313,7 @@ impl Enforcer for KernelTables {
         let mut out: Vec<Block> = entries(&self.block4, &self.block6, names::MAP_BLOCK4)?
             .into_iter()
             .map(|(prefix, entry)| Block { prefix, entry })
+            .chain(self.host_blocks()?)
             .collect();
         out.sort_by_key(|a| a.prefix);
         Ok(out)
@@ -205,6 +322,8 @@ impl Enforcer for KernelTables {
     /// Installs or replaces the block on `prefix`.
     fn put_block(&mut self, prefix: &Cidr, entry: &BlockEntry) -> Result<(), EnforceError> {
         let r = match prefix {
+            Cidr::V4 { addr, len: 32 } => self.host4.insert(addr.octets(), entry, 0),
+            Cidr::V6 { addr, len: 128 } => self.host6.insert(addr.octets(), entry, 0),
             Cidr::V4 { addr, len } => self
                 .block4
                 .insert(&Key::new(u32::from(*len), addr.octets()), entry, 0),
@@ -213,7 +332,10 @@ impl Enforcer for KernelTables {
                 .insert(&Key::new(u32::from(*len), addr.octets()), entry, 0),
         };
         r.map_err(|e| match &e {
-            MapError::SyscallError(s) if s.io_error.raw_os_error() == Some(libc::ENOSPC) => {
+            // A full trie says ENOSPC, a full hash E2BIG.
+            MapError::SyscallError(s)
+                if matches!(s.io_error.raw_os_error(), Some(libc::ENOSPC | libc::E2BIG)) =>
+            {
                 EnforceError::Full {
                     capacity: netanom_common::mitigate::BLOCK_ENTRIES,
                     family: if prefix.is_v4() { "IPv4" } else { "IPv6" },
@@ -221,7 +343,9 @@ impl Enforcer for KernelTables {
             }
             _ => map_err("adding to", names::MAP_BLOCK4)(e),
         })?;
-        self.sync_counts()
+        // The bit before the counts: the XDP program looks at neither until blocks exist.
+        self.set_filter_bit(prefix)?;
+        self.store_counts()
     }
 
     /// Removes the block on exactly `prefix`; returns whether there was one.
@@ -321,6 +445,20 @@ impl Enforcer for KernelTables {
         self.sync_counts()?;
         Ok((stale.len(), expired.len()))
     }
+}
+
+/// The host-block filter bit of a /32 or /128, `None` for a wider prefix.
+fn filter_bit(prefix: &Cidr) -> Option<u32> {
+    let addr = match *prefix {
+        Cidr::V4 { addr, len: 32 } => [u32::from_be_bytes(addr.octets()), 0, 0, 0],
+        Cidr::V6 { addr, len: 128 } => {
+            let o = addr.octets();
+            let w = |i: usize| u32::from_be_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
+            [w(0), w(4), w(8), w(12)]
+        }
+        _ => return None,
+    };
+    Some(netanom_common::mitigate::host_filter_bit(&addr))
 }
 
 /// Every (prefix, value) of an IPv4 and an IPv6 trie holding the same kind of value.

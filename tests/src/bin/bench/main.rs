@@ -2,8 +2,9 @@
 //! measured in the same run, on the same machine; nothing here is a pass/fail test.
 //!
 //! Sections:
-//! 1. XDP per-packet cost with BPF_PROG_TEST_RUN (hot flow and new flow, IPv4 and IPv6)
-//!    beside a bare `XDP_PASS` program and a parse-only program.
+//! 1. XDP per-packet cost with BPF_PROG_TEST_RUN (hot flow, new flow and the drop path, IPv4
+//!    and IPv6) beside a bare `XDP_PASS` program, a parse-only program and the hot flow.
+//!    1b. The XDP program on 1 and 2 CPUs at once, one shared set of maps.
 //! 2. Throughput across a lab veth pair without and with the agent attached.
 //! 3. Drain cost per flow at 10k, 100k and 1M live flows: batched syscalls beside aya's
 //!    per-element iteration.
@@ -24,9 +25,10 @@
 //! 8. The fleet: a block's propagation from one gateway to another over NATS JetStream (p50,
 //!    p95) and the decisions per second the path sustains, beside JetStream's acknowledgements.
 //!
-//! `--only NAME[,NAME]` runs only the named sections (xdp, veth, drain, scoring, mitigation,
-//! loop, offline, fleet).
+//! `--only NAME[,NAME]` runs only the named sections (xdp, cores, veth, drain, scoring,
+//! mitigation, loop, offline, fleet).
 mod agent;
+mod cores;
 mod drain;
 mod fleet;
 mod flow_rate;
@@ -80,8 +82,9 @@ fn main() -> ExitCode {
         .position(|a| a == "--only")
         .and_then(|i| args.get(i + 1))
         .map(|s| s.split(',').map(str::to_owned).collect());
-    let steps: [(&str, Step); 8] = [
+    let steps: [(&str, Step); 9] = [
         ("xdp", xdp::xdp_cost),
+        ("cores", cores::cores),
         ("veth", veth::veth_throughput),
         ("drain", drain::drain_cost),
         ("scoring", scoring::scoring_throughput),
