@@ -10,7 +10,7 @@ use netanom::{
 use netanom_common::{
     Event,
     flow::{FlowRecord, FlowTimeouts},
-    mitigate::{BlockEntry, Origin, RateLimit},
+    mitigate::{Origin, RateLimit},
 };
 use netanom_lab::{Endpoint, StateDirs, frames, require_root, test_endpoints};
 
@@ -131,17 +131,14 @@ fn dropped_packets_touch_no_flow_or_aggregate_entry() {
 /// 2001:db8:bad:1::/64 (in the tries) for an hour.
 fn put_blocks(tables: &mut KernelTables, blocked_host: &Endpoint) {
     let now = mono_now_ns();
-    let entry = BlockEntry {
-        expires_ns: now + 3_600_000_000_000,
-        added_ns: now,
-        packets: 0,
-        bytes: 0,
-        ttl_s: 3600,
+    let entry = netanom::respond::enforcer::NewBlock {
+        now_ns: now,
+        ttl: std::time::Duration::from_secs(3600),
         strikes: 1,
-        origin: Origin::Manual as u32,
-        _pad: 0,
-        reason: netanom::respond::enforcer::reason_bytes("drop test"),
-    };
+        origin: Origin::Manual,
+        reason: "drop test",
+    }
+    .entry(None);
     for prefix in [
         Cidr::V4 {
             addr: blocked_host.ipv4,

@@ -16,7 +16,7 @@ use crate::{
     },
     pipeline::clock::{Clock as _, SystemClock},
     pipeline::config::Config,
-    respond::{Cidr, Enforcer as _, KernelTables, enforcer::reason_bytes},
+    respond::{Cidr, Enforcer as _, KernelTables, enforcer::NewBlock},
 };
 
 #[derive(Debug, Args)]
@@ -293,17 +293,14 @@ fn add(
     }
     let now = SystemClock::new().now().mono_ns;
     let old = tables.block_entry(cidr)?;
-    let entry = BlockEntry {
-        expires_ns: ttl.map_or(0, |t| now + u64::from(t) * 1_000_000_000),
-        added_ns: now,
-        packets: old.map_or(0, |e| e.packets),
-        bytes: old.map_or(0, |e| e.bytes),
-        ttl_s: ttl.unwrap_or(0),
+    let entry = NewBlock {
+        now_ns: now,
+        ttl: std::time::Duration::from_secs(ttl.map_or(0, u64::from)),
         strikes: old.map_or(1, |e| e.strikes.max(1)),
-        origin: Origin::Manual as u32,
-        _pad: 0,
-        reason: reason_bytes(reason),
-    };
+        origin: Origin::Manual,
+        reason,
+    }
+    .entry(old);
     tables.put_block(cidr, &entry)?;
     match ttl {
         Some(t) => println!("blocked {cidr} for {t} s"),

@@ -15,7 +15,7 @@
 //!   dated more than that ahead of this clock is rejected (`skew`);
 //! - idempotent: a decision that changes nothing here (the same block, or a longer one, is in
 //!   force) is a `duplicate`, so delivering it twice, or replaying the stream, changes nothing.
-use std::net::IpAddr;
+use std::{net::IpAddr, time::Duration};
 
 use netanom_common::{
     mitigate::{BlockEntry, Origin, PatternKey, RateLimit},
@@ -26,7 +26,10 @@ use super::{
     config::FleetConfig,
     message::{Action, DecisionMsg},
 };
-use crate::respond::{Cidr, EnforceError, Enforcer, enforcer::pattern_key, enforcer::reason_bytes};
+use crate::respond::{
+    Cidr, EnforceError, Enforcer,
+    enforcer::{NewBlock, pattern_key},
+};
 
 /// Clock skew tolerated between gateways, seconds.
 pub const SKEW_S: f64 = 30.0;
@@ -225,16 +228,18 @@ impl Rules<'_> {
         if lists.fleet_blocks(&prefix, now.mono_ns)? >= self.cfg.max_remote_blocks as usize {
             return Ok(Some(Ignored::Cap));
         }
+        let reason = fleet_reason(&m.gateway, &m.reason);
         let entry = BlockEntry {
+            // The origin's absolute expiry (mapped to this clock), not now + TTL.
             expires_ns,
-            added_ns: now.mono_ns,
-            packets: old.map_or(0, |e| e.packets),
-            bytes: old.map_or(0, |e| e.bytes),
-            ttl_s: m.ttl_s,
-            strikes: m.strikes.max(old.map_or(1, |e| e.strikes)).max(1),
-            origin: Origin::Fleet as u32,
-            _pad: 0,
-            reason: reason_bytes(&fleet_reason(&m.gateway, &m.reason)),
+            ..NewBlock {
+                now_ns: now.mono_ns,
+                ttl: Duration::from_secs(u64::from(m.ttl_s)),
+                strikes: m.strikes.max(old.map_or(1, |e| e.strikes)).max(1),
+                origin: Origin::Fleet,
+                reason: &reason,
+            }
+            .entry(old)
         };
         lists.set_block(&prefix, &entry)?;
         Ok(None)

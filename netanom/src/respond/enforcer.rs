@@ -140,6 +140,37 @@ pub fn reason_bytes(reason: &str) -> [u8; REASON_LEN] {
     out
 }
 
+/// What a new block needs: when it is installed, for how long, the how-manieth, by whom, why.
+#[derive(Clone, Copy, Debug)]
+pub struct NewBlock<'a> {
+    pub now_ns: u64,
+    /// Zero: never expires.
+    pub ttl: std::time::Duration,
+    pub strikes: u32,
+    pub origin: Origin,
+    pub reason: &'a str,
+}
+
+impl NewBlock<'_> {
+    /// The entry, keeping the drop counts of the entry it replaces (`previous`).
+    pub fn entry(&self, previous: Option<BlockEntry>) -> BlockEntry {
+        BlockEntry {
+            expires_ns: match self.ttl.as_nanos() {
+                0 => 0,
+                t => self.now_ns.saturating_add(u64::try_from(t).unwrap_or(u64::MAX)),
+            },
+            added_ns: self.now_ns,
+            packets: previous.map_or(0, |e| e.packets),
+            bytes: previous.map_or(0, |e| e.bytes),
+            ttl_s: u32::try_from(self.ttl.as_secs()).unwrap_or(u32::MAX),
+            strikes: self.strikes,
+            origin: self.origin as u32,
+            _pad: 0,
+            reason: reason_bytes(self.reason),
+        }
+    }
+}
+
 /// The kernel's pattern key for a destination service and TCP flags.
 pub fn pattern_key(dst: IpAddr, port: u16, proto: u8, tcp_flags: u8) -> PatternKey {
     let (addr, family) = match dst {

@@ -12,7 +12,7 @@ use super::{
     alert::{Action, BlockInfo},
     config::Mode,
     decision::Decision,
-    enforcer::{EnforceError, reason_bytes},
+    enforcer::{EnforceError, NewBlock},
     prefix::Cidr,
     responder::Responder,
 };
@@ -90,17 +90,14 @@ impl Responder {
         f: &Finding,
         now: Instant,
     ) -> Result<(), EnforceError> {
-        let entry = BlockEntry {
-            expires_ns: now.mono_ns + ttl.as_nanos() as u64,
-            added_ns: now.mono_ns,
-            packets: existing.map_or(0, |e| e.packets),
-            bytes: existing.map_or(0, |e| e.bytes),
-            ttl_s: ttl.as_secs() as u32,
+        let entry = NewBlock {
+            now_ns: now.mono_ns,
+            ttl,
             strikes,
-            origin: Origin::Agent as u32,
-            _pad: 0,
-            reason: reason_bytes(f.kind.as_str()),
-        };
+            origin: Origin::Agent,
+            reason: f.kind.as_str(),
+        }
+        .entry(existing);
         self.enforcer.put_block(prefix, &entry)?;
         self.decided(
             Decision::Block {

@@ -14,7 +14,7 @@ use netanom_common::{
 };
 use serde_json::Value;
 
-use super::{enforcer::reason_bytes, *};
+use super::*;
 use crate::{
     detect::{Finding, Kind, Subject},
     sinks::alerts::{MemoryBuffer, memory},
@@ -298,17 +298,14 @@ fn max_blocks_trips_the_breaker_and_blocking_resumes_once_blocks_expired() {
     assert!(!r.breaker_open());
     // A cap counts active blocks of every origin: with a manual block and .22, the cap is
     // reached again.
-    let manual = BlockEntry {
-        expires_ns: later.mono_ns + 60 * NS_PER_S,
-        added_ns: later.mono_ns,
-        packets: 0,
-        bytes: 0,
-        ttl_s: 60,
+    let manual = enforcer::NewBlock {
+        now_ns: later.mono_ns,
+        ttl: std::time::Duration::from_secs(60),
         strikes: 1,
-        origin: Origin::Manual as u32,
-        _pad: 0,
-        reason: reason_bytes("operator"),
-    };
+        origin: Origin::Manual,
+        reason: "operator",
+    }
+    .entry(None);
     r.responder
         .enforcer()
         .put_block(&Cidr::host(ip(99)), &manual)

@@ -8,7 +8,7 @@ use netanom::{
     respond::{Cidr, Enforcer as _, KernelTables, enforcer::pattern_key, kernel},
 };
 use netanom_common::{
-    mitigate::{BlockEntry, Origin, RateLimit},
+    mitigate::{Origin, RateLimit},
     names,
 };
 use netanom_lab::{Endpoint, StateDirs, frames, test_endpoints as endpoints};
@@ -152,17 +152,14 @@ fn mitigation_rows(r: &mut Report, dp: &mut Datapath, dirs: &StateDirs, repeat: 
     let (a, b) = endpoints();
     let mut tables = KernelTables::open(&dirs.pin_dir)?;
     let now = mono_now_ns();
-    let entry = BlockEntry {
-        expires_ns: now + 3_600_000_000_000,
-        added_ns: now,
-        packets: 0,
-        bytes: 0,
-        ttl_s: 3600,
+    let entry = netanom::respond::enforcer::NewBlock {
+        now_ns: now,
+        ttl: std::time::Duration::from_secs(3600),
         strikes: 1,
-        origin: Origin::Manual as u32,
-        _pad: 0,
-        reason: netanom::respond::enforcer::reason_bytes("benchmark"),
-    };
+        origin: Origin::Manual,
+        reason: "benchmark",
+    }
+    .entry(None);
     let blocked = |i: u32| {
         (
             Ipv4Addr::from(0xc613_8000 | i),
