@@ -138,17 +138,17 @@ impl Detector {
     fn judge_channel(&mut self, key: &ChannelKey, score: Option<f64>, threshold: f64) -> Option<Finding> {
         let cfg = &self.cfg;
         let c = self.channels.get(key)?;
-        let regular = c.recent().regularity().filter(|r| {
+        let measured = c.recent().regularity();
+        log::debug!(
+            "channel {key:?}: {} flows, sequence score {score:?}, regularity {measured:?}",
+            c.flows()
+        );
+        let regular = measured.filter(|r| {
             r.period_s >= cfg.beacon_min_period
                 && r.gap_dispersion <= cfg.beacon_max_gap_dispersion
                 && r.size_dispersion <= cfg.beacon_max_size_dispersion
         });
         let model_hit = score.is_some_and(|s| s > threshold);
-        log::debug!(
-            "channel {key:?}: {} flows, sequence score {score:?}, regularity {:?}",
-            c.flows(),
-            c.recent().regularity()
-        );
         if !model_hit && regular.is_none() {
             return None;
         }

@@ -8,7 +8,7 @@
 //! `sequence.json` scores no channels.
 use std::path::Path;
 
-use ort::{session::Session, value::Tensor};
+use ort::{session::Session, value::TensorRef};
 use serde_json::Value;
 
 use super::{
@@ -73,6 +73,8 @@ impl SequenceSpec {
         }
         let graph = root.get("graph")?;
         let m = root.get("model")?;
+        let scoring = root.get("scoring")?;
+        let threshold = scoring.get("threshold")?.f64()?;
         let model = ModelSpec {
             name: "sequence".into(),
             file: m.get("file")?.str()?.to_owned(),
@@ -80,9 +82,8 @@ impl SequenceSpec {
             bytes: m.opt("bytes")?.map(|b| b.u64()).transpose()?,
             input: "letters".into(),
             output: graph.get("output")?.get("name")?.str()?.to_owned(),
-            threshold: 0.0,
+            threshold,
         };
-        let scoring = root.get("scoring")?;
         let mut operating_points = Vec::new();
         for p in scoring
             .opt("operating_points")?
@@ -97,13 +98,10 @@ impl SequenceSpec {
             return Err(root.get("window")?.get("max_len")?.err("must be at least 1"));
         }
         Ok(SequenceSpec {
-            model: ModelSpec {
-                threshold: scoring.get("threshold")?.f64()?,
-                ..model
-            },
+            model,
             max_len: max_len as usize,
             min_flows: scoring.get("min_flows")?.u64()?.clamp(1, u64::from(u32::MAX)) as u32,
-            threshold: scoring.get("threshold")?.f64()?,
+            threshold,
             operating_points,
         })
     }
@@ -246,8 +244,8 @@ impl SequenceModel {
             detail: e.to_string(),
         };
         let n = rows.len();
-        let letters = Tensor::from_array(([n, width], self.letters.clone())).map_err(err)?;
-        let lengths = Tensor::from_array(([n], self.lengths.clone())).map_err(err)?;
+        let letters = TensorRef::from_array_view(([n, width], &self.letters[..])).map_err(err)?;
+        let lengths = TensorRef::from_array_view(([n], &self.lengths[..])).map_err(err)?;
         let outputs = self
             .session
             .run(ort::inputs!["letters" => letters, "lengths" => lengths])

@@ -40,6 +40,8 @@ pub struct Stage {
     pub sequence: Option<SequenceModel>,
     rows: Vec<f32>,
     failed_once: bool,
+    /// The sequence model's failures are logged once too, apart from the flow models'.
+    channels_failed_once: bool,
 }
 
 impl Stage {
@@ -63,6 +65,7 @@ impl Stage {
             sequence: None,
             rows: Vec::new(),
             failed_once: false,
+            channels_failed_once: false,
         }
     }
 
@@ -180,9 +183,9 @@ impl Stage {
             }
             Ok(_) => {}
             Err(e) => {
-                if !self.failed_once {
+                if !self.channels_failed_once {
                     log::error!("scoring channel letters with the sequence model failed: {e}");
-                    self.failed_once = true;
+                    self.channels_failed_once = true;
                 }
             }
         }
